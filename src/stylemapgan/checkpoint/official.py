@@ -1,0 +1,185 @@
+"""Read checkpoints of the official naver-ai/StyleMapGAN code and map them onto our networks.
+
+An official file is a `torch.save` dict ('g_ema', 'e_ema', optionally 'generator', 'encoder', 'discriminator',
+optimizer states) plus 'train_args', an argparse.Namespace. It is read with `torch.load(weights_only=True)`
+and only argparse.Namespace allow-listed, so loading it never runs code. Every key is mapped by a rule below;
+blur-kernel buffers are checked against ours and dropped; anything unmapped or mis-shaped is an error by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stylemapgan.checkpoint.io import Checkpoint, CheckpointError, default_provenance, file_sha256
+from stylemapgan.config import ConfigError, ModelConfig
+from stylemapgan.ops import make_blur_kernel
+
+# official top-level key -> (our network name, layout family)
+OFFICIAL_NETWORKS = {
+    "g_ema": ("g_ema", "generator"),
+    "generator": ("generator", "generator"),
+    "e_ema": ("e_ema", "encoder"),
+    "encoder": ("encoder", "encoder"),
+    "discriminator": ("discriminator", "discriminator"),
+}
+
+_NORM_BUFFER = r"(running_mean|running_var|num_batches_tracked)"
+
+
+def _modulated(prefix_official: str, prefix_ours: str) -> list[tuple[str, str]]:
+    return [
+        (rf"{prefix_official}\.conv\.weight", f"{prefix_ours}.weight"),
+        (rf"{prefix_official}\.conv\.(gamma|beta)\.(weight|bias)", f"{prefix_ours}.modulation.\\2"),
+        (rf"{prefix_official}\.activate\.bias", f"{prefix_ours}.bias"),
+        (rf"{prefix_official}\.conv\.norm\.{_NORM_BUFFER}", f"{prefix_ours}.norm.\\1"),
+    ]
+
+
+_RES_BLOCK = [
+    (r"conv1\.0\.weight", "conv1.weight"),
+    (r"conv1\.1\.bias", "conv1.bias"),
+    (r"conv2\.1\.weight", "conv2.weight"),
+    (r"conv2\.2\.bias", "conv2.bias"),
+    (r"skip\.1\.weight", "skip.weight"),
+]
+
+RULES: dict[str, list[tuple[str, str]]] = {
+    "generator": [
+        (r"mapping_z\.(\d+)\.(weight|bias)", "mapping.layers.{prev}.\\2"),
+        (r"decoder\.input\.input", "synthesis.const"),
+        *_modulated(r"decoder\.conv1", "synthesis.conv"),
+        *_modulated(r"decoder\.convs\.(\d+)\.conv1", "synthesis.blocks.\\1.conv_up"),
+        *_modulated(r"decoder\.convs\.(\d+)\.conv2", "synthesis.blocks.\\1.conv"),
+        (r"decoder\.convs\.(\d+)\.skip\.0\.weight", "synthesis.blocks.\\1.skip.weight"),
+        (r"decoder\.convs_latent\.(\d+)\.0\.weight", "resizer.layers.\\1.weight"),
+        (r"decoder\.convs_latent\.(\d+)\.[12]\.bias", "resizer.layers.\\1.bias"),
+        *_modulated(r"decoder\.to_rgb", "synthesis.to_rgb"),
+    ],
+    "encoder": [
+        (r"from_rgb\.0\.weight", "from_rgb.weight"),
+        (r"from_rgb\.1\.bias", "from_rgb.bias"),
+        *[(rf"convs\.(\d+)\.{a}", f"blocks.\\1.{b}") for a, b in _RES_BLOCK],
+        (r"final_conv\.0\.weight", "to_stylemap.weight"),
+        (r"final_conv\.1\.bias", "to_stylemap.bias"),
+    ],
+    "discriminator": [
+        (r"convs\.0\.0\.weight", "from_rgb.weight"),
+        (r"convs\.0\.1\.bias", "from_rgb.bias"),
+        *[(rf"convs\.(\d+)\.{a}", "blocks.{prev}." + b) for a, b in _RES_BLOCK],
+        (r"final_conv\.0\.weight", "final_conv.weight"),
+        (r"final_conv\.1\.bias", "final_conv.bias"),
+        (r"final_linear\.0\.(weight|bias)", "final_linear.\\1"),
+        (r"final_linear\.1\.(weight|bias)", "out.\\1"),
+    ],
+}
+
+_KERNEL_KEY = re.compile(r".*\.kernel$")
+
+
+def _rename(family: str, key: str) -> str | None:
+    """Our key for an official key. `{prev}` in a target stands for the first number in the key minus one
+    (official mapping layers count from 1 after PixelNorm; official D blocks count from 1 after from_rgb)."""
+    for pattern, target in RULES[family]:
+        m = re.fullmatch(pattern, key)
+        if m:
+            return m.expand(target.replace("{prev}", str(int(m.group(1)) - 1)))
+    return None
+
+
+def convert_state_dict(family: str, official: dict[str, torch.Tensor], where: str) -> dict[str, torch.Tensor]:
+    """Official state dict -> ours (gamma and beta fused into one modulation conv). Errors name the key."""
+    blur = make_blur_kernel((1, 3, 3, 1))
+    out: dict[str, torch.Tensor] = {}
+    pending: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in official.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{where}: key {key!r} is a {type(value).__name__}, expected a tensor")
+        if _KERNEL_KEY.fullmatch(key):
+            if tuple(value.shape) != (4, 4) or not (
+                torch.allclose(value.float(), blur, atol=1e-6) or torch.allclose(value.float(), blur * 4, atol=1e-6)
+            ):
+                raise CheckpointError(f"{where}: blur kernel {key!r} is not the [1,3,3,1] kernel")
+            continue
+        ours = _rename(family, key)
+        if ours is None:
+            raise CheckpointError(f"{where}: unexpected key {key!r} (no mapping for the official {family})")
+        if ".conv.weight" in key and value.ndim == 5:  # official modulated weight [1, out, in, k, k]
+            value = value[0]
+        part = re.search(r"\.conv\.(gamma|beta)\.", key)
+        if part:
+            pending.setdefault(ours, {})[part.group(1)] = value
+            continue
+        if ours in out:
+            raise CheckpointError(f"{where}: two official keys map to {ours!r}")
+        out[ours] = value
+    for ours, parts in pending.items():
+        if set(parts) != {"gamma", "beta"}:
+            raise CheckpointError(f"{where}: {ours!r} needs both gamma and beta, found only {sorted(parts)}")
+        out[ours] = torch.cat([parts["gamma"], parts["beta"]], dim=0)
+    return out
+
+
+def config_from_train_args(args: Any, where: str) -> ModelConfig:
+    """Model config from the official `train_args` Namespace (or a dict of the same fields)."""
+    fields = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+    mapping: dict[str, tuple[str, Callable[[Any], Any]]] = {
+        "size": ("size", int),
+        "latent_spatial_size": ("latent_spatial_size", int),
+        "latent_channel_size": ("latent_channels", int),
+        "mapping_layer_num": ("mapping_layers", int),
+        "lr_mul": ("lr_mul", float),
+        "channel_multiplier": ("channel_multiplier", int),
+        "normalize_mode": ("normalize_mode", str),
+        "small_generator": ("small_generator", bool),
+    }
+    kwargs = {}
+    for theirs, (ours, cast) in mapping.items():
+        if theirs in fields:
+            kwargs[ours] = cast(fields[theirs])
+    for required in ("size", "latent_spatial_size"):
+        if required not in kwargs:
+            raise CheckpointError(f"{where}: train_args lacks {required!r}; cannot rebuild the model")
+    try:
+        return ModelConfig(**kwargs)
+    except ConfigError as exc:
+        raise CheckpointError(f"{where}: train_args describe an unsupported model: {exc}") from None
+
+
+def convert_official(raw: dict[str, Any], where: str) -> Checkpoint:
+    """An official checkpoint dict (already safely loaded) -> our Checkpoint. Optimizer states are dropped."""
+    if not isinstance(raw, dict) or "train_args" not in raw:
+        raise CheckpointError(f"{where}: not an official StyleMapGAN checkpoint (no 'train_args')")
+    config = config_from_train_args(raw["train_args"], where)
+    networks = {}
+    for key, (ours, family) in OFFICIAL_NETWORKS.items():
+        if key in raw:
+            networks[ours] = convert_state_dict(family, raw[key], f"{where} [{key}]")
+    if "g_ema" not in networks:
+        raise CheckpointError(f"{where}: official checkpoint has no 'g_ema'")
+    from stylemapgan.checkpoint.models import check_state_dicts
+
+    check_state_dicts(config, networks, where)
+    return Checkpoint(config, networks)
+
+
+def load_official(path: str | Path) -> Checkpoint:
+    path = Path(path)
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... on bad files
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: cannot read as an official checkpoint ({first_line})") from None
+    ckpt = convert_official(raw, str(path))
+    ckpt.provenance = default_provenance(f"converted from official checkpoint {path.name}")
+    ckpt.provenance["source_sha256"] = file_sha256(path)
+    ckpt.provenance["official_train_args"] = {
+        k: v for k, v in vars(raw["train_args"]).items() if isinstance(v, str | int | float | bool) or v is None
+    } if isinstance(raw["train_args"], argparse.Namespace) else {}
+    return ckpt

@@ -1,0 +1,98 @@
+"""Model subcommands: info, init, convert."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from stylemapgan.checkpoint import Checkpoint, fresh_checkpoint, load_checkpoint, save_checkpoint
+from stylemapgan.checkpoint.io import default_provenance, file_sha256
+from stylemapgan.config import PRESETS, ModelConfig, get_preset
+from stylemapgan.networks import Discriminator, Encoder, Generator
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("info", help="print a model's config, parameter counts and provenance")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("ckpt", nargs="?", help="checkpoint file (ours or official)")
+    src.add_argument("--preset", choices=sorted(PRESETS), help="describe a named preset instead")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(handler=cmd_info)
+
+    p = subparsers.add_parser("init", help="write a freshly initialised checkpoint (seeded)")
+    p.add_argument("out", help="output checkpoint path (.safetensors)")
+    p.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=cmd_init)
+
+    p = subparsers.add_parser("convert", help="convert an official naver-ai/StyleMapGAN .pt checkpoint to ours")
+    p.add_argument("official", help="official checkpoint (.pt)")
+    p.add_argument("out", help="output checkpoint path (.safetensors)")
+    p.set_defaults(handler=cmd_convert)
+
+
+def parameter_counts(config: ModelConfig) -> dict[str, int]:
+    import torch
+
+    with torch.device("meta"):
+        nets = {"generator": Generator(config), "encoder": Encoder(config), "discriminator": Discriminator(config)}
+    return {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
+
+
+def describe(config: ModelConfig, provenance: dict, networks: list[str], source: str) -> dict:
+    return {
+        "source": source,
+        "config": config.to_dict(),
+        "parameters": parameter_counts(config),
+        "networks_in_file": networks,
+        "provenance": provenance,
+    }
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    if args.preset:
+        preset = get_preset(args.preset)
+        info = describe(preset.model, {"preset": preset.name, "description": preset.description}, [],
+                        f"preset {preset.name}")
+    else:
+        ckpt = load_checkpoint(args.ckpt)
+        info = describe(ckpt.config, ckpt.provenance, sorted(ckpt.networks), str(args.ckpt))
+        if ckpt.training is not None:
+            info["training"] = {k: v for k, v in ckpt.training.items() if isinstance(v, int | float | str)}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"source: {info['source']}")
+    print("config:")
+    for key, value in info["config"].items():
+        print(f"  {key}: {value}")
+    print("parameters:")
+    for name, count in info["parameters"].items():
+        print(f"  {name:<14} {count / 1e6:8.2f}M  ({count:,})")
+    if info["networks_in_file"]:
+        print(f"networks in file: {', '.join(info['networks_in_file'])}")
+    if "training" in info:
+        print("training: " + ", ".join(f"{k}={v}" for k, v in info["training"].items()))
+    print("provenance:")
+    for key, value in info["provenance"].items():
+        print(f"  {key}: {value}")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    preset = get_preset(args.preset)
+    ckpt = fresh_checkpoint(preset.model, args.seed, f"init --preset {preset.name} --seed {args.seed}")
+    save_checkpoint(args.out, ckpt)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    src = Path(args.official)
+    ckpt = load_checkpoint(src)
+    if ckpt.provenance.get("source", "").startswith("converted from official") is False:
+        ckpt.provenance = {**default_provenance(f"copied from {src.name}"), "source_sha256": file_sha256(src)}
+    save_checkpoint(args.out, Checkpoint(ckpt.config, ckpt.networks, None, ckpt.provenance))
+    print(f"converted {src} -> {args.out} (networks: {', '.join(sorted(ckpt.networks))})")
+    return 0

@@ -13,6 +13,7 @@ import sys
 COMMAND_MODULES = [
     "stylemapgan.cli.models",
     "stylemapgan.cli.data",
+    "stylemapgan.cli.train",
 ]
 
 

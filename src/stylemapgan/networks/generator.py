@@ -180,7 +180,8 @@ class SynthesisNetwork(nn.Module):
         return [*layers, self.to_rgb]
 
     def forward(self, styles: list[torch.Tensor]) -> torch.Tensor:
-        return self.forward_modulated([m.modulation_params(t) for m, t in zip(self.modulated_layers(), styles)])
+        layers = self.modulated_layers()
+        return self.forward_modulated([m.modulation_params(t) for m, t in zip(layers, styles, strict=True)])
 
     def forward_modulated(self, gamma_betas: list[torch.Tensor]) -> torch.Tensor:
         """Synthesis from precomputed [gamma | beta] per modulated layer (see ModulatedConv)."""

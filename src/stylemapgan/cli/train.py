@@ -1,0 +1,98 @@
+"""`stylemapgan train`: single process, or under `torchrun -m stylemapgan train` for many GPUs / machines."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from stylemapgan.cli import CLIError
+from stylemapgan.config import PRESETS, get_preset
+from stylemapgan.training.config import PERCEPTUAL_KINDS, TrainConfig
+
+_TRAIN_OPTIONS: list[tuple[str, type, str]] = [
+    ("lr", float, "Adam learning rate of G and E (D uses lr * k/(k+1))"),
+    ("ema_decay", float, "EMA decay of G and E"),
+    ("r1_gamma", float, "R1 weight gamma"),
+    ("d_reg_every", int, "lazy R1 interval"),
+    ("lambda_adv", float, "weight of G's non-saturating loss"),
+    ("lambda_w_rec", float, "weight of E's latent reconstruction loss"),
+    ("lambda_d", float, "weight of D's logistic loss"),
+    ("lambda_indomain_d", float, "weight of D's in-domain term"),
+    ("lambda_x_rec", float, "weight of the image MSE in the reconstruction step"),
+    ("lambda_perceptual", float, "weight of LPIPS in the reconstruction step"),
+    ("lambda_indomain_e", float, "weight of the in-domain adversarial term for E and G"),
+    ("checkpoint_every", int, "iterations between checkpoints"),
+    ("keep_checkpoints", int, "how many recent checkpoints to keep"),
+    ("log_every", int, "iterations between JSONL/TensorBoard loss records"),
+    ("sample_every", int, "iterations between sample grids"),
+    ("val_every", int, "iterations between validation MSE/LPIPS"),
+    ("val_count", int, "held-out images used for validation"),
+    ("num_workers", int, "DataLoader workers per process"),
+]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train", help="train StyleMapGAN (G, E, D jointly, the paper's objective)",
+        description="Train StyleMapGAN. Multi-GPU / multi-node: torchrun --nproc_per_node=K -m stylemapgan train ...",
+    )
+    p.add_argument("--data", required=True, help="prepared dataset (stylemapgan prepare / datasets build) or official LMDB")
+    p.add_argument("--outdir", required=True, help="run directory: checkpoints, logs, samples")
+    p.add_argument("--preset", default="paper-256", choices=sorted(PRESETS), help="model preset (default paper-256)")
+    p.add_argument("--iters", type=int, default=None, help="total iterations (default: 1.4M as the paper)")
+    p.add_argument("--batch", type=int, default=None, help="GLOBAL batch across all processes (default: preset's)")
+    p.add_argument("--resume", default=None, help="run directory or checkpoint to continue (restores everything)")
+    p.add_argument("--perceptual", choices=PERCEPTUAL_KINDS, default="stlpips-vgg")
+    p.add_argument("--no-hflip", dest="hflip", action="store_false", help="disable horizontal-flip augmentation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast for forward passes")
+    p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls/convs on CUDA")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    for name, kind, text in _TRAIN_OPTIONS:
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None, help=text)
+    p.set_defaults(handler=cmd_train)
+
+
+def train_config_from_args(args: argparse.Namespace, preset_batch: int) -> TrainConfig:
+    overrides: dict[str, Any] = {name: getattr(args, name) for name, _, _ in _TRAIN_OPTIONS
+                                 if getattr(args, name) is not None}
+    overrides.update(perceptual=args.perceptual, hflip=args.hflip, seed=args.seed, amp_bf16=args.bf16,
+                     tf32=args.tf32, batch=args.batch or preset_batch)
+    if args.iters is not None:
+        overrides["iters"] = args.iters
+    return TrainConfig(**overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from stylemapgan.data import open_dataset
+    from stylemapgan.training.run import TrainingRun
+    from stylemapgan.training.trainer import TrainingDiverged
+
+    preset = get_preset(args.preset)
+    try:
+        train_config = train_config_from_args(args, preset.batch)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    train_data = open_dataset(args.data, split="train")
+    try:
+        val_data = open_dataset(args.data, split="test")
+    except (KeyError, ValueError, FileNotFoundError):
+        val_data = None
+    run = TrainingRun(
+        preset.model, train_config, train_data, args.outdir, val_data=val_data, device=args.device,
+        resume=args.resume, data_description={"path": str(args.data), "train_images": len(train_data)},
+        progress=args.progress,
+    )
+    try:
+        result = run.run()
+    except TrainingDiverged as exc:
+        print(f"stylemapgan train: error: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        run.close()
+    if run.dist.is_main:
+        how = "stopped by signal" if result.stopped_by_signal else "finished"
+        print(f"{how} at iteration {result.iteration}; last checkpoint: {result.last_checkpoint}")
+    return 0

@@ -1,0 +1,63 @@
+"""Training settings. Defaults are the official ones (spec section 2); every weight and interval is an option."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+PERCEPTUAL_KINDS = ("stlpips-vgg", "stlpips-alex", "lpips-vgg", "none")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch: int = 16  # global batch, split across ranks
+    iters: int = 1_400_000
+    lr: float = 0.002
+    ema_decay: float = 0.999
+    r1_gamma: float = 10.0
+    d_reg_every: int = 16
+    lambda_adv: float = 1.0  # G non-saturating loss
+    lambda_w_rec: float = 1.0  # E latent reconstruction on generated images
+    lambda_d: float = 1.0  # D logistic loss
+    lambda_indomain_d: float = 1.0  # D on G(E(x)) as fake
+    lambda_x_rec: float = 1.0  # MSE(x, G(E(x)))
+    lambda_perceptual: float = 1.0  # LPIPS(x, G(E(x)))
+    lambda_indomain_e: float = 1.0  # softplus(-D(G(E(x)))) for E and G
+    perceptual: str = "stlpips-vgg"
+    hflip: bool = True
+    seed: int = 0
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    sample_every: int = 500
+    val_every: int = 1000
+    val_count: int = 64
+    num_workers: int = 2
+    amp_bf16: bool = False  # autocast in bf16 (CUDA, or CPU with support)
+    tf32: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise ValueError(f"batch: must be >= 1, got {self.batch}")
+        if self.perceptual not in PERCEPTUAL_KINDS:
+            raise ValueError(f"perceptual: must be one of {PERCEPTUAL_KINDS}, got {self.perceptual!r}")
+        for name in ("d_reg_every", "checkpoint_every", "keep_checkpoints", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def d_reg_ratio(self) -> float:
+        """Lazy-regularisation correction for D's Adam (StyleGAN2): lr and betas scaled by k / (k + 1)."""
+        return self.d_reg_every / (self.d_reg_every + 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)

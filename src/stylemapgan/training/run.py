@@ -1,0 +1,276 @@
+"""A whole training run: checkpoints (atomic, last K kept), resume, signals, logs, samples, validation.
+
+The run directory holds `checkpoints/ckpt-NNNNNNN.safetensors`, `log.jsonl` (every logged loss),
+`samples/` (fixed-z samples and reconstructions of fixed held-out images, as PNG grids), `val.jsonl`
+(validation MSE / LPIPS of the EMA networks) and TensorBoard event files when `tensorboard` is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from stylemapgan.checkpoint.io import (
+    Checkpoint,
+    CheckpointError,
+    default_provenance,
+    load_checkpoint,
+    save_checkpoint,
+)
+from stylemapgan.config import ModelConfig
+from stylemapgan.training.config import TrainConfig
+from stylemapgan.training.distributed import DistInfo, all_mean, barrier, init_from_env, shutdown
+from stylemapgan.training.trainer import Trainer, TrainingDiverged, collate_images
+from stylemapgan.utils.images import make_grid, save_png
+
+CHECKPOINT_GLOB = "ckpt-*.safetensors"
+
+
+def checkpoint_path(run_dir: Path, iteration: int) -> Path:
+    return run_dir / "checkpoints" / f"ckpt-{iteration:07d}.safetensors"
+
+
+def latest_checkpoint(run_or_ckpt: str | Path) -> Path:
+    """A checkpoint file, or the newest one in a run directory."""
+    path = Path(run_or_ckpt)
+    if path.is_file():
+        return path
+    found = sorted((path / "checkpoints").glob(CHECKPOINT_GLOB)) if path.is_dir() else []
+    if not found:
+        raise CheckpointError(f"{path}: no checkpoint to resume from (expected {path}/checkpoints/{CHECKPOINT_GLOB})")
+    return found[-1]
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a flag checked between iterations, so the run saves and exits cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class RunLogger:
+    """JSONL (always) and TensorBoard (when installed) on rank 0; silent elsewhere."""
+
+    def __init__(self, run_dir: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.run_dir = run_dir
+        self.tb = None
+        if enabled:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+            except ImportError:
+                self.tb = None
+
+    def scalars(self, file: str, iteration: int, values: dict[str, float], prefix: str) -> None:
+        if not self.enabled:
+            return
+        with open(self.run_dir / file, "a") as f:
+            f.write(json.dumps({"iteration": iteration, "time": round(time.time(), 3), **values}) + "\n")
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(f"{prefix}/{k}", v, iteration)
+
+    def image(self, tag: str, iteration: int, grid: Any) -> None:
+        if not self.enabled:
+            return
+        save_png(self.run_dir / "samples" / f"{tag}-{iteration:07d}.png", grid)
+        if self.tb is not None:
+            self.tb.add_image(tag, grid, iteration, dataformats="HWC")
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+@dataclass
+class RunResult:
+    iteration: int
+    stopped_by_signal: bool
+    last_checkpoint: Path | None
+
+
+class TrainingRun:
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        train_config: TrainConfig,
+        train_data: Dataset,
+        run_dir: str | Path,
+        *,
+        val_data: Dataset | None = None,
+        device: str | torch.device | None = None,
+        resume: str | Path | None = None,
+        dist_info: DistInfo | None = None,
+        data_description: dict[str, Any] | None = None,
+        progress: bool = True,
+    ) -> None:
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dist = dist_info or init_from_env(device.type)
+        if device.type == "cuda" and self.dist.enabled:
+            device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(device)
+        if train_config.tf32 and device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.run_dir = Path(run_dir)
+        self.val_data = val_data
+        self.progress = progress and self.dist.is_main
+        self.data_description = data_description or {}
+        resume_ckpt = None
+        if resume is not None:
+            resume_path = latest_checkpoint(resume)
+            resume_ckpt = load_checkpoint(resume_path)
+            if resume_ckpt.training is None:
+                raise CheckpointError(f"{resume_path}: has no training state (an inference-only checkpoint)")
+            model_config = resume_ckpt.config
+            saved = TrainConfig.from_dict(resume_ckpt.training["train_config"])
+            train_config = saved.replace(iters=train_config.iters)  # the objective stays as it was started
+        from stylemapgan.losses import build_perceptual
+
+        perceptual = build_perceptual(train_config.perceptual)
+        self.trainer = Trainer(
+            model_config, train_config, train_data, device=device, dist_info=self.dist, perceptual=perceptual
+        )
+        if resume_ckpt is not None:
+            self.trainer.load_state(resume_ckpt.networks, resume_ckpt.training)
+        self.cfg = train_config
+        self.logger = RunLogger(self.run_dir, self.dist.is_main)
+        fixed = torch.Generator().manual_seed(train_config.seed + 12345)
+        self.fixed_z = torch.randn(16, model_config.latent_channels, generator=fixed).to(device)
+        self.fixed_real = self._fixed_validation_images(8)
+
+    def _fixed_validation_images(self, count: int) -> torch.Tensor | None:
+        if self.val_data is None or len(self.val_data) == 0:
+            return None
+        n = min(count, len(self.val_data))
+        return collate_images([self.val_data[i] for i in range(n)]).to(self.trainer.device)
+
+    # ----- checkpoints ---------------------------------------------------------------------------------
+    def save(self) -> Path | None:
+        if not self.dist.is_main:
+            return None
+        t = self.trainer
+        provenance = default_provenance("train")
+        provenance.update({"iterations": t.iteration, "images_seen": t.iteration * self.cfg.batch,
+                           "data": self.data_description, "world_size": self.dist.world_size,
+                           "device": str(t.device)})
+        path = checkpoint_path(self.run_dir, t.iteration)
+        save_checkpoint(path, Checkpoint(t.model_config, t.networks_state(), t.training_state(), provenance))
+        existing = sorted((self.run_dir / "checkpoints").glob(CHECKPOINT_GLOB))
+        for old in existing[: -self.cfg.keep_checkpoints]:
+            old.unlink(missing_ok=True)
+        return path
+
+    # ----- periodic outputs ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def write_samples(self) -> None:
+        t = self.trainer
+        samples = t.g_ema(self.fixed_z)
+        self.logger.image("samples", t.iteration, make_grid(samples, nrow=8))
+        if self.fixed_real is not None:
+            rec = t.g_ema.decode(t.e_ema(self.fixed_real))
+            pairs = torch.stack([self.fixed_real, rec], 1).flatten(0, 1)
+            self.logger.image("reconstructions", t.iteration, make_grid(pairs, nrow=8))
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float] | None:
+        """Reconstruction MSE and LPIPS of the EMA networks on the first `val_count` held-out images."""
+        if self.val_data is None or not self.dist.is_main:
+            return None
+        t = self.trainer
+        n = min(self.cfg.val_count, len(self.val_data))
+        mse_sum, lpips_sum = 0.0, 0.0
+        for start in range(0, n, 16):
+            real = collate_images([self.val_data[i] for i in range(start, min(n, start + 16))]).to(t.device)
+            rec = t.g_ema.decode(t.e_ema(real))
+            mse_sum += F.mse_loss(rec, real, reduction="none").flatten(1).mean(1).sum().item()
+            if t.perceptual is not None:
+                lpips_sum += t.perceptual(real, rec).sum().item()
+        values = {"val_mse": mse_sum / n}
+        if t.perceptual is not None:
+            values["val_lpips"] = lpips_sum / n
+        self.logger.scalars("val.jsonl", t.iteration, values, "val")
+        return values
+
+    # ----- the loop ------------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        t, cfg = self.trainer, self.cfg
+        last: Path | None = None
+        stopped = False
+        start_iter, start_time = t.iteration, time.time()
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.iters, initial=t.iteration, dynamic_ncols=True, mininterval=1.0,
+                       file=sys.stderr, unit="it")
+        try:
+            with StopRequest() as stop:
+                while t.iteration < cfg.iters:
+                    losses = t.train_step()
+                    i = t.iteration
+                    if i % cfg.log_every == 0 or i == 1:
+                        elapsed = max(time.time() - start_time, 1e-9)
+                        rate = (i - start_iter) / elapsed
+                        self.logger.scalars("log.jsonl", i, {**losses, "it_per_s": rate,
+                                                              "img_per_s": rate * cfg.batch}, "train")
+                    if bar is not None:
+                        bar.update(1)
+                        rate = bar.format_dict.get("rate") or 0.0
+                        bar.set_postfix(img_s=f"{rate * cfg.batch:.1f}", g=f"{losses['g_adv']:.3f}",
+                                        d=f"{losses['d_adv']:.3f}", rec=f"{losses['x_rec']:.4f}", refresh=False)
+                    if i % cfg.sample_every == 0:
+                        self.write_samples()
+                    if i % cfg.val_every == 0:
+                        self.validate()
+                    if i % cfg.checkpoint_every == 0 or i == cfg.iters:
+                        last = self.save() or last
+                        barrier(self.dist)
+                    flag = torch.tensor([1.0 if stop.requested else 0.0])
+                    if all_mean(flag, self.dist).item() > 0:
+                        stopped = True
+                        if i % cfg.checkpoint_every != 0:
+                            last = self.save() or last
+                        barrier(self.dist)
+                        break
+        except TrainingDiverged as exc:
+            if self.dist.is_main:
+                keep = latest_checkpoint(self.run_dir) if list((self.run_dir / "checkpoints").glob(
+                    CHECKPOINT_GLOB)) else None
+                raise TrainingDiverged(f"{exc}; stopped without saving; last good checkpoint: {keep}") from None
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            self.logger.close()
+        if self.dist.is_main:
+            self.write_samples()
+        return RunResult(t.iteration, stopped, last)
+
+    def close(self) -> None:
+        shutdown(self.dist)

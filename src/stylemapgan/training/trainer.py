@@ -1,0 +1,282 @@
+"""One StyleMapGAN training iteration, in the official order (spec section 2), plus state save/restore.
+
+Per iteration: (1) G step: non-saturating loss updates G; latent reconstruction MSE(w, E(G(w))) updates E on
+detached fakes. (2) D step: logistic loss + in-domain term softplus(D(G(E(x)))). (3) Lazy R1 every
+`d_reg_every` iterations (from iteration 0). (4) Reconstruction step: MSE + LPIPS + softplus(-D(G(E(x))))
+updates E and G together. (5) EMA of G and E.
+
+All randomness of an iteration (z, flips) comes from the trainer's own CPU generator, and data order from the
+resumable sampler, so a run stopped at iteration N and resumed equals an uninterrupted one, bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from stylemapgan.config import ModelConfig
+from stylemapgan.networks import Discriminator, Encoder, Generator
+from stylemapgan.training.config import TrainConfig
+from stylemapgan.training.distributed import DistInfo, average_gradients
+from stylemapgan.training.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
+from stylemapgan.training.sampler import ResumableBatchSampler
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the run stops without saving over the last good checkpoint."""
+
+
+def collate_images(items: list[Any]) -> torch.Tensor:
+    """Stack dataset items (tensors, or dicts/tuples whose first/'image' entry is the image)."""
+    images = []
+    for item in items:
+        if isinstance(item, dict):
+            item = item["image"]
+        elif isinstance(item, tuple | list):
+            item = item[0]
+        images.append(item)
+    return torch.stack(images)
+
+
+def set_requires_grad(module: nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, live: nn.Module, decay: float) -> None:
+    """ema = decay * ema + (1 - decay) * live for parameters; buffers (norm statistics) are copied."""
+    for p_ema, p in zip(ema.parameters(), live.parameters(), strict=True):
+        p_ema.mul_(decay).add_(p.detach(), alpha=1 - decay)
+    for b_ema, b in zip(ema.buffers(), live.buffers(), strict=True):
+        b_ema.copy_(b)
+
+
+class Trainer:
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        train_config: TrainConfig,
+        dataset: Dataset,
+        *,
+        device: torch.device | str = "cpu",
+        dist_info: DistInfo | None = None,
+        perceptual: nn.Module | None = None,
+    ) -> None:
+        self.model_config = model_config
+        self.cfg = train_config
+        self.device = torch.device(device)
+        self.dist = dist_info or DistInfo()
+        if train_config.batch % self.dist.world_size:
+            raise ValueError(
+                f"--batch {train_config.batch} must be divisible by the number of processes {self.dist.world_size}"
+            )
+        self.local_batch = train_config.batch // self.dist.world_size
+        self.dataset = dataset
+
+        torch.manual_seed(train_config.seed)  # same initial weights on every rank
+        self.generator = Generator(model_config).to(self.device).train()
+        self.encoder = Encoder(model_config).to(self.device).train()
+        self.discriminator = Discriminator(model_config).to(self.device).train()
+        self.g_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        self.e_ema = copy.deepcopy(self.encoder).eval().requires_grad_(False)
+        self.perceptual = perceptual.to(self.device) if perceptual is not None else None
+
+        lr, ratio = train_config.lr, train_config.d_reg_ratio
+        self.g_optim = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=(0.0, 0.99))
+        self.e_optim = torch.optim.Adam(self.encoder.parameters(), lr=lr, betas=(0.0, 0.99))
+        self.d_optim = torch.optim.Adam(
+            self.discriminator.parameters(), lr=lr * ratio, betas=(0.0**ratio, 0.99**ratio)
+        )
+        self.rng = torch.Generator().manual_seed(train_config.seed + 1)
+        self.iteration = 0
+        self._batches: Iterator[torch.Tensor] | None = None
+
+    # ----- data and randomness -------------------------------------------------------------------------
+    def _rank_slice(self, global_tensor: torch.Tensor) -> torch.Tensor:
+        return global_tensor[self.dist.rank :: self.dist.world_size]
+
+    def noise(self) -> torch.Tensor:
+        z = torch.randn(self.cfg.batch, self.model_config.latent_channels, generator=self.rng)
+        return self._rank_slice(z).to(self.device)
+
+    def _loader(self) -> Iterator[torch.Tensor]:
+        sampler = ResumableBatchSampler(
+            len(self.dataset), self.cfg.batch, rank=self.dist.rank, world_size=self.dist.world_size,
+            seed=self.cfg.seed, start_batch=self.iteration,
+        )
+        loader = DataLoader(
+            self.dataset, batch_sampler=sampler, num_workers=self.cfg.num_workers, collate_fn=collate_images,
+            pin_memory=self.device.type == "cuda", persistent_workers=self.cfg.num_workers > 0,
+        )
+        return iter(loader)
+
+    def next_batch(self) -> torch.Tensor:
+        if self._batches is None:
+            self._batches = self._loader()
+        images = next(self._batches)
+        flips = self._rank_slice(torch.rand(self.cfg.batch, generator=self.rng) < 0.5)
+        if self.cfg.hflip:
+            images = torch.where(flips.view(-1, 1, 1, 1), images.flip(3), images)
+        return images.to(self.device, non_blocking=True)
+
+    def _autocast(self) -> AbstractContextManager[Any]:
+        if self.cfg.amp_bf16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    # ----- the four updates ----------------------------------------------------------------------------
+    def generator_step(self) -> dict[str, torch.Tensor]:
+        """G: non-saturating loss. E: MSE between a generated stylemap and E of its (detached) image."""
+        g, e, d = self.generator, self.encoder, self.discriminator
+        set_requires_grad(g, True)
+        set_requires_grad(e, True)
+        set_requires_grad(d, False)
+        z = self.noise()
+        with self._autocast():
+            stylemap = g.mapping(z)
+            fake = g.decode(stylemap)
+            adv = g_nonsaturating_loss(d(fake).float())
+        self.g_optim.zero_grad(set_to_none=True)
+        (adv * self.cfg.lambda_adv).backward()
+        average_gradients(g, self.dist)
+        self.g_optim.step()
+
+        with self._autocast():
+            w_rec = F.mse_loss(e(fake.detach()).float(), stylemap.detach().float())
+        self.e_optim.zero_grad(set_to_none=True)
+        (w_rec * self.cfg.lambda_w_rec).backward()
+        average_gradients(e, self.dist)
+        self.e_optim.step()
+        return {"g_adv": adv.detach(), "e_w_rec": w_rec.detach()}
+
+    def discriminator_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """D: logistic loss on real vs G(z), plus G(E(x)) as an extra fake (the in-domain term)."""
+        g, e, d = self.generator, self.encoder, self.discriminator
+        set_requires_grad(g, False)
+        set_requires_grad(e, False)
+        set_requires_grad(d, True)
+        z = self.noise()
+        with torch.no_grad(), self._autocast():
+            fake = g(z)
+            fake_rec = g.decode(e(real))
+        with self._autocast():
+            real_logits = d(real).float()
+            fake_logits = d(fake).float()
+            rec_logits = d(fake_rec).float()
+        d_adv = d_logistic_loss(real_logits, fake_logits)
+        indomain = F.softplus(rec_logits).mean()
+        self.d_optim.zero_grad(set_to_none=True)
+        (d_adv * self.cfg.lambda_d + indomain * self.cfg.lambda_indomain_d).backward()
+        average_gradients(d, self.dist)
+        self.d_optim.step()
+        return {
+            "d_adv": d_adv.detach(), "d_indomain": indomain.detach(),
+            "real_score": real_logits.detach().mean(), "fake_score": fake_logits.detach().mean(),
+        }
+
+    def r1_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Lazy R1: (gamma / 2) * R1 * d_reg_every, in fp32."""
+        d = self.discriminator
+        set_requires_grad(d, True)
+        real = real.detach().requires_grad_(True)
+        logits = d(real)
+        r1 = r1_penalty(logits, real)
+        self.d_optim.zero_grad(set_to_none=True)
+        (self.cfg.r1_gamma / 2 * r1 * self.cfg.d_reg_every + 0 * logits[0, 0]).backward()
+        average_gradients(d, self.dist)
+        self.d_optim.step()
+        return {"r1": r1.detach()}
+
+    def reconstruction_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """E and G together: MSE(x, G(E(x))) + LPIPS + softplus(-D(G(E(x))))."""
+        g, e, d = self.generator, self.encoder, self.discriminator
+        set_requires_grad(g, True)
+        set_requires_grad(e, True)
+        set_requires_grad(d, False)
+        with self._autocast():
+            rec = g.decode(e(real)).float()
+            x_rec = F.mse_loss(rec, real)
+            indomain = F.softplus(-d(rec).float()).mean()
+            percept = (
+                self.perceptual(real, rec).mean() if self.perceptual is not None and self.cfg.lambda_perceptual
+                else torch.zeros((), device=self.device)
+            )
+        loss = (x_rec * self.cfg.lambda_x_rec + percept.float() * self.cfg.lambda_perceptual
+                + indomain * self.cfg.lambda_indomain_e)
+        self.e_optim.zero_grad(set_to_none=True)
+        self.g_optim.zero_grad(set_to_none=True)
+        loss.backward()
+        average_gradients(e, self.dist)
+        average_gradients(g, self.dist)
+        self.e_optim.step()
+        self.g_optim.step()
+        return {"x_rec": x_rec.detach(), "perceptual": percept.detach(), "e_indomain": indomain.detach()}
+
+    def train_step(self) -> dict[str, float]:
+        """One full iteration; returns the losses as floats. Raises TrainingDiverged on NaN/inf."""
+        real = self.next_batch()
+        losses = self.generator_step()
+        losses.update(self.discriminator_step(real))
+        if self.iteration % self.cfg.d_reg_every == 0:
+            losses.update(self.r1_step(real))
+        losses.update(self.reconstruction_step(real))
+        ema_update(self.g_ema, self.generator, self.cfg.ema_decay)
+        ema_update(self.e_ema, self.encoder, self.cfg.ema_decay)
+        names = list(losses)
+        values = torch.stack([losses[n].float() for n in names]).tolist()
+        bad = [f"{n}={v}" for n, v in zip(names, values, strict=True) if not math.isfinite(v)]
+        if bad:
+            raise TrainingDiverged(f"iteration {self.iteration}: non-finite loss ({', '.join(bad)})")
+        self.iteration += 1
+        return dict(zip(names, values, strict=True))
+
+    # ----- state ---------------------------------------------------------------------------------------
+    def networks_state(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {
+            "generator": self.generator.state_dict(),
+            "encoder": self.encoder.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "g_ema": self.g_ema.state_dict(),
+            "e_ema": self.e_ema.state_dict(),
+        }
+
+    def training_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "iteration": self.iteration,
+            "images_seen": self.iteration * self.cfg.batch,
+            "train_config": self.cfg.to_dict(),
+            "optimizers": {
+                "g": self.g_optim.state_dict(), "e": self.e_optim.state_dict(), "d": self.d_optim.state_dict(),
+            },
+            "rng": {"trainer": self.rng.get_state(), "torch": torch.get_rng_state()},
+            "world_size": self.dist.world_size,
+        }
+        if self.device.type == "cuda":
+            state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state(self, networks: dict[str, dict[str, torch.Tensor]], training: dict[str, Any]) -> None:
+        self.generator.load_state_dict(networks["generator"])
+        self.encoder.load_state_dict(networks["encoder"])
+        self.discriminator.load_state_dict(networks["discriminator"])
+        self.g_ema.load_state_dict(networks["g_ema"])
+        self.e_ema.load_state_dict(networks["e_ema"])
+        optimizers = training["optimizers"]
+        self.g_optim.load_state_dict(optimizers["g"])
+        self.e_optim.load_state_dict(optimizers["e"])
+        self.d_optim.load_state_dict(optimizers["d"])
+        self.rng.set_state(training["rng"]["trainer"])
+        torch.set_rng_state(training["rng"]["torch"])
+        if self.device.type == "cuda" and "cuda" in training["rng"]:
+            torch.cuda.set_rng_state(training["rng"]["cuda"], self.device)
+        self.iteration = int(training["iteration"])
+        self._batches = None  # restart the data stream at the restored position

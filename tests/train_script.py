@@ -1,0 +1,47 @@
+"""A training process for the distributed and signal tests: a seeded in-memory dataset, the real TrainingRun.
+
+Usage: python train_script.py RUN_DIR ITERS BATCH [--resume] [--dump FILE]
+Under torchrun each rank dumps its final networks to FILE.rank<R> (safetensors) so tests can compare them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from safetensors.torch import save_file
+
+from stylemapgan.config import get_preset
+from stylemapgan.training.config import TrainConfig
+from stylemapgan.training.run import TrainingRun
+
+
+class SeededImages(torch.utils.data.Dataset):
+    def __init__(self, count: int, size: int, seed: int) -> None:
+        self.images = torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+
+def main() -> None:
+    run_dir, iters, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    dump = sys.argv[sys.argv.index("--dump") + 1] if "--dump" in sys.argv else None
+    model = get_preset("tiny").model
+    cfg = TrainConfig(batch=batch, iters=iters, perceptual="none", num_workers=0, d_reg_every=2,
+                      checkpoint_every=2, sample_every=1000, val_every=1000, log_every=1)
+    run = TrainingRun(model, cfg, SeededImages(64, model.size, 0), run_dir, val_data=SeededImages(8, model.size, 1),
+                      device="cpu", resume=run_dir if "--resume" in sys.argv else None, progress=False)
+    result = run.run()
+    if dump:
+        flat = {f"{n}/{k}": v.contiguous() for n, s in run.trainer.networks_state().items() for k, v in s.items()}
+        save_file(flat, f"{dump}.rank{run.dist.rank}")
+    print(f"done iteration={result.iteration} stopped={result.stopped_by_signal}", flush=True)
+    run.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -33,11 +33,15 @@ _NORM_BUFFER = r"(running_mean|running_var|num_batches_tracked)"
 
 
 def _modulated(prefix_official: str, prefix_ours: str) -> list[tuple[str, str]]:
+    """Rules for one official StyledConv (named groups, so a numbered prefix cannot shift them)."""
     return [
         (rf"{prefix_official}\.conv\.weight", f"{prefix_ours}.weight"),
-        (rf"{prefix_official}\.conv\.(gamma|beta)\.(weight|bias)", f"{prefix_ours}.modulation.\\2"),
+        (
+            rf"{prefix_official}\.conv\.(?P<part>gamma|beta)\.(?P<param>weight|bias)",
+            f"{prefix_ours}.modulation.\\g<param>",
+        ),
         (rf"{prefix_official}\.activate\.bias", f"{prefix_ours}.bias"),
-        (rf"{prefix_official}\.conv\.norm\.{_NORM_BUFFER}", f"{prefix_ours}.norm.\\1"),
+        (rf"{prefix_official}\.conv\.norm\.(?P<buf>{_NORM_BUFFER})", f"{prefix_ours}.norm.\\g<buf>"),
     ]
 
 
@@ -49,46 +53,51 @@ _RES_BLOCK = [
     (r"skip\.1\.weight", "skip.weight"),
 ]
 
+# Each rule: official key regex (named groups) -> our key template. `{prev}` is the `idx` group minus one.
 RULES: dict[str, list[tuple[str, str]]] = {
     "generator": [
-        (r"mapping_z\.(\d+)\.(weight|bias)", "mapping.layers.{prev}.\\2"),
+        (r"mapping_z\.(?P<idx>\d+)\.(?P<param>weight|bias)", "mapping.layers.{prev}.\\g<param>"),
         (r"decoder\.input\.input", "synthesis.const"),
         *_modulated(r"decoder\.conv1", "synthesis.conv"),
-        *_modulated(r"decoder\.convs\.(\d+)\.conv1", "synthesis.blocks.\\1.conv_up"),
-        *_modulated(r"decoder\.convs\.(\d+)\.conv2", "synthesis.blocks.\\1.conv"),
-        (r"decoder\.convs\.(\d+)\.skip\.0\.weight", "synthesis.blocks.\\1.skip.weight"),
-        (r"decoder\.convs_latent\.(\d+)\.0\.weight", "resizer.layers.\\1.weight"),
-        (r"decoder\.convs_latent\.(\d+)\.[12]\.bias", "resizer.layers.\\1.bias"),
+        *_modulated(r"decoder\.convs\.(?P<blk>\d+)\.conv1", "synthesis.blocks.\\g<blk>.conv_up"),
+        *_modulated(r"decoder\.convs\.(?P<blk>\d+)\.conv2", "synthesis.blocks.\\g<blk>.conv"),
+        (r"decoder\.convs\.(?P<blk>\d+)\.skip\.0\.weight", "synthesis.blocks.\\g<blk>.skip.weight"),
+        (r"decoder\.convs_latent\.(?P<blk>\d+)\.0\.weight", "resizer.layers.\\g<blk>.weight"),
+        (r"decoder\.convs_latent\.(?P<blk>\d+)\.[12]\.bias", "resizer.layers.\\g<blk>.bias"),
         *_modulated(r"decoder\.to_rgb", "synthesis.to_rgb"),
     ],
     "encoder": [
         (r"from_rgb\.0\.weight", "from_rgb.weight"),
         (r"from_rgb\.1\.bias", "from_rgb.bias"),
-        *[(rf"convs\.(\d+)\.{a}", f"blocks.\\1.{b}") for a, b in _RES_BLOCK],
+        *[(rf"convs\.(?P<blk>\d+)\.{a}", f"blocks.\\g<blk>.{b}") for a, b in _RES_BLOCK],
         (r"final_conv\.0\.weight", "to_stylemap.weight"),
         (r"final_conv\.1\.bias", "to_stylemap.bias"),
     ],
     "discriminator": [
         (r"convs\.0\.0\.weight", "from_rgb.weight"),
         (r"convs\.0\.1\.bias", "from_rgb.bias"),
-        *[(rf"convs\.(\d+)\.{a}", "blocks.{prev}." + b) for a, b in _RES_BLOCK],
+        *[(rf"convs\.(?P<idx>\d+)\.{a}", "blocks.{prev}." + b) for a, b in _RES_BLOCK],
         (r"final_conv\.0\.weight", "final_conv.weight"),
         (r"final_conv\.1\.bias", "final_conv.bias"),
-        (r"final_linear\.0\.(weight|bias)", "final_linear.\\1"),
-        (r"final_linear\.1\.(weight|bias)", "out.\\1"),
+        (r"final_linear\.0\.(?P<param>weight|bias)", "final_linear.\\g<param>"),
+        (r"final_linear\.1\.(?P<param>weight|bias)", "out.\\g<param>"),
     ],
 }
+
+# The official generator's blurs all follow a 2x upsample and store the kernel x4; E and D store it x1.
+BLUR_GAIN = {"generator": 4.0, "encoder": 1.0, "discriminator": 1.0}
 
 _KERNEL_KEY = re.compile(r".*\.kernel$")
 
 
 def _rename(family: str, key: str) -> str | None:
-    """Our key for an official key. `{prev}` in a target stands for the first number in the key minus one
-    (official mapping layers count from 1 after PixelNorm; official D blocks count from 1 after from_rgb)."""
+    """Our key for an official key, or None when no rule matches."""
     for pattern, target in RULES[family]:
         m = re.fullmatch(pattern, key)
         if m:
-            return m.expand(target.replace("{prev}", str(int(m.group(1)) - 1)))
+            if "{prev}" in target:
+                target = target.replace("{prev}", str(int(m.group("idx")) - 1))
+            return m.expand(target)
     return None
 
 
@@ -101,10 +110,9 @@ def convert_state_dict(family: str, official: dict[str, torch.Tensor], where: st
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(f"{where}: key {key!r} is a {type(value).__name__}, expected a tensor")
         if _KERNEL_KEY.fullmatch(key):
-            if tuple(value.shape) != (4, 4) or not (
-                torch.allclose(value.float(), blur, atol=1e-6) or torch.allclose(value.float(), blur * 4, atol=1e-6)
-            ):
-                raise CheckpointError(f"{where}: blur kernel {key!r} is not the [1,3,3,1] kernel")
+            gain = BLUR_GAIN[family]
+            if tuple(value.shape) != (4, 4) or not torch.allclose(value.float(), blur * gain, atol=1e-6):
+                raise CheckpointError(f"{where}: blur kernel {key!r} is not the [1,3,3,1] kernel x{gain:g}")
             continue
         ours = _rename(family, key)
         if ours is None:

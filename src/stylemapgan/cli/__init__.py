@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "stylemapgan.cli.models",
     "stylemapgan.cli.data",
     "stylemapgan.cli.train",
+    "stylemapgan.cli.edit",
 ]
 
 

@@ -1,0 +1,579 @@
+"""Editing subcommands: project, generate, edit, transplant, interpolate, mix, directions, attribute.
+
+A thin layer over `stylemapgan.editing`: parse arguments, resolve inputs, call the `Editor`, write PNG / NPZ /
+GIF files and one JSON record per run (inputs, options, model hash, outputs) next to them. Negative numbers
+in comma lists need the `=` form: `--shift=-8,4`, `--strength=-3,0,3`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import functools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from stylemapgan.cli import CLIError
+from stylemapgan.editing.errors import EditingError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+# ---- shared plumbing ------------------------------------------------------------------------------------------
+
+
+def _user_errors(handler: Handler) -> Handler:
+    """Editing and dataset errors become one-line CLI errors."""
+
+    @functools.wraps(handler)
+    def wrapped(args: argparse.Namespace) -> int:
+        from stylemapgan.data import DatasetError
+
+        try:
+            return handler(args)
+        except (EditingError, DatasetError) as exc:
+            raise CLIError(str(exc)) from None
+
+    return wrapped
+
+
+def _add_model_options(p: argparse.ArgumentParser, outdir: bool = True) -> None:
+    p.add_argument("--ckpt", required=True, help="checkpoint (ours or official)")
+    if outdir:
+        p.add_argument("--outdir", required=True, help="output folder (created); a JSON record is written there")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--batch", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_image_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fit", choices=("crop", "pad"), default="crop",
+                   help="make non-square inputs square by a centre crop (default) or by padding")
+    p.add_argument("--background", default="black", help="padding / transparency colour (#rrggbb, r,g,b, black)")
+    p.add_argument("--data", default=None, help="prepared dataset: inputs SPLIT:INDEX (e.g. test:12) and part masks")
+
+
+def _add_blend_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=("w", "w_plus"), default="w",
+                   help="w: blend stylemaps (mask max-pooled to s x s); w_plus: blend every style tensor "
+                        "(mask average-pooled per layer, threshold 0.5, as the official demo)")
+    p.add_argument("--pool", choices=("max", "avg-threshold", "avg"), default=None,
+                   help="override the mask pooling (default: max for w, avg-threshold for w_plus)")
+    strength = p.add_mutually_exclusive_group()
+    strength.add_argument("--alpha", type=float, default=None, help="blend strength in [0, 1] (default 1)")
+    strength.add_argument("--frames", type=int, default=None, help="N frames with strength 0 .. 1 (demo: 16)")
+    p.add_argument("--feather", type=float, default=0.0, help="soften the mask edge over about PX pixels")
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CLIError(f"--device: unknown device {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def _open_editor(args: argparse.Namespace):
+    from stylemapgan.editing import Editor
+
+    if not Path(args.ckpt).exists():
+        raise CLIError(f"{args.ckpt}: no such file (--ckpt)")
+    if args.batch < 1:
+        raise CLIError(f"--batch: must be >= 1, got {args.batch}")
+    return Editor.from_checkpoint(args.ckpt, device=_resolve_device(args.device), batch_size=args.batch)
+
+
+def _resolver(args: argparse.Namespace, editor):
+    from stylemapgan.editing.images import parse_color
+    from stylemapgan.editing.sources import InputResolver
+
+    return InputResolver(editor.config, args.fit, parse_color(args.background), args.data)
+
+
+def _bars_off(args: argparse.Namespace) -> bool | None:
+    """tqdm's `disable`: True with --quiet, else None (bars only on a terminal)."""
+    return True if args.quiet else None
+
+
+def _outdir(args: argparse.Namespace) -> Path:
+    out = Path(args.outdir)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"{out}: exists and is not a folder (--outdir)")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _options(args: argparse.Namespace, skip: Sequence[str] = ()) -> dict[str, Any]:
+    hidden = {"handler", "command", "quiet", *skip}
+    return {k: v for k, v in vars(args).items() if k not in hidden}
+
+
+def _write_record(
+    path: Path, args: argparse.Namespace, editor, inputs: list[Any], outputs: list[str], **extra: Any
+) -> None:
+    from stylemapgan import __version__
+    from stylemapgan.editing.images import write_json
+
+    record = {
+        "command": args.command,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "stylemapgan_version": __version__,
+        "torch_version": torch.__version__,
+        "device": str(editor.device),
+        "model": {"checkpoint": str(args.ckpt), "id": editor.model_id, "config": editor.config.to_dict()},
+        "options": _options(args),
+        "inputs": inputs,
+        "outputs": outputs,
+        **extra,
+    }
+    write_json(path, record)
+    print(f"wrote {len(outputs)} file(s) and {path}")
+
+
+def _strengths(args: argparse.Namespace) -> list[float]:
+    from stylemapgan.editing import frame_alphas
+
+    if args.frames is not None:
+        return frame_alphas(args.frames)
+    return [1.0 if args.alpha is None else args.alpha]
+
+
+def _save_frames(out: Path, stem: str, frames: torch.Tensor, outputs: list[str], gif: bool = True) -> None:
+    """One PNG for a single frame; otherwise a folder of frames, a strip and a GIF."""
+    from stylemapgan.editing.images import save_animation, save_image
+    from stylemapgan.utils.images import make_grid, save_png
+
+    frames = frames.cpu()
+    if frames.shape[0] == 1:
+        save_image(out / f"{stem}.png", frames[0])
+        outputs.append(f"{stem}.png")
+        return
+    for i, frame in enumerate(frames):
+        save_image(out / f"{stem}_frames" / f"{i:03d}.png", frame)
+        outputs.append(f"{stem}_frames/{i:03d}.png")
+    save_png(out / f"{stem}_strip.png", make_grid(frames, nrow=frames.shape[0]))
+    outputs.append(f"{stem}_strip.png")
+    if gif:
+        save_animation(out / f"{stem}.gif", frames)
+        outputs.append(f"{stem}.gif")
+
+
+# ---- registration ---------------------------------------------------------------------------------------------
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("project", help="project images into stylemaps (encoder, optimisation, hybrid)")
+    p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDER")
+    _add_model_options(p)
+    _add_image_options(p)
+    p.add_argument("--method", choices=("encoder", "optimize", "hybrid"), default="encoder",
+                   help="encoder: one pass; optimize: from the mean stylemap; hybrid: encoder, then optimise")
+    p.add_argument("--steps", type=int, default=100, help="optimisation steps (optimize, hybrid)")
+    p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate on the stylemap")
+    p.add_argument("--lpips", default="stlpips-vgg", choices=("stlpips-vgg", "stlpips-alex", "lpips-vgg", "none"),
+                   help="perceptual distance for the loss and the metric (none: MSE only)")
+    p.add_argument("--lpips-weight", type=float, default=1.0)
+    p.add_argument("--mse-weight", type=float, default=1.0)
+    p.add_argument("--pti-steps", type=int, default=0, help="pivotal tuning of the generator after projection")
+    p.add_argument("--pti-lr", type=float, default=3e-4)
+    p.set_defaults(handler=_user_errors(cmd_project))
+
+    p = subparsers.add_parser("generate", help="random images (and their stylemaps) from seeds")
+    _add_model_options(p)
+    p.add_argument("--seeds", required=True, help="seeds and ranges, e.g. 0-7,12")
+    p.add_argument("--trunc", type=float, default=1.0, help="truncation towards the mean stylemap (paper: 0.7)")
+    p.set_defaults(handler=_user_errors(cmd_generate))
+
+    p = subparsers.add_parser("edit", help="local editing: paste masked regions of references into sources")
+    _add_model_options(p)
+    _add_image_options(p)
+    p.add_argument("--source", required=True, nargs="+", help="source image(s), folder, .npz or SPLIT:INDEX")
+    p.add_argument("--reference", required=True, action="append", help="reference (repeat for several)")
+    p.add_argument("--mask", required=True, action="append",
+                   help="one per reference: mask image, rectangle x0,y0,x1,y1, or part names (hair, hair+eyes)")
+    p.add_argument("--shift", action="append", default=None,
+                   help="one per reference: move the pasted region by DX,DY pixels (negative: --shift=-8,4)")
+    _add_blend_options(p)
+    p.set_defaults(handler=_user_errors(cmd_edit))
+
+    p = subparsers.add_parser("transplant", help="copy a rectangle of the reference to a position of the source")
+    _add_model_options(p)
+    _add_image_options(p)
+    p.add_argument("--source", required=True, nargs="+")
+    p.add_argument("--reference", required=True)
+    p.add_argument("--rect", required=True, help="x0,y0,x1,y1 in the reference (pixels at model size)")
+    p.add_argument("--to", required=True, help="X,Y: top-left position in the source (pixels)")
+    _add_blend_options(p)
+    p.set_defaults(handler=_user_errors(cmd_transplant))
+
+    p = subparsers.add_parser("interpolate", help="linear interpolation in stylemap space")
+    p.add_argument("a")
+    p.add_argument("b")
+    _add_model_options(p)
+    _add_image_options(p)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--video", default=None, help="also write an animation (.gif; .mp4 needs imageio-ffmpeg)")
+    p.add_argument("--fps", type=float, default=8.0)
+    p.set_defaults(handler=_user_errors(cmd_interpolate))
+
+    p = subparsers.add_parser("mix", help="style mixing: coarse style tensors from A, the rest from B")
+    p.add_argument("a")
+    p.add_argument("b")
+    _add_model_options(p)
+    _add_image_options(p)
+    p.add_argument("--split", default="coarse",
+                   help="coarse (tensors 0-1 from A), fine (0-1 from B), or K (tensors < K from A)")
+    p.set_defaults(handler=_user_errors(cmd_mix))
+
+    p = subparsers.add_parser("directions", help="learn attribute directions (supervised, PCA, SeFa)")
+    _add_model_options(p, outdir=False)
+    p.add_argument("--out", required=True, help="directions file (.safetensors); a .json record goes beside it")
+    p.add_argument("--data", default=None, help="labelled prepared dataset (for --attribute)")
+    p.add_argument("--attribute", nargs="+", default=[], help="label names (categorical: NAME=VALUE)")
+    p.add_argument("--split", default="train")
+    p.add_argument("--val-split", default="test", help="held-out split for accuracy ('none' to skip)")
+    p.add_argument("--limit", type=int, default=None, help="use at most N images per split")
+    p.add_argument("--method", choices=("svm", "logistic"), default="svm")
+    p.add_argument("--l2", type=float, default=1e-3)
+    p.add_argument("--extremes", type=float, default=0.5,
+                   help="float labels: use the top and bottom fraction (0.5: split at the median)")
+    p.add_argument("--pca", type=int, default=0, help="also K principal components of random stylemaps")
+    p.add_argument("--sefa", type=int, default=0, help="also K SeFa directions of the first resizer layer")
+    p.add_argument("--samples", type=int, default=2000, help="random stylemaps for --pca")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_user_errors(cmd_directions))
+
+    p = subparsers.add_parser("attribute", help="move images along a learned direction")
+    p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDER")
+    _add_model_options(p)
+    _add_image_options(p)
+    p.add_argument("--directions", required=True)
+    p.add_argument("--attribute", required=True, help="direction name in the file")
+    p.add_argument("--strength", default="1", help="strength(s), e.g. 3 or =-3,0,3 (distance in stylemap space)")
+    p.add_argument("--mask", default=None, help="apply only inside this mask (pooled to s x s)")
+    p.add_argument("--feather", type=float, default=0.0)
+    p.set_defaults(handler=_user_errors(cmd_attribute))
+
+
+# ---- commands -------------------------------------------------------------------------------------------------
+
+
+def cmd_project(args: argparse.Namespace) -> int:
+    from stylemapgan.editing.images import save_image, save_stylemap, unique_stems
+    from stylemapgan.editing.projection import ProjectionOptions, projection_method
+    from stylemapgan.losses import build_perceptual
+
+    projection_method(args.method)
+    editor = _open_editor(args)
+    resolver = _resolver(args, editor)
+    names = resolver.expand(args.inputs)
+    out = _outdir(args)
+    options = ProjectionOptions(args.steps, args.lr, args.mse_weight, args.lpips_weight, args.pti_steps, args.pti_lr)
+    perceptual = build_perceptual(args.lpips)
+    items = [resolver.resolve(n) for n in names]
+    for item in items:
+        if item.image is None:
+            raise CLIError(f"{item.origin}: project needs images, not stylemaps")
+    stems = unique_stems([Path(item.name) for item in items])
+    outputs: list[str] = []
+    per_image: list[dict[str, Any]] = []
+    bar = tqdm(total=len(items), desc="project", disable=_bars_off(args))
+    for start in range(0, len(items), editor.batch_size):
+        chunk = items[start : start + editor.batch_size]
+        images = torch.cat([item.image for item in chunk])
+        result, _ = editor.project(images, args.method, options, perceptual, progress=not args.quiet)
+        for j, item in enumerate(chunk):
+            stem = stems[start + j]
+            mse = float(result.mse[j])
+            lpips = float(result.perceptual[j]) if result.perceptual is not None else None
+            save_image(out / f"{stem}.png", result.images[j].cpu())
+            save_image(out / f"{stem}_input.png", images[j].cpu())
+            save_stylemap(out / f"{stem}.npz", result.stylemaps[j],
+                          {"input": item.origin, "method": args.method, "model": editor.model_id, "mse": mse})
+            outputs += [f"{stem}.png", f"{stem}_input.png", f"{stem}.npz"]
+            per_image.append({
+                "input": item.origin, "reconstruction": f"{stem}.png", "stylemap": f"{stem}.npz", "mse": mse,
+                "lpips": lpips, "optimised_loss": float(result.loss[j]) if result.loss is not None else None,
+            })
+        bar.update(len(chunk))
+    bar.close()
+    lpips_values = [r["lpips"] for r in per_image if r["lpips"] is not None]
+    summary = {"mse_mean": sum(r["mse"] for r in per_image) / len(per_image),
+               "lpips_mean": sum(lpips_values) / len(lpips_values) if lpips_values else None,
+               "lpips_kind": args.lpips,
+               "note": "MSE on images in [-1, 1]; reconstruction clamped; LPIPS inputs under 32 px upsampled to 32"
+                       + ("; reconstructions by the PTI-tuned generator (not saved)" if args.pti_steps else "")}
+    _write_record(out / "project.json", args, editor, [i.describe() for i in items], outputs,
+                  images=per_image, summary=summary)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from stylemapgan.editing import parse_seeds
+    from stylemapgan.editing.images import save_image, save_stylemap
+    from stylemapgan.utils.images import make_grid, save_png
+
+    seeds = parse_seeds(args.seeds)
+    editor = _open_editor(args)
+    out = _outdir(args)
+    outputs: list[str] = []
+    all_images = []
+    for start in tqdm(range(0, len(seeds), editor.batch_size), desc="generate", disable=_bars_off(args)):
+        chunk = seeds[start : start + editor.batch_size]
+        images, stylemaps = editor.generate(chunk, args.trunc)
+        for seed, image, sm in zip(chunk, images.cpu(), stylemaps, strict=True):
+            save_image(out / f"seed{seed:04d}.png", image)
+            save_stylemap(out / f"seed{seed:04d}.npz", sm,
+                          {"seed": seed, "trunc": args.trunc, "model": editor.model_id})
+            outputs += [f"seed{seed:04d}.png", f"seed{seed:04d}.npz"]
+        all_images.append(images.cpu())
+    save_png(out / "grid.png", make_grid(torch.cat(all_images)))
+    outputs.append("grid.png")
+    _write_record(out / "generate.json", args, editor, [{"seeds": seeds}], outputs,
+                  truncation={"psi": args.trunc, "center": editor.mean_stylemap_source},
+                  z="torch.randn(latent_channels) from torch.Generator().manual_seed(seed), per seed")
+    return 0
+
+
+def _edit_inputs(args: argparse.Namespace, editor, resolver):
+    sources = [resolver.resolve(n, "source") for n in resolver.expand(args.source)]
+    references = [resolver.resolve(n, "reference") for n in args.reference]
+    return sources, references
+
+
+def _run_local_edits(
+    args: argparse.Namespace, editor, resolver, sources, references, mask_texts: list[str],
+    shifts: list[tuple[int, int]], record_name: str, extra: dict[str, Any],
+) -> int:
+    from stylemapgan.editing.images import save_image, unique_stems
+
+    out = _outdir(args)
+    strengths = _strengths(args)
+    ref_handles = [resolver.handle(editor, r) for r in references]
+    outputs: list[str] = []
+    for i, handle in enumerate(ref_handles):
+        save_image(out / f"reference{i + 1}_recon.png", editor.reconstruct(handle).cpu())
+        outputs.append(f"reference{i + 1}_recon.png")
+    stems = unique_stems([Path(s.name) for s in sources])
+    saved_masks: set[int] = set()
+    for stem, source in tqdm(list(zip(stems, sources, strict=True)), desc="edit", disable=_bars_off(args)):
+        masks = [resolver.mask(text, [source, ref], f"mask {i + 1}")
+                 for i, (text, ref) in enumerate(zip(mask_texts, references, strict=True))]
+        for i, m in enumerate(masks):
+            if i not in saved_masks or source.label_map is not None:
+                name = f"mask{i + 1}.png" if source.label_map is None else f"{stem}_mask{i + 1}.png"
+                save_image(out / name, (m[0].expand(3, -1, -1) * 2 - 1).cpu())
+                outputs.append(name)
+                saved_masks.add(i)
+        handle = resolver.handle(editor, source)
+        save_image(out / f"{stem}_recon.png", editor.reconstruct(handle).cpu())
+        outputs.append(f"{stem}_recon.png")
+        frames = editor.local_edit(handle, ref_handles, masks, shifts=shifts, mode=args.mode, alphas=strengths,
+                                   pool=args.pool, feather_px=args.feather)
+        _save_frames(out, f"{stem}_edit", frames, outputs)
+    info = editor.cache_info()
+    _write_record(out / record_name, args, editor,
+                  {"sources": [s.describe() for s in sources], "references": [r.describe() for r in references]},
+                  outputs, strengths=strengths, shifts=[list(s) for s in shifts],
+                  pooling=args.pool or {"w": "max", "w_plus": "avg-threshold"}[args.mode],
+                  cache={"hits": info.hits, "misses": info.misses, "encoded_images": info.encoder_images},
+                  **extra)
+    return 0
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    from stylemapgan.editing.masks import parse_mask, parse_shift
+
+    if len(args.mask) != len(args.reference):
+        raise CLIError(f"--mask: got {len(args.mask)} mask(s) for {len(args.reference)} reference(s); "
+                       "give one --mask per --reference")
+    if args.shift is not None and len(args.shift) != len(args.reference):
+        raise CLIError(f"--shift: got {len(args.shift)} shift(s) for {len(args.reference)} reference(s)")
+    for text in args.mask:
+        parse_mask(text)  # fail on a malformed mask before loading the model
+    shifts = [parse_shift(s, "--shift") for s in args.shift] if args.shift else [(0, 0)] * len(args.reference)
+    editor = _open_editor(args)
+    resolver = _resolver(args, editor)
+    sources, references = _edit_inputs(args, editor, resolver)
+    return _run_local_edits(args, editor, resolver, sources, references, list(args.mask), shifts, "edit.json", {})
+
+
+def cmd_transplant(args: argparse.Namespace) -> int:
+    from stylemapgan.editing.masks import parse_rectangle, parse_shift
+
+    rect = parse_rectangle(args.rect, "--rect")
+    to = parse_shift(args.to, "--to")
+    editor = _open_editor(args)
+    resolver = _resolver(args, editor)
+    args.reference = [args.reference]
+    sources, references = _edit_inputs(args, editor, resolver)
+    shift = (to[0] - rect.x0, to[1] - rect.y0)
+    s, size = editor.config.latent_spatial_size, editor.size
+    cells = {"rect_cells": [rect.x0 * s // size, rect.y0 * s // size, -(-rect.x1 * s // size), -(-rect.y1 * s // size)],
+             "note": "a local edit with the rectangle as mask, shifted by --to minus the rectangle's corner"}
+    return _run_local_edits(args, editor, resolver, sources, references, [args.rect], [shift], "transplant.json",
+                            {"transplant": cells})
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from stylemapgan.editing.images import check_animation_path, save_animation
+
+    if args.video:
+        check_animation_path(args.video)
+    if args.frames < 2:
+        raise CLIError(f"--frames: need at least 2 frames, got {args.frames}")
+    editor = _open_editor(args)
+    resolver = _resolver(args, editor)
+    a, b = resolver.resolve(args.a, "A"), resolver.resolve(args.b, "B")
+    out = _outdir(args)
+    frames = editor.interpolate(resolver.handle(editor, a), resolver.handle(editor, b), args.frames).cpu()
+    outputs: list[str] = []
+    _save_frames(out, "interp", frames, outputs, gif=False)
+    if args.video:
+        save_animation(args.video, frames, args.fps)
+        outputs.append(str(args.video))
+    _write_record(out / "interpolate.json", args, editor, [a.describe(), b.describe()], outputs,
+                  lambdas=[i / (args.frames - 1) for i in range(args.frames)])
+    return 0
+
+
+def parse_split(text: str, count: int) -> tuple[bool, int]:
+    """coarse -> (A first, 2); fine -> (B first, 2); K -> (A first, K)."""
+    if text == "coarse":
+        return False, 2
+    if text == "fine":
+        return True, 2
+    try:
+        k = int(text)
+    except ValueError:
+        raise CLIError(f"--split: expected coarse, fine or a layer index 0..{count}, got {text!r}") from None
+    if not 0 <= k <= count:
+        raise CLIError(f"--split: layer index must be in 0..{count}, got {k}")
+    return False, k
+
+
+def cmd_mix(args: argparse.Namespace) -> int:
+    from stylemapgan.editing.images import save_image
+
+    editor = _open_editor(args)
+    count = len(editor.config.style_resolutions)
+    swap, k = parse_split(args.split, count)
+    resolver = _resolver(args, editor)
+    a, b = resolver.resolve(args.a, "A"), resolver.resolve(args.b, "B")
+    out = _outdir(args)
+    ha, hb = resolver.handle(editor, a), resolver.handle(editor, b)
+    mixed = editor.mix(hb, ha, k) if swap else editor.mix(ha, hb, k)
+    save_image(out / "mix.png", mixed.cpu())
+    save_image(out / "a_recon.png", editor.reconstruct(ha).cpu())
+    save_image(out / "b_recon.png", editor.reconstruct(hb).cpu())
+    first, second = ("B", "A") if swap else ("A", "B")
+    outputs = ["mix.png", "a_recon.png", "b_recon.png"]
+    _write_record(out / "mix.json", args, editor, [a.describe(), b.describe()], outputs,
+                  layers={"from_" + first: list(range(k)), "from_" + second: list(range(k, count)),
+                          "resolutions": editor.config.style_resolutions})
+    return 0
+
+
+def cmd_directions(args: argparse.Namespace) -> int:
+    from stylemapgan.editing.directions import (
+        binarise_labels,
+        pca_directions,
+        sample_stylemaps,
+        save_directions,
+        sefa_directions,
+        supervised_direction,
+    )
+    from stylemapgan.editing.sources import InputResolver, label_column, labelled_stylemaps
+
+    if not (args.attribute or args.pca or args.sefa):
+        raise CLIError("nothing to learn: give --attribute NAME (with --data), --pca K or --sefa K")
+    if args.attribute and not args.data:
+        raise CLIError("--attribute needs --data DATASET with labels")
+    out = Path(args.out)
+    editor = _open_editor(args)
+    directions = []
+    report: dict[str, Any] = {}
+    if args.attribute:
+        resolver = InputResolver(editor.config, data=args.data)
+        columns = [label_column(resolver.meta().get("labels") or {}, spec) for spec in args.attribute]
+        train_sm, train_labels, _ = labelled_stylemaps(resolver, editor, args.split, args.limit,
+                                                       not args.quiet)
+        val = None
+        splits = resolver.meta().get("splits", {})
+        if args.val_split != "none" and args.val_split in splits and args.val_split != args.split:
+            val = labelled_stylemaps(resolver, editor, args.val_split, args.limit, not args.quiet)
+        for spec, (name, col, kind, value, vocab) in zip(args.attribute, columns, strict=True):
+            index, labels = binarise_labels(train_labels[:, col], kind, name, args.extremes, vocab, value)
+            direction, classifier = supervised_direction(spec, train_sm[index], labels, args.method, args.l2)
+            direction.meta.update({"attribute": name, "label_kind": kind, "split": args.split})
+            if val is not None:
+                v_index, v_labels = binarise_labels(val[1][:, col], kind, name, args.extremes, vocab, value)
+                direction.meta["val_accuracy"] = classifier.accuracy(val[0][v_index], v_labels)
+                direction.meta["val_split"] = args.val_split
+            directions.append(direction)
+            report[spec] = direction.meta
+    if args.pca:
+        stylemaps = sample_stylemaps(editor.generator, args.samples, args.seed)
+        found = pca_directions(stylemaps.cpu(), args.pca)
+        directions += found
+        report.update({d.name: d.meta for d in found})
+    if args.sefa:
+        found = sefa_directions(editor.generator, args.sefa)
+        directions += found
+        report.update({d.name: d.meta for d in found})
+    meta = {"model": editor.model_id, "stylemap_shape": list(editor.config.stylemap_shape),
+            "data": args.data, "unit": "L2 norm 1 over the flattened stylemap"}
+    save_directions(out, directions, meta)
+    for name, m in report.items():
+        acc = "".join(f" {k}={m[k]:.3f}" for k in ("train_accuracy", "val_accuracy") if k in m)
+        print(f"{name}: {m['kind']}{acc}")
+    _write_record(out.with_suffix(".json"), args, editor, [{"data": args.data, "attributes": args.attribute}],
+                  [str(out)], directions=report)
+    return 0
+
+
+def cmd_attribute(args: argparse.Namespace) -> int:
+    from stylemapgan.editing.directions import load_directions
+    from stylemapgan.editing.images import save_image, unique_stems
+    from stylemapgan.editing.masks import parse_mask
+    from stylemapgan.utils.images import make_grid, save_png
+
+    try:
+        strengths = [float(s) for s in args.strength.split(",")]
+    except ValueError:
+        raise CLIError(f"--strength: expected numbers like 3 or -3,0,3, got {args.strength!r}") from None
+    if args.mask:
+        parse_mask(args.mask)
+    editor = _open_editor(args)
+    directions = load_directions(args.directions, editor.config.stylemap_shape)
+    if args.attribute not in directions:
+        raise CLIError(f"--attribute {args.attribute!r}: not in {args.directions} (has {', '.join(directions)})")
+    direction = directions[args.attribute]
+    resolver = _resolver(args, editor)
+    items = [resolver.resolve(n) for n in resolver.expand(args.inputs)]
+    out = _outdir(args)
+    outputs: list[str] = []
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in args.attribute)
+    for stem, item in tqdm(list(zip(unique_stems([Path(i.name) for i in items]), items, strict=True)),
+                           desc="attribute", disable=_bars_off(args)):
+        mask = resolver.mask(args.mask, [item]) if args.mask else None
+        images = editor.apply_direction(resolver.handle(editor, item), direction.vector, strengths, mask,
+                                        args.feather).cpu()
+        for s, image in zip(strengths, images, strict=True):
+            name = f"{stem}_{safe}_{s:+g}.png"
+            save_image(out / name, image)
+            outputs.append(name)
+        if len(strengths) > 1:
+            save_png(out / f"{stem}_{safe}_strip.png", make_grid(images, nrow=len(strengths)))
+            outputs.append(f"{stem}_{safe}_strip.png")
+    _write_record(out / "attribute.json", args, editor, [i.describe() for i in items], outputs,
+                  strengths=strengths, direction={"name": direction.name, **direction.meta})
+    return 0

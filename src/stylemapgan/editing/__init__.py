@@ -1,0 +1,89 @@
+"""The editing engine: projection, generation, local editing, interpolation, style mixing, transplantation
+and attribute directions, all through one `Editor` (model + encoding cache). The CLI (`stylemapgan.cli.edit`),
+a web editor and the metrics are thin layers over this package.
+
+    editor = Editor.from_checkpoint("model.safetensors", device="cpu")
+    src = editor.encode(load_image("a.jpg", editor.size))          # handle; encoded once
+    ref = editor.encode(load_image("b.png", editor.size))
+    frames = editor.local_edit(src, [ref], [rectangle_mask(RectangleMask(0, 0, 32, 32), editor.size)],
+                               mode="w_plus", alphas=frame_alphas(16))
+"""
+
+from stylemapgan.editing.blend import Paste, blend_layers, render_w, render_w_plus
+from stylemapgan.editing.directions import (
+    Direction,
+    LinearClassifier,
+    fit_linear_classifier,
+    load_directions,
+    pca_directions,
+    sample_stylemaps,
+    save_directions,
+    sefa_directions,
+    supervised_direction,
+)
+from stylemapgan.editing.editor import (
+    EDIT_MODES,
+    CacheInfo,
+    EditMode,
+    Editor,
+    frame_alphas,
+    mean_stylemap,
+    parse_seeds,
+)
+from stylemapgan.editing.errors import EditingError
+from stylemapgan.editing.images import load_image, load_stylemap, save_image, save_stylemap
+from stylemapgan.editing.masks import (
+    POOLINGS,
+    FileMask,
+    PartMask,
+    RectangleMask,
+    mask_from_file,
+    mask_from_parts,
+    parse_mask,
+    parse_rectangle,
+    parse_shift,
+    rectangle_mask,
+)
+from stylemapgan.editing.projection import PROJECTION_METHODS, ProjectionOptions, ProjectionResult, project
+
+__all__ = [
+    "EDIT_MODES",
+    "POOLINGS",
+    "PROJECTION_METHODS",
+    "CacheInfo",
+    "Direction",
+    "EditMode",
+    "EditingError",
+    "Editor",
+    "FileMask",
+    "LinearClassifier",
+    "PartMask",
+    "Paste",
+    "ProjectionOptions",
+    "ProjectionResult",
+    "RectangleMask",
+    "blend_layers",
+    "fit_linear_classifier",
+    "frame_alphas",
+    "load_directions",
+    "load_image",
+    "load_stylemap",
+    "mask_from_file",
+    "mask_from_parts",
+    "mean_stylemap",
+    "parse_mask",
+    "parse_rectangle",
+    "parse_seeds",
+    "parse_shift",
+    "pca_directions",
+    "project",
+    "rectangle_mask",
+    "render_w",
+    "render_w_plus",
+    "sample_stylemaps",
+    "save_directions",
+    "save_image",
+    "save_stylemap",
+    "sefa_directions",
+    "supervised_direction",
+]

@@ -1,0 +1,481 @@
+"""`Editor`: one object holding a model and an LRU cache of encodings, through which every edit runs.
+
+The CLI, a web editor and the metrics all use this class, so an image is encoded once however many edits
+use it: `encode(image)` returns a handle (the content hash of the model-sized image); stylemaps and style
+tensors are cached under it. Any method taking an image also takes a handle, a PIL image, or a
+[3, H, W] / [1, 3, H, W] tensor in [-1, 1] at the model's resolution. Results are image tensors
+[F, 3, size, size] in [-1, 1] on the editor's device.
+
+String options (edit mode, pooling, projection method) are resolved here, at the API boundary, into the
+functions that run; nothing below branches on strings inside a forward pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from stylemapgan.checkpoint import load_editing_model
+from stylemapgan.checkpoint.io import file_sha256
+from stylemapgan.checkpoint.models import EditingModel
+from stylemapgan.config import ModelConfig
+from stylemapgan.editing.blend import Paste, render_w, render_w_plus
+from stylemapgan.editing.directions import apply_direction as _apply_direction
+from stylemapgan.editing.errors import EditingError
+from stylemapgan.editing.images import prepare_pil
+from stylemapgan.editing.masks import (
+    RectangleMask,
+    as_mask,
+    feather,
+    pooling,
+    rectangle_mask,
+    scaled_shift,
+    shift_and_zero,
+)
+from stylemapgan.editing.projection import (
+    ProjectionOptions,
+    ProjectionResult,
+    init_from_encoder,
+    project,
+    projection_method,
+)
+from stylemapgan.networks import Encoder, Generator
+
+ImageLike = torch.Tensor | Image.Image | str
+Renderer = Callable[[Generator, Sequence[torch.Tensor], Sequence[Paste]], torch.Tensor]
+
+MEAN_STYLEMAP_COUNT = 5000  # spec: the truncation centre is the mean stylemap over 5,000 z
+_MEAN_CACHE: weakref.WeakKeyDictionary[Generator, dict[tuple[int, int], torch.Tensor]] = weakref.WeakKeyDictionary()
+
+
+def mean_stylemap(generator: Generator, count: int = MEAN_STYLEMAP_COUNT, seed: int = 0) -> torch.Tensor:
+    """The generator's mean stylemap, computed once per generator object (and count, seed)."""
+    per_model = _MEAN_CACHE.setdefault(generator, {})
+    key = (count, seed)
+    if key not in per_model:
+        per_model[key] = generator.mean_stylemap(count, seed)
+    return per_model[key]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-7,12' -> [0, 1, ..., 7, 12] (order kept, duplicates dropped)."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
+            raise EditingError(f"seeds: cannot read {part!r} in {text!r}; expected e.g. 0-7,12")
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) is not None else lo
+        seeds += range(lo, hi + 1)
+    return list(dict.fromkeys(seeds))
+
+
+@dataclass(frozen=True)
+class EditMode:
+    """How a local edit runs: which layers are blended, at which resolutions, rendered how."""
+
+    name: str
+    default_pooling: str
+    resolutions: Callable[[ModelConfig], list[int]]
+    layers: Callable[[Editor, ImageLike], list[torch.Tensor]]
+    render: Renderer
+
+
+EDIT_MODES: dict[str, EditMode] = {
+    "w": EditMode(
+        "w", "max", lambda c: [c.latent_spatial_size], lambda ed, item: [ed.stylemap(item)], render_w
+    ),
+    "w_plus": EditMode(
+        "w_plus", "avg-threshold", lambda c: list(c.style_resolutions), lambda ed, item: ed.styles(item),
+        render_w_plus,
+    ),
+}
+
+
+def edit_mode(name: str) -> EditMode:
+    try:
+        return EDIT_MODES[name]
+    except KeyError:
+        raise EditingError(f"mode: must be one of {', '.join(EDIT_MODES)}, got {name!r}") from None
+
+
+@dataclass
+class _Entry:
+    stylemap: torch.Tensor  # [1, C, s, s]
+    styles: list[torch.Tensor] | None = None
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    hits: int
+    misses: int
+    encoder_images: int  # images passed through the encoder
+    size: int
+    capacity: int
+
+
+def _alphas(alphas: float | Sequence[float]) -> list[float]:
+    values = [float(alphas)] if isinstance(alphas, int | float) else [float(a) for a in alphas]
+    if not values:
+        raise EditingError("alpha: need at least one blend strength")
+    bad = [a for a in values if not 0.0 <= a <= 1.0]
+    if bad:
+        raise EditingError(f"alpha: blend strengths must lie in [0, 1], got {bad[0]}")
+    return values
+
+
+def frame_alphas(frames: int) -> list[float]:
+    """N evenly spaced strengths from 0 to 1 (the official demo returns 16 frames)."""
+    if frames < 1:
+        raise EditingError(f"frames: must be >= 1, got {frames}")
+    return [0.0] if frames == 1 else [i / (frames - 1) for i in range(frames)]
+
+
+class Editor:
+    """A model (generator + encoder, eval mode, no grads) plus an LRU cache of encodings; see module docstring."""
+
+    def __init__(
+        self,
+        generator: Generator,
+        encoder: Encoder,
+        *,
+        device: torch.device | str | None = None,
+        cache_size: int = 128,
+        model_id: str | None = None,
+        mean: torch.Tensor | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        self.device = torch.device(device) if device is not None else generator.const_device
+        self.generator = generator.to(self.device).eval().requires_grad_(False)
+        self.encoder = encoder.to(self.device).eval().requires_grad_(False)
+        self.config: ModelConfig = generator.config
+        self.cache_size = max(1, int(cache_size))
+        self.batch_size = max(1, int(batch_size))
+        self._model_id = model_id
+        self._mean = mean.to(self.device) if mean is not None else None
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.RLock()
+        self._hits = self._misses = self._encoded = 0
+
+    # ---- construction ------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_model(cls, model: EditingModel, **kwargs: Any) -> Editor:
+        mean = model.checkpoint.extra.get("mean_stylemap") if model.checkpoint is not None else None
+        if isinstance(mean, torch.Tensor) and mean.numel() == math.prod(model.config.stylemap_shape):
+            kwargs.setdefault("mean", mean.reshape(1, *model.config.stylemap_shape).float())
+        return cls(model.generator, model.encoder, **kwargs)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str], device: torch.device | str = "cpu", **kwargs: Any) -> Editor:
+        model = load_editing_model(path, device)
+        kwargs.setdefault("model_id", "sha256:" + file_sha256(path))
+        return cls.from_model(model, device=device, **kwargs)
+
+    @property
+    def size(self) -> int:
+        return self.config.size
+
+    @property
+    def model_id(self) -> str:
+        """Content hash of the model (checkpoint file hash when loaded from a file)."""
+        if self._model_id is None:
+            h = hashlib.sha256()
+            for net in (self.generator, self.encoder):
+                for name, tensor in net.state_dict().items():
+                    h.update(name.encode())
+                    h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+            self._model_id = "weights-sha256:" + h.hexdigest()
+        return self._model_id
+
+    # ---- encoding and the cache -----------------------------------------------------------------------------
+
+    def prepare(self, image: torch.Tensor | Image.Image) -> torch.Tensor:
+        """PIL image (any size/mode: centre-cropped) or model-sized tensor -> [1, 3, size, size] on device."""
+        if isinstance(image, Image.Image):
+            return prepare_pil(image, self.size).to(self.device)
+        if not isinstance(image, torch.Tensor):
+            raise EditingError(f"image: expected a tensor, a PIL image or a handle, got {type(image).__name__}")
+        t = image if image.ndim == 4 else image[None]
+        if t.ndim != 4 or t.shape[0] != 1 or tuple(t.shape[1:]) != (3, self.size, self.size):
+            raise EditingError(f"image: expected [1, 3, {self.size}, {self.size}], got {tuple(image.shape)}")
+        return t.to(self.device, torch.float32)
+
+    @staticmethod
+    def content_key(tensor: torch.Tensor, prefix: str) -> str:
+        data = tensor.detach().to("cpu", torch.float32).contiguous()
+        h = hashlib.sha256(str(tuple(data.shape)).encode())
+        h.update(data.numpy().tobytes())
+        return f"{prefix}:{h.hexdigest()[:32]}"
+
+    def _lookup(self, key: str) -> _Entry | None:
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None:
+                self._cache.move_to_end(key)
+            return entry
+
+    def _store(self, key: str, entry: _Entry) -> None:
+        with self._lock:
+            self._cache[key] = entry
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
+    def encode(self, image: ImageLike) -> str:
+        """Encode (unless cached) and return the handle."""
+        if isinstance(image, str):
+            self._entry(image)
+            return image
+        return self.encode_many(self.prepare(image))[0]
+
+    @torch.no_grad()
+    def encode_many(self, images: torch.Tensor) -> list[str]:
+        """Handles for a batch [N, 3, size, size]; only images not cached go through the encoder (in batches)."""
+        images = images.to(self.device, torch.float32)
+        keys = [self.content_key(img, "img") for img in images]
+        todo: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            cached = self._lookup(key) is not None
+            with self._lock:
+                if cached:
+                    self._hits += 1
+                elif key not in todo:
+                    self._misses += 1
+                    todo[key] = i
+        pending = list(todo.items())
+        for start in range(0, len(pending), self.batch_size):
+            chunk = pending[start : start + self.batch_size]
+            stylemaps = self.encoder(images[[i for _, i in chunk]])
+            with self._lock:
+                self._encoded += len(chunk)
+            for (key, _), sm in zip(chunk, stylemaps, strict=True):
+                self._store(key, _Entry(sm[None].clone()))
+        return keys
+
+    def add_stylemap(self, stylemap: torch.Tensor) -> str:
+        """Register a stylemap (e.g. from projection or a .npz) and return its handle."""
+        sm = stylemap.detach().to(self.device, torch.float32)
+        sm = sm if sm.ndim == 4 else sm[None]
+        if tuple(sm.shape) != (1, *self.config.stylemap_shape):
+            raise EditingError(f"stylemap: expected {(1, *self.config.stylemap_shape)}, got {tuple(stylemap.shape)}")
+        key = self.content_key(sm, "sm")
+        if self._lookup(key) is None:
+            self._store(key, _Entry(sm.clone()))
+        return key
+
+    def _entry(self, item: ImageLike) -> _Entry:
+        key = item if isinstance(item, str) else self.encode(item)
+        entry = self._lookup(key)
+        if entry is None:
+            raise EditingError(f"handle {key!r}: unknown or evicted from the cache; encode the image again")
+        return entry
+
+    def stylemap(self, item: ImageLike) -> torch.Tensor:
+        """[1, C, s, s] stylemap of an image or handle (cached)."""
+        return self._entry(item).stylemap
+
+    @torch.no_grad()
+    def styles(self, item: ImageLike) -> list[torch.Tensor]:
+        """The resizer's style tensors (one per modulated conv) of an image or handle (cached)."""
+        entry = self._entry(item)
+        if entry.styles is None:
+            entry.styles = self.generator.resizer(entry.stylemap)
+        return entry.styles
+
+    def cache_info(self) -> CacheInfo:
+        with self._lock:
+            return CacheInfo(self._hits, self._misses, self._encoded, len(self._cache), self.cache_size)
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    # ---- rendering -----------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def decode(self, stylemaps: torch.Tensor) -> torch.Tensor:
+        """Stylemaps [N, C, s, s] -> images, in batches."""
+        stylemaps = stylemaps.to(self.device)
+        return torch.cat([
+            self.generator.decode(stylemaps[i : i + self.batch_size])
+            for i in range(0, stylemaps.shape[0], self.batch_size)
+        ])
+
+    @torch.no_grad()
+    def reconstruct(self, item: ImageLike) -> torch.Tensor:
+        """G(E(x)) of an image or handle -> [1, 3, size, size]."""
+        return self.generator.synthesis(self.styles(item))
+
+    # ---- local editing -------------------------------------------------------------------------------------
+
+    def blend_weights(
+        self, mask: torch.Tensor, mode: str = "w", pool: str | None = None, feather_px: float = 0.0,
+        shift: tuple[int, int] = (0, 0),
+    ) -> list[torch.Tensor]:
+        """Per-layer blend weights [1, 1, r, r] for a mask: pooled, feathered, then shifted (wrapped part zeroed)."""
+        spec = edit_mode(mode)
+        pool_fn = pooling(pool or spec.default_pooling)
+        mask = as_mask(mask, self.size).to(self.device)
+        per_resolution: dict[int, torch.Tensor] = {}
+        for r in dict.fromkeys(spec.resolutions(self.config)):
+            w = feather(pool_fn(mask, r), feather_px * r / self.size)
+            per_resolution[r] = shift_and_zero(w, *scaled_shift(shift, r, self.size))
+        return [per_resolution[r] for r in spec.resolutions(self.config)]
+
+    @torch.no_grad()
+    def local_edit(
+        self,
+        source: ImageLike,
+        references: Sequence[ImageLike],
+        masks: Sequence[torch.Tensor],
+        *,
+        shifts: Sequence[tuple[int, int]] | None = None,
+        mode: str = "w",
+        alphas: float | Sequence[float] = 1.0,
+        pool: str | None = None,
+        feather_px: float = 0.0,
+    ) -> torch.Tensor:
+        """Paste the masked region of each reference (shifted by (dx, dy) pixels) into the source.
+
+        masks: one [size, size] mask in [0, 1] per reference, marking the region in the reference's frame.
+        alphas: one blend strength in [0, 1], or several (one output frame each). Later references are pasted
+        on top of earlier ones. Returns [len(alphas), 3, size, size].
+        """
+        spec = edit_mode(mode)
+        if not references:
+            raise EditingError("references: need at least one reference image")
+        if len(masks) != len(references):
+            raise EditingError(f"masks: got {len(masks)} mask(s) for {len(references)} reference(s); give one each")
+        shifts = list(shifts) if shifts is not None else [(0, 0)] * len(references)
+        if len(shifts) != len(references):
+            raise EditingError(f"shifts: got {len(shifts)} shift(s) for {len(references)} reference(s)")
+        strengths = _alphas(alphas)
+        resolutions = spec.resolutions(self.config)
+        base = spec.layers(self, source)
+        plans: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
+        for i, (ref, mask, shift) in enumerate(zip(references, masks, shifts, strict=True)):
+            weights = self.blend_weights(as_mask(mask, self.size, f"mask {i + 1}"), mode, pool, feather_px, shift)
+            layers = [
+                shift_and_zero(layer, *scaled_shift(shift, r, self.size))
+                for layer, r in zip(spec.layers(self, ref), resolutions, strict=True)
+            ]
+            plans.append((layers, weights))
+        frames = []
+        for start in range(0, len(strengths), self.batch_size):
+            chunk = torch.tensor(strengths[start : start + self.batch_size], device=self.device).view(-1, 1, 1, 1)
+            pastes = [Paste(layers, [w * chunk for w in weights]) for layers, weights in plans]
+            image = spec.render(self.generator, base, pastes)
+            frames.append(image.expand(chunk.shape[0], -1, -1, -1))
+        return torch.cat(frames)
+
+    def transplant(
+        self,
+        source: ImageLike,
+        reference: ImageLike,
+        rectangle: RectangleMask,
+        to: tuple[int, int],
+        **edit_options: Any,
+    ) -> torch.Tensor:
+        """Copy the reference's rectangle (pixels at model size) to top-left `to` in the source: a local edit
+        with a rectangle mask shifted by `to - (x0, y0)` (in "w" mode it moves whole stylemap cells)."""
+        mask = rectangle_mask(rectangle, self.size)
+        shift = (to[0] - rectangle.x0, to[1] - rectangle.y0)
+        return self.local_edit(source, [reference], [mask], shifts=[shift], **edit_options)
+
+    # ---- global edits --------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def interpolate(self, a: ImageLike, b: ImageLike, frames: int = 8) -> torch.Tensor:
+        """Linear interpolation in stylemap space, `frames` images from a to b inclusive."""
+        lambdas = torch.tensor(frame_alphas(frames), device=self.device).view(-1, 1, 1, 1)
+        sa, sb = self.stylemap(a), self.stylemap(b)
+        return self.decode(sa * (1 - lambdas) + sb * lambdas)
+
+    @torch.no_grad()
+    def mix(self, a: ImageLike, b: ImageLike, layers_from_a: int) -> torch.Tensor:
+        """Style mixing: style tensors [0, k) from a, the rest from b (coarse = k of 2, fine = swap a and b)."""
+        count = len(self.config.style_resolutions)
+        if not 0 <= layers_from_a <= count:
+            raise EditingError(f"split: layer index must be in [0, {count}], got {layers_from_a}")
+        styles = self.styles(a)[:layers_from_a] + self.styles(b)[layers_from_a:]
+        return self.generator.synthesis(styles)
+
+    @torch.no_grad()
+    def apply_direction(
+        self,
+        item: ImageLike,
+        direction: torch.Tensor,
+        strengths: float | Sequence[float],
+        mask: torch.Tensor | None = None,
+        feather_px: float = 0.0,
+        pool: str = "max",
+    ) -> torch.Tensor:
+        """stylemap + strength * direction, globally or only in the mask's cells (mask pooled to s x s)."""
+        values = [float(strengths)] if isinstance(strengths, int | float) else [float(s) for s in strengths]
+        if tuple(direction.reshape(-1).shape) != (self.config.stylemap_shape[0] * self.config.latent_spatial_size**2,):
+            raise EditingError(f"direction: has {direction.numel()} entries, stylemap {self.config.stylemap_shape}")
+        weight = self.blend_weights(mask, "w", pool, feather_px)[0] if mask is not None else None
+        edited = _apply_direction(self.stylemap(item), direction.to(self.device), torch.tensor(values), weight)
+        return self.decode(edited)
+
+    @property
+    def mean_stylemap_source(self) -> str:
+        return "checkpoint" if self._mean is not None else f"mean over {MEAN_STYLEMAP_COUNT} z (seed 0)"
+
+    def mean_stylemap(self) -> torch.Tensor:
+        """Truncation centre: from the checkpoint if it stores one, else over 5,000 z (cached per model)."""
+        if self._mean is not None:
+            return self._mean
+        return mean_stylemap(self.generator)
+
+    @torch.no_grad()
+    def generate(self, seeds: Sequence[int], trunc: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and stylemaps for seeds (z = randn from a CPU generator seeded per image), truncated towards
+        the mean stylemap: mean + trunc * (stylemap - mean)."""
+        if not seeds:
+            raise EditingError("seeds: need at least one seed")
+        z = torch.stack([
+            torch.randn(self.config.latent_channels, generator=torch.Generator().manual_seed(int(s))) for s in seeds
+        ]).to(self.device)
+        stylemaps = torch.cat([self.generator.mapping(z[i : i + self.batch_size])
+                               for i in range(0, len(seeds), self.batch_size)])
+        if trunc != 1.0:
+            mean = self.mean_stylemap()
+            stylemaps = mean + trunc * (stylemaps - mean)
+        return self.decode(stylemaps), stylemaps
+
+    # ---- projection ----------------------------------------------------------------------------------------
+
+    def project(
+        self,
+        images: torch.Tensor,
+        method: str = "encoder",
+        options: ProjectionOptions | None = None,
+        perceptual: nn.Module | None = None,
+        progress: bool = False,
+    ) -> tuple[ProjectionResult, list[str]]:
+        """Project [N, 3, size, size] images; the stylemaps are added to the cache (handles returned)."""
+        plan = projection_method(method)
+        images = images.to(self.device, torch.float32)
+        mean = self.mean_stylemap() if plan.needs_mean else None
+        init = None
+        if plan.initialise is init_from_encoder:  # through the cache: an image is encoded once
+            init = torch.cat([self.stylemap(key) for key in self.encode_many(images)])
+        if perceptual is not None:
+            perceptual = perceptual.to(self.device)
+        result = project(self.generator, self.encoder, images, method, options, perceptual, mean, progress, init)
+        keys = [self.add_stylemap(sm) for sm in result.stylemaps]
+        return result, keys

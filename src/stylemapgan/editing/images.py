@@ -1,0 +1,270 @@
+"""Loading any image (size, mode, EXIF orientation, transparency) into a model-sized tensor, and writing
+images, stylemaps and animations.
+
+Images inside the engine are float tensors [N, 3, size, size] in [-1, 1]. Inputs of another shape are made
+square first, by a centre crop ("crop", the default: keeps the pixel aspect, loses the borders) or by padding
+with a background colour ("pad": keeps everything, adds borders), then resized with Lanczos.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from stylemapgan.checkpoint.io import atomic_write_bytes
+from stylemapgan.editing.errors import EditingError
+from stylemapgan.utils.images import from_uint8, png_bytes, to_uint8
+
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".ico"}
+)
+STYLEMAP_SUFFIX = ".npz"
+Color = tuple[int, int, int]
+
+
+def _check_file(path: Path, what: str = "input") -> None:
+    if not path.exists():
+        raise EditingError(f"{path}: no such file ({what})")
+    if path.is_dir():
+        raise EditingError(f"{path}: is a directory, expected a file ({what})")
+
+
+def _high_depth_to_l(image: Image.Image) -> Image.Image:
+    """16-bit / 32-bit / float greyscale -> 8-bit L, scaled by the range the mode can hold (PIL would clip)."""
+    arr = np.asarray(image).astype(np.float64)
+    if image.mode.startswith("I;16"):
+        top = 65535.0
+    elif image.mode == "F":
+        top = 1.0 if arr.size and float(arr.max()) <= 1.0 else 255.0
+    else:  # "I": 32-bit integers, range unknown
+        top = max(float(arr.max()) if arr.size else 1.0, 1.0)
+    return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+
+
+def to_rgb(image: Image.Image, background: Color = (0, 0, 0)) -> Image.Image:
+    """Any PIL mode -> RGB; transparency is composited over `background`."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        image = _high_depth_to_l(image)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (*background, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def open_image(path: str | os.PathLike[str], what: str = "image") -> Image.Image:
+    """Open and fully decode an image file (EXIF rotation applied); one-line errors for missing/non-images."""
+    path = Path(path)
+    _check_file(path, what)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            image = ImageOps.exif_transpose(im) or im
+            if image is im:
+                image = im.copy()
+    except UnidentifiedImageError:
+        raise EditingError(f"{path}: not an image (Pillow cannot identify the format) ({what})") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise EditingError(f"{path}: unreadable image ({exc}) ({what})") from None
+    return image
+
+
+def _crop_square(image: Image.Image, background: Color) -> Image.Image:
+    w, h = image.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    return image.crop((left, top, left + side, top + side))
+
+
+def _pad_square(image: Image.Image, background: Color) -> Image.Image:
+    w, h = image.size
+    side = max(w, h)
+    fill: Any = background if image.mode == "RGB" else 0
+    canvas = Image.new(image.mode, (side, side), fill)
+    canvas.paste(image, ((side - w) // 2, (side - h) // 2))
+    return canvas
+
+
+SQUARE_FITS: dict[str, Callable[[Image.Image, Color], Image.Image]] = {"crop": _crop_square, "pad": _pad_square}
+
+
+def square_fit(name: str) -> Callable[[Image.Image, Color], Image.Image]:
+    try:
+        return SQUARE_FITS[name]
+    except KeyError:
+        raise EditingError(f"fit: must be one of {', '.join(SQUARE_FITS)}, got {name!r}") from None
+
+
+def fit_to_size(
+    image: Image.Image, size: int, fit: str = "crop", background: Color = (0, 0, 0),
+    resample: Image.Resampling = Image.Resampling.LANCZOS,
+) -> Image.Image:
+    """Make square (crop or pad) and resize to size x size."""
+    square = square_fit(fit)(image, background)
+    if square.size != (size, size):
+        square = square.resize((size, size), resample)
+    return square
+
+
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> [1, 3, H, W] in [-1, 1]."""
+    return from_uint8(np.array(image.convert("RGB"), dtype=np.uint8))
+
+
+def load_image(
+    path: str | os.PathLike[str], size: int, fit: str = "crop", background: Color = (0, 0, 0), what: str = "image"
+) -> torch.Tensor:
+    """An image file of any size and mode -> [1, 3, size, size] in [-1, 1]."""
+    image = to_rgb(open_image(path, what), background)
+    return pil_to_tensor(fit_to_size(image, size, fit, background))
+
+
+def prepare_pil(image: Image.Image, size: int, fit: str = "crop", background: Color = (0, 0, 0)) -> torch.Tensor:
+    """In-memory PIL image (e.g. an upload to a web editor) -> [1, 3, size, size] in [-1, 1]."""
+    return pil_to_tensor(fit_to_size(to_rgb(image, background), size, fit, background))
+
+
+def parse_color(text: str) -> Color:
+    """'#rrggbb', 'r,g,b' or a few names -> RGB tuple."""
+    named = {"black": (0, 0, 0), "white": (255, 255, 255), "gray": (128, 128, 128), "grey": (128, 128, 128)}
+    t = text.strip().lower()
+    if t in named:
+        return named[t]
+    try:
+        if t.startswith("#") and len(t) == 7:
+            return (int(t[1:3], 16), int(t[3:5], 16), int(t[5:7], 16))
+        parts = [int(p) for p in t.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) != 3 or not all(0 <= p <= 255 for p in parts):
+        raise EditingError(f"background: expected '#rrggbb', 'r,g,b' or black/white/gray, got {text!r}")
+    return (parts[0], parts[1], parts[2])
+
+
+def collect_inputs(paths: Sequence[str | os.PathLike[str]], suffixes: frozenset[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """Files as given, and the image files inside given folders (sorted, not recursive)."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            inside = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in suffixes)
+            if not inside:
+                raise EditingError(f"{p}: folder holds no image files ({', '.join(sorted(suffixes))})")
+            found += inside
+        else:
+            _check_file(p)
+            found.append(p)
+    return found
+
+
+def unique_stems(paths: Sequence[Path]) -> list[str]:
+    """Output names from input names, made unique (a.png and a.jpg -> a, a-1)."""
+    seen: dict[str, int] = {}
+    stems = []
+    for p in paths:
+        stem = p.stem or "image"
+        count = seen.get(stem, 0)
+        seen[stem] = count + 1
+        stems.append(stem if count == 0 else f"{stem}-{count}")
+    return stems
+
+
+def save_image(path: str | os.PathLike[str], image: torch.Tensor) -> None:
+    """[3, H, W] or [1, 3, H, W] in [-1, 1] -> PNG (atomic)."""
+    t = image if image.ndim == 4 else image[None]
+    atomic_write_bytes(path, png_bytes(to_uint8(t)[0]))
+
+
+def save_stylemap(path: str | os.PathLike[str], stylemap: torch.Tensor, meta: dict[str, Any]) -> None:
+    """Stylemap [C, s, s] (or [1, C, s, s]) -> .npz with arrays `stylemap` (float32) and `meta` (JSON text)."""
+    sm = stylemap.detach().float().cpu()
+    if sm.ndim == 4:
+        sm = sm[0]
+    buf = io.BytesIO()
+    np.savez(buf, stylemap=sm.numpy(), meta=np.array(json.dumps(meta, sort_keys=True)))
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_stylemap(path: str | os.PathLike[str], shape: tuple[int, int, int]) -> torch.Tensor:
+    """A .npz written by `save_stylemap` -> [1, C, s, s], checked against the model's stylemap shape."""
+    path = Path(path)
+    _check_file(path, "stylemap")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arr = np.asarray(data["stylemap"], dtype=np.float32)
+    except (OSError, ValueError, KeyError) as exc:
+        raise EditingError(f"{path}: not a stylemap .npz ({exc})") from None
+    if arr.ndim == 4 and arr.shape[0] == 1:
+        arr = arr[0]
+    if tuple(arr.shape) != tuple(shape):
+        raise EditingError(f"{path}: stylemap has shape {tuple(arr.shape)}, this model needs {tuple(shape)}")
+    return torch.from_numpy(arr.copy())[None]
+
+
+def animation_bytes(frames: torch.Tensor, suffix: str, fps: float = 8.0) -> bytes:
+    """[F, 3, H, W] in [-1, 1] -> GIF (Pillow) or MP4 (only with the optional imageio-ffmpeg) file bytes."""
+    arrays = to_uint8(frames)
+    if suffix == ".gif":
+        pil = [Image.fromarray(a) for a in arrays]
+        buf = io.BytesIO()
+        pil[0].save(buf, format="GIF", save_all=True, append_images=pil[1:], duration=round(1000 / fps), loop=0)
+        return buf.getvalue()
+    if suffix == ".mp4":
+        return _mp4_bytes(arrays, fps)
+    raise EditingError(f"video: unsupported format {suffix!r}; use .gif (or .mp4 with imageio-ffmpeg)")
+
+
+def _mp4_bytes(arrays: np.ndarray, fps: float) -> bytes:
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        raise EditingError(
+            "video: .mp4 needs the optional package imageio-ffmpeg (pip install imageio-ffmpeg); use a .gif path"
+        ) from None
+    import tempfile
+
+    _, h, w, _ = arrays.shape
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "video.mp4"
+        # yuv420p needs even sides: pad by repeating the last row/column.
+        ph, pw = h + h % 2, w + w % 2
+        writer = imageio_ffmpeg.write_frames(str(out), (pw, ph), fps=fps, macro_block_size=1)
+        writer.send(None)
+        for a in arrays:
+            writer.send(np.ascontiguousarray(np.pad(a, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")))
+        writer.close()
+        return out.read_bytes()
+
+
+def save_animation(path: str | os.PathLike[str], frames: torch.Tensor, fps: float = 8.0) -> None:
+    atomic_write_bytes(path, animation_bytes(frames, Path(path).suffix.lower(), fps))
+
+
+def write_json(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
+    atomic_write_bytes(path, (json.dumps(record, indent=2, sort_keys=False) + "\n").encode())
+
+
+def check_animation_path(path: str | os.PathLike[str]) -> None:
+    """Fail before any work if an animation cannot be written to `path`."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".gif":
+        return
+    if suffix == ".mp4":
+        try:
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError:
+            raise EditingError(
+                f"video {path}: .mp4 needs the optional package imageio-ffmpeg (pip install imageio-ffmpeg); "
+                "use a .gif path"
+            ) from None
+        return
+    raise EditingError(f"video {path}: unsupported format {suffix or '(none)'!r}; use .gif (or .mp4)")

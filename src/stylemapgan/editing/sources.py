@@ -1,0 +1,223 @@
+"""Turning what a user names on the command line into inputs: image files (any size and mode), stylemap
+.npz files (from `project` / `generate`), and dataset items `SPLIT:INDEX` (with `--data`), which also carry
+part masks when the dataset has them (cartoon faces: hair, eyes, ...)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from stylemapgan.config import ModelConfig
+from stylemapgan.editing.editor import Editor
+from stylemapgan.editing.errors import EditingError
+from stylemapgan.editing.images import (
+    IMAGE_SUFFIXES,
+    STYLEMAP_SUFFIX,
+    Color,
+    collect_inputs,
+    fit_to_size,
+    load_image,
+    load_stylemap,
+    pil_to_tensor,
+)
+from stylemapgan.editing.masks import (
+    FileMask,
+    PartMask,
+    RectangleMask,
+    mask_from_file,
+    mask_from_parts,
+    parse_mask,
+    rectangle_mask,
+)
+from stylemapgan.utils.images import to_uint8
+
+DATASET_ITEM_RE = re.compile(r"^([A-Za-z_][\w-]*):(\d+)$")
+INPUT_SUFFIXES = IMAGE_SUFFIXES | {STYLEMAP_SUFFIX}
+
+
+@dataclass
+class InputItem:
+    """One resolved input: an image, or a stylemap from a .npz; dataset items may carry a part label map."""
+
+    name: str  # output file stem
+    origin: str  # path, or data:SPLIT:INDEX
+    image: torch.Tensor | None = None  # [1, 3, size, size] in [-1, 1]
+    stylemap: torch.Tensor | None = None  # [1, C, s, s]
+    label_map: torch.Tensor | None = None  # [size, size] int64 part indices
+
+    def describe(self) -> dict[str, Any]:
+        kind = "stylemap" if self.stylemap is not None else "image"
+        return {"input": self.origin, "kind": kind, "has_part_mask": self.label_map is not None}
+
+
+class InputResolver:
+    """Resolves input names for one model; opens the dataset (if any) lazily, once per split."""
+
+    def __init__(
+        self, config: ModelConfig, fit: str = "crop", background: Color = (0, 0, 0), data: str | None = None
+    ) -> None:
+        self.config = config
+        self.fit = fit
+        self.background = background
+        self.data = data
+        self._datasets: dict[str, Any] = {}
+        self._meta: dict[str, Any] | None = None
+
+    # ---- dataset --------------------------------------------------------------------------------------------
+
+    def meta(self) -> dict[str, Any]:
+        if self.data is None:
+            raise EditingError("--data: needed for dataset items (SPLIT:INDEX) and part-name masks")
+        if self._meta is None:
+            from stylemapgan.data import DatasetError, read_meta
+
+            if not Path(self.data).exists():
+                raise EditingError(f"{self.data}: no such dataset (--data)")
+            try:
+                self._meta = read_meta(self.data)
+            except DatasetError as exc:
+                raise EditingError(str(exc)) from None
+        return self._meta
+
+    @property
+    def part_names(self) -> list[str]:
+        return list((self.meta().get("masks") or {}).get("parts", []))
+
+    def dataset(self, split: str, **kwargs: Any) -> Any:
+        key = f"{split}|{sorted(kwargs.items())}"
+        if key not in self._datasets:
+            from stylemapgan.data import DatasetError, PreparedDataset
+
+            sizes = list(self.meta().get("sizes", []))
+            size = self.config.size if self.config.size in sizes else (max(sizes) if sizes else None)
+            try:
+                self._datasets[key] = PreparedDataset(self.data, size, split, **kwargs)
+            except DatasetError as exc:
+                raise EditingError(str(exc)) from None
+        return self._datasets[key]
+
+    def to_model_size(self, image: torch.Tensor) -> torch.Tensor:
+        """[3, H, W] dataset image -> [1, 3, size, size] (Lanczos via PIL when the size differs)."""
+        if tuple(image.shape[-2:]) == (self.config.size, self.config.size):
+            return image[None].float()
+        pil = Image.fromarray(to_uint8(image[None])[0])
+        return pil_to_tensor(fit_to_size(pil, self.config.size, self.fit, self.background))
+
+    def dataset_item(self, split: str, index: int, text: str) -> InputItem:
+        with_masks = bool(self.meta().get("masks"))
+        ds = self.dataset(split, masks=with_masks)
+        if not 0 <= index < len(ds):
+            raise EditingError(f"{text}: index out of range ({split} split has {len(ds)} images)")
+        record = ds[index]
+        image = record["image"] if isinstance(record, dict) else record
+        label_map = None
+        if with_masks:
+            label_map = record["mask"].long()
+            if tuple(label_map.shape) != (self.config.size, self.config.size):
+                size = (self.config.size, self.config.size)
+                label_map = F.interpolate(label_map[None, None].float(), size=size, mode="nearest")[0, 0].long()
+        return InputItem(f"{split}{index}", f"data:{text}", self.to_model_size(image), label_map=label_map)
+
+    # ---- inputs ---------------------------------------------------------------------------------------------
+
+    def expand(self, texts: list[str]) -> list[str]:
+        """Folders -> the image and .npz files inside; everything else as given."""
+        out: list[str] = []
+        for text in texts:
+            if Path(text).is_dir():
+                out += [str(p) for p in collect_inputs([text], INPUT_SUFFIXES)]
+            else:
+                out.append(text)
+        return out
+
+    def resolve(self, text: str, what: str = "image") -> InputItem:
+        path = Path(text)
+        if not path.exists():
+            m = DATASET_ITEM_RE.match(text)
+            if m and self.data is not None:
+                return self.dataset_item(m.group(1), int(m.group(2)), text)
+            hint = " (a dataset item SPLIT:INDEX needs --data)" if m else ""
+            raise EditingError(f"{text}: no such file ({what}){hint}")
+        if path.suffix.lower() == STYLEMAP_SUFFIX:
+            return InputItem(path.stem, str(path), stylemap=load_stylemap(path, self.config.stylemap_shape))
+        image = load_image(path, self.config.size, self.fit, self.background, what)
+        return InputItem(path.stem, str(path), image=image)
+
+    def mask(self, text: str, items: list[InputItem], field: str = "mask") -> torch.Tensor:
+        """A mask spec -> [1, 1, size, size]. Part names use the part masks of `items` (union)."""
+        spec = parse_mask(text)
+        if isinstance(spec, RectangleMask):
+            return rectangle_mask(spec, self.config.size)
+        if isinstance(spec, FileMask):
+            return mask_from_file(spec.path, self.config.size, self.fit)
+        assert isinstance(spec, PartMask)
+        if self.data is None:
+            raise EditingError(f"{field} {text!r}: part names need --data DATASET with part masks")
+        if not self.part_names:
+            raise EditingError(f"{field} {text!r}: dataset {self.data} has no part masks")
+        maps = [item.label_map for item in items if item.label_map is not None]
+        if not maps:
+            raise EditingError(
+                f"{field} {text!r}: part names need the source or reference to be a dataset item SPLIT:INDEX"
+            )
+        return mask_from_parts(maps, self.part_names, spec, self.config.size)
+
+    @staticmethod
+    def handle(editor: Editor, item: InputItem) -> str:
+        """Register the item with the editor (encode an image, or add a stylemap) -> handle."""
+        if item.stylemap is not None:
+            return editor.add_stylemap(item.stylemap)
+        assert item.image is not None
+        return editor.encode(item.image)
+
+
+def labelled_stylemaps(
+    resolver: InputResolver, editor: Editor, split: str, limit: int | None, progress: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Encode a dataset split (first `limit` images) -> (stylemaps [N, C, s, s] on CPU, labels [N, L], label
+    meta). Encodings bypass the cache (bulk data)."""
+    from tqdm.auto import tqdm
+
+    labels_meta = resolver.meta().get("labels") or {}
+    if not labels_meta:
+        raise EditingError(f"{resolver.data}: this dataset has no labels")
+    ds = resolver.dataset(split, labels=True)
+    n = len(ds) if limit is None else min(limit, len(ds))
+    if n == 0:
+        raise EditingError(f"{resolver.data}: split {split!r} is empty")
+    stylemaps, labels = [], []
+    batch: list[torch.Tensor] = []
+
+    def flush() -> None:
+        if batch:
+            with torch.no_grad():
+                stylemaps.append(editor.encoder(torch.cat(batch).to(editor.device)).cpu())
+            batch.clear()
+
+    for i in tqdm(range(n), desc=f"encode {split}", disable=None if progress else True):
+        record = ds[i]
+        batch.append(resolver.to_model_size(record["image"]))
+        labels.append(record["labels"])
+        if len(batch) >= editor.batch_size:
+            flush()
+    flush()
+    return torch.cat(stylemaps), torch.stack(labels), labels_meta
+
+
+def label_column(labels_meta: dict[str, Any], spec: str) -> tuple[str, int, str, str | None, list[str]]:
+    """'NAME' or 'NAME=VALUE' -> (name, column, kind, value, vocab); unknown names list the known ones."""
+    name, _, value = spec.partition("=")
+    names = list(labels_meta.get("names", []))
+    if name not in names:
+        shown = ", ".join(names[:40]) + (" ..." if len(names) > 40 else "")
+        raise EditingError(f"attribute {name!r}: not a label of this dataset (labels: {shown})")
+    kind = labels_meta.get("kinds", {}).get(name, "float")
+    vocab = list(labels_meta.get("vocab", {}).get(name, []))
+    return name, names.index(name), kind, (value or None), vocab
+

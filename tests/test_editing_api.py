@@ -1,0 +1,280 @@
+"""The editing library (`stylemapgan.editing`): local-edit edge cases in both modes, the encode cache, masks,
+shifts, feathering, mixing, interpolation, generation, projection and direction files, on real checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from stylemapgan.checkpoint import fresh_checkpoint, save_checkpoint
+from stylemapgan.config import get_preset
+from stylemapgan.editing import (
+    Direction,
+    EditingError,
+    Editor,
+    ProjectionOptions,
+    RectangleMask,
+    frame_alphas,
+    load_directions,
+    parse_mask,
+    parse_seeds,
+    parse_shift,
+    pca_directions,
+    rectangle_mask,
+    sample_stylemaps,
+    save_directions,
+    sefa_directions,
+)
+from stylemapgan.editing.directions import apply_direction
+from stylemapgan.editing.masks import FileMask, PartMask, feather, pool_avg_threshold, pool_max, shift_and_zero
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """The machine is shared: one intra-op thread avoids oneDNN spin contention on tiny convs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _checkpoint(tmp_path_factory: pytest.TempPathFactory, preset: str) -> Path:
+    path = tmp_path_factory.mktemp(preset) / f"{preset}.safetensors"
+    save_checkpoint(path, fresh_checkpoint(get_preset(preset).model, 7, "test"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _checkpoint(tmp_path_factory, "tiny")
+
+
+@pytest.fixture(scope="module")
+def cpu32_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _checkpoint(tmp_path_factory, "cpu-32")
+
+
+@pytest.fixture()
+def tiny(tiny_path: Path) -> Editor:
+    return Editor.from_checkpoint(tiny_path)
+
+
+def _images(n: int, size: int, seed: int) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+@pytest.mark.parametrize("preset", ["tiny", "cpu-32"])
+@pytest.mark.parametrize("mode", ["w", "w_plus"])
+def test_empty_mask_is_source_and_full_mask_is_reference(
+    preset: str, mode: str, tiny_path: Path, cpu32_path: Path
+) -> None:
+    editor = Editor.from_checkpoint(tiny_path if preset == "tiny" else cpu32_path)
+    size = editor.size
+    source, reference = _images(2, size, 1)
+    src, ref = editor.encode(source), editor.encode(reference)
+    recon_src, recon_ref = editor.reconstruct(src), editor.reconstruct(ref)
+    assert (recon_src - recon_ref).abs().max() > 0.01  # the test can tell them apart
+    empty, full = torch.zeros(size, size), torch.ones(size, size)
+    for feather_px in (0.0, 3.0):
+        out = editor.local_edit(src, [ref], [empty], mode=mode, feather_px=feather_px)
+        assert torch.equal(out, recon_src)
+        out = editor.local_edit(src, [ref], [full], mode=mode, feather_px=feather_px)
+        torch.testing.assert_close(out, recon_ref, atol=1e-5, rtol=0)
+    # strength 0 with a full mask is the source; frames run from source to reference
+    assert torch.equal(editor.local_edit(src, [ref], [full], mode=mode, alphas=0.0), recon_src)
+    frames = editor.local_edit(src, [ref], [full], mode=mode, alphas=frame_alphas(3))
+    assert frames.shape == (3, 3, size, size)
+    torch.testing.assert_close(frames[0], recon_src[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(frames[-1], recon_ref[0], atol=1e-5, rtol=0)
+
+
+def test_partial_mask_changes_inside_more_than_outside(cpu32_path: Path) -> None:
+    editor = Editor.from_checkpoint(cpu32_path)
+    source, reference = _images(2, 32, 2)
+    src, ref = editor.encode(source), editor.encode(reference)
+    mask = rectangle_mask(RectangleMask(0, 0, 16, 32), 32)  # left half
+    for mode in ("w", "w_plus"):
+        diff = (editor.local_edit(src, [ref], [mask], mode=mode) - editor.reconstruct(src)).abs().mean(1)[0]
+        assert diff[:, :8].mean() > 2 * diff[:, 24:].mean(), mode
+
+
+def test_encoder_runs_once_per_distinct_image(tiny: Editor) -> None:
+    calls: list[int] = []
+    tiny.encoder.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
+    a, b, c = _images(3, 16, 3)
+    mask = torch.ones(16, 16)
+    tiny.local_edit(a, [b], [mask])  # encodes a and b
+    tiny.local_edit(a, [b, c], [mask, mask], mode="w_plus")  # only c is new
+    tiny.local_edit(a.clone(), [b], [mask], alphas=[0.0, 0.5, 1.0])  # same content, new tensor: cached
+    tiny.reconstruct(c)
+    assert sum(calls) == 3
+    info = tiny.cache_info()
+    assert (info.misses, info.encoder_images) == (3, 3)
+    assert tiny.encode(a) == tiny.encode(a.clone()) != tiny.encode(b)
+    assert sum(calls) == 3
+    tiny.encode_many(torch.stack([a, b, c, a]))  # a batch of cached images: no encoder call
+    assert sum(calls) == 3
+
+
+def test_cache_evicts_least_recent_and_handles_fail_clearly(tiny_path: Path) -> None:
+    editor = Editor.from_checkpoint(tiny_path, cache_size=2)
+    a, b, c = _images(3, 16, 4)
+    ka, kb = editor.encode(a), editor.encode(b)
+    editor.stylemap(ka)  # a is now the most recent
+    editor.encode(c)  # evicts b
+    editor.stylemap(ka)
+    with pytest.raises(EditingError, match="evicted"):
+        editor.stylemap(kb)
+    assert editor.encode(b) == kb  # encoding again restores it
+
+
+def test_masks_pool_shift_and_feather() -> None:
+    dot = torch.zeros(1, 1, 32, 32)
+    dot[..., 5, 5] = 1
+    assert pool_max(dot, 8)[0, 0, 1, 1] == 1  # any pixel reaches the cell
+    assert pool_avg_threshold(dot, 8).sum() == 0  # the demo's average + 0.5 threshold drops it
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    shifted = shift_and_zero(x, 1, -1)
+    assert torch.equal(shifted[0, 0, :3, 1:], x[0, 0, 1:, :3])
+    assert shifted[0, 0, :, 0].abs().sum() == 0 and shifted[0, 0, 3].abs().sum() == 0  # wrapped part zeroed
+    half = torch.zeros(1, 1, 32, 32)
+    half[..., :16] = 1
+    soft = feather(half, 6)
+    assert 0 < soft[0, 0, 0, 15] < 1 and soft[0, 0, 0, 0] == 1 and soft[0, 0, 0, 31] == 0
+    assert torch.equal(feather(torch.ones(1, 1, 8, 8), 10), torch.ones(1, 1, 8, 8))
+
+
+def test_blend_weights_shift_per_resolution(cpu32_path: Path) -> None:
+    editor = Editor.from_checkpoint(cpu32_path)
+    mask = rectangle_mask(RectangleMask(0, 0, 8, 8), 32)
+    weights = editor.blend_weights(mask, "w_plus", shift=(8, 4))
+    assert [w.shape[-1] for w in weights] == editor.config.style_resolutions
+    top = weights[-1][0, 0]
+    assert top.sum() == 64 and top[4:12, 8:16].sum() == 64  # moved by (8, 4) pixels at 32 x 32
+    coarse = editor.blend_weights(mask, "w", shift=(8, 4))[0][0, 0]  # 8 x 8 stylemap: 4-pixel cells
+    assert coarse.sum() == 4 and coarse[1:3, 2:4].sum() == 4
+
+
+def test_references_paste_in_order_with_own_masks(tiny: Editor) -> None:
+    images = _images(4, 16, 5)
+    src, *refs = [tiny.encode(img) for img in images]
+    full = torch.ones(16, 16)
+    out = tiny.local_edit(src, refs, [full, full, full], mode="w_plus")
+    torch.testing.assert_close(out, tiny.reconstruct(refs[-1]), atol=1e-5, rtol=0)
+    empty = torch.zeros(16, 16)
+    out = tiny.local_edit(src, refs, [full, empty, empty], mode="w")
+    torch.testing.assert_close(out, tiny.reconstruct(refs[0]), atol=1e-5, rtol=0)
+    with pytest.raises(EditingError, match="2 mask"):
+        tiny.local_edit(src, refs, [full, full])
+    with pytest.raises(EditingError, match="shift"):
+        tiny.local_edit(src, refs, [full] * 3, shifts=[(0, 0)])
+    with pytest.raises(EditingError, match="mode"):
+        tiny.local_edit(src, refs, [full] * 3, mode="wplus")
+    with pytest.raises(EditingError, match=r"\[0, 1\]"):
+        tiny.local_edit(src, refs, [full] * 3, alphas=1.5)
+
+
+def test_transplant_mix_interpolate(tiny: Editor) -> None:
+    a, b = (tiny.encode(img) for img in _images(2, 16, 6))
+    count = len(tiny.config.style_resolutions)
+    assert torch.equal(tiny.mix(a, b, 0), tiny.reconstruct(b))
+    assert torch.equal(tiny.mix(a, b, count), tiny.reconstruct(a))
+    assert not torch.equal(tiny.mix(a, b, 2), tiny.reconstruct(b))
+    frames = tiny.interpolate(a, b, 4)
+    torch.testing.assert_close(frames[0], tiny.reconstruct(a)[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(frames[-1], tiny.reconstruct(b)[0], atol=1e-5, rtol=0)
+    moved = tiny.transplant(a, b, RectangleMask(0, 0, 8, 8), (8, 8))
+    expected = tiny.local_edit(a, [b], [rectangle_mask(RectangleMask(0, 0, 8, 8), 16)], shifts=[(8, 8)])
+    assert torch.equal(moved, expected)
+
+
+def test_generate_seeds_and_truncation(tiny: Editor) -> None:
+    images, stylemaps = tiny.generate([3, 1], trunc=1.0)
+    _, alone = tiny.generate([1])
+    assert images.shape == (2, 3, 16, 16)
+    torch.testing.assert_close(stylemaps[1:], alone)  # a seed's image does not depend on its batch
+    _, centred = tiny.generate([3, 1], trunc=0.0)
+    torch.testing.assert_close(centred, tiny.mean_stylemap().expand(2, -1, -1, -1))
+    assert tiny.mean_stylemap() is tiny.mean_stylemap()  # cached per model object
+    assert parse_seeds("0-3,12, 2") == [0, 1, 2, 3, 12]
+    for bad in ("3-1", "a", "1,,2"):
+        with pytest.raises(EditingError, match="seeds"):
+            parse_seeds(bad)
+
+
+def test_projection_methods(tiny: Editor) -> None:
+    targets = _images(2, 16, 8)
+    encoded, _ = tiny.project(targets, "encoder")
+    options = ProjectionOptions(steps=15, lr=0.05)
+    optimised, _ = tiny.project(targets, "optimize", options)
+    hybrid, keys = tiny.project(targets, "hybrid", options)
+    assert optimised.history[-1] < optimised.history[0]
+    assert (hybrid.mse <= encoded.mse + 1e-6).all()
+    torch.testing.assert_close(tiny.stylemap(keys[1])[0], hybrid.stylemaps[1])
+    tuned, _ = tiny.project(targets[:1], "hybrid", ProjectionOptions(steps=5, pti_steps=10, pti_lr=1e-2))
+    assert tuned.tuned_generators is not None and float(tuned.mse[0]) < float(hybrid.mse[0])
+    with pytest.raises(EditingError, match="method"):
+        tiny.project(targets, "sgd")
+
+
+def test_projection_with_lpips(cpu32_path: Path) -> None:
+    from stylemapgan.losses import build_perceptual
+
+    try:
+        perceptual = build_perceptual("stlpips-alex")
+    except (FileNotFoundError, ImportError) as exc:
+        pytest.skip(f"LPIPS weights unavailable: {exc}")
+    editor = Editor.from_checkpoint(cpu32_path)
+    result, _ = editor.project(_images(1, 32, 9), "hybrid", ProjectionOptions(steps=2), perceptual)
+    assert result.perceptual is not None and torch.isfinite(result.perceptual).all()
+
+
+def test_directions_unit_norm_roundtrip_and_masked_apply(tiny: Editor, tmp_path: Path) -> None:
+    shape = tiny.config.stylemap_shape
+    sefa = sefa_directions(tiny.generator, 3)
+    pca = pca_directions(sample_stylemaps(tiny.generator, 300), 2)
+    for d in [*sefa, *pca]:
+        assert d.vector.shape == shape
+        assert abs(float(d.vector.norm()) - 1) < 1e-5
+    # SeFa directions are constant over the stylemap and orthogonal
+    assert torch.allclose(sefa[0].vector, sefa[0].vector[:, :1, :1].expand(shape))
+    assert abs(float((sefa[0].vector * sefa[1].vector).sum())) < 1e-5
+    path = tmp_path / "d.safetensors"
+    save_directions(path, [*sefa, *pca, Direction("custom", sefa[0].vector, {"kind": "test"})], {"model": "x"})
+    loaded = load_directions(path, shape)
+    assert set(loaded) == {"sefa_0", "sefa_1", "sefa_2", "pca_0", "pca_1", "custom"}
+    torch.testing.assert_close(loaded["pca_1"].vector, pca[1].vector)
+    with pytest.raises(EditingError, match="shape"):
+        load_directions(path, (3, 4, 4))
+    stylemap = torch.zeros(1, *shape)
+    cells = torch.zeros(1, 1, 4, 4)
+    cells[..., :2, :] = 1
+    moved = apply_direction(stylemap, sefa[0].vector, torch.tensor([2.0]), cells)
+    assert moved[..., 2:, :].abs().sum() == 0 and moved[..., :2, :].abs().sum() > 0
+    image = tiny.encode(_images(1, 16, 10)[0])
+    outs = tiny.apply_direction(image, sefa[0].vector, [0.0, 3.0])
+    torch.testing.assert_close(outs[:1], tiny.decode(tiny.stylemap(image)), atol=1e-5, rtol=0)
+    assert not torch.equal(outs[0], outs[1])
+
+
+def test_parse_masks_and_shifts(tmp_path: Path) -> None:
+    assert parse_mask("1,2,3,4") == RectangleMask(1, 2, 3, 4)
+    assert parse_mask("hair") == PartMask(("hair",))
+    assert parse_mask("part:hair+eyes") == PartMask(("hair", "eyes"))
+    f = tmp_path / "m.png"
+    f.write_bytes(b"x")
+    assert parse_mask(str(f)) == FileMask(f)
+    with pytest.raises(EditingError, match="four integers"):
+        parse_mask("1,2,3")
+    with pytest.raises(EditingError, match="x0 < x1"):
+        parse_mask("5,0,1,4")
+    with pytest.raises(EditingError, match="no such file"):
+        parse_mask(str(tmp_path / "missing.png"))
+    with pytest.raises(EditingError, match="inside"):
+        rectangle_mask(RectangleMask(0, 0, 40, 4), 32)
+    assert parse_shift("-8,4") == (-8, 4)
+    with pytest.raises(EditingError, match="shift"):
+        parse_shift("8")

@@ -59,7 +59,8 @@ def main() -> None:
     for preset in args.presets.split(","):
         row = bench(preset, args.repeats if preset.startswith("paper") else args.repeats * 10, args.batch)
         rows.append(row)
-        print(f"{preset:<18} generator {row['generator_s'] * 1000:10.1f} ms   encoder {row['encoder_s'] * 1000:10.1f} ms")
+        g_ms, e_ms = row["generator_s"] * 1000, row["encoder_s"] * 1000
+        print(f"{preset:<18} generator {g_ms:10.1f} ms   encoder {e_ms:10.1f} ms")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

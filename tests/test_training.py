@@ -20,7 +20,7 @@ from stylemapgan.training.run import TrainingRun, latest_checkpoint
 from stylemapgan.training.trainer import Trainer, TrainingDiverged
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_script import SeededImages  # noqa: E402
+from train_script import SeededImages
 
 TINY = get_preset("tiny").model
 SCRIPT = str(Path(__file__).parent / "train_script.py")

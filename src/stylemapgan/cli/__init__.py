@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from stylemapgan.checkpoint import CheckpointError
     from stylemapgan.config import ConfigError
+    from stylemapgan.data.lmdb_format import DatasetError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
-    except (CLIError, CheckpointError, ConfigError, FileNotFoundError) as exc:
+    except (CLIError, CheckpointError, ConfigError, DatasetError, FileNotFoundError) as exc:
         print(f"stylemapgan {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train StyleMapGAN (G, E, D jointly, the paper's objective)",
         description="Train StyleMapGAN. Multi-GPU / multi-node: torchrun --nproc_per_node=K -m stylemapgan train ...",
     )
-    p.add_argument("--data", required=True, help="prepared dataset (stylemapgan prepare / datasets build) or official LMDB")
+    p.add_argument(
+        "--data", required=True, help="prepared dataset (prepare / datasets build) or official LMDB",
+    )
     p.add_argument("--outdir", required=True, help="run directory: checkpoints, logs, samples")
     p.add_argument("--preset", default="paper-256", choices=sorted(PRESETS), help="model preset (default paper-256)")
     p.add_argument("--iters", type=int, default=None, help="total iterations (default: 1.4M as the paper)")
@@ -67,6 +69,7 @@ def train_config_from_args(args: argparse.Namespace, preset_batch: int) -> Train
 
 def cmd_train(args: argparse.Namespace) -> int:
     from stylemapgan.data import open_dataset
+    from stylemapgan.data.lmdb_format import DatasetError
     from stylemapgan.training.run import TrainingRun
     from stylemapgan.training.trainer import TrainingDiverged
 
@@ -78,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     train_data = open_dataset(args.data, split="train")
     try:
         val_data = open_dataset(args.data, split="test")
-    except (KeyError, ValueError, FileNotFoundError):
+    except DatasetError:  # no held-out split (e.g. an official LMDB): no validation
         val_data = None
     run = TrainingRun(
         preset.model, train_config, train_data, args.outdir, val_data=val_data, device=args.device,

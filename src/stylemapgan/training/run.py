@@ -29,7 +29,7 @@ from stylemapgan.checkpoint.io import (
 from stylemapgan.config import ModelConfig
 from stylemapgan.training.config import TrainConfig
 from stylemapgan.training.distributed import DistInfo, all_mean, barrier, init_from_env, shutdown
-from stylemapgan.training.trainer import Trainer, TrainingDiverged, collate_images
+from stylemapgan.training.trainer import Trainer, TrainingDiverged, collate_images, fit_to_model
 from stylemapgan.utils.images import make_grid, save_png
 
 CHECKPOINT_GLOB = "ckpt-*.safetensors"
@@ -168,7 +168,8 @@ class TrainingRun:
         if self.val_data is None or len(self.val_data) == 0:
             return None
         n = min(count, len(self.val_data))
-        return collate_images([self.val_data[i] for i in range(n)]).to(self.trainer.device)
+        images = collate_images([self.val_data[i] for i in range(n)])
+        return fit_to_model(images, self.trainer.model_config.size).to(self.trainer.device)
 
     # ----- checkpoints ---------------------------------------------------------------------------------
     def save(self) -> Path | None:
@@ -206,7 +207,8 @@ class TrainingRun:
         n = min(self.cfg.val_count, len(self.val_data))
         mse_sum, lpips_sum = 0.0, 0.0
         for start in range(0, n, 16):
-            real = collate_images([self.val_data[i] for i in range(start, min(n, start + 16))]).to(t.device)
+            real = collate_images([self.val_data[i] for i in range(start, min(n, start + 16))])
+            real = fit_to_model(real, t.model_config.size).to(t.device)
             rec = t.g_ema.decode(t.e_ema(real))
             mse_sum += F.mse_loss(rec, real, reduction="none").flatten(1).mean(1).sum().item()
             if t.perceptual is not None:

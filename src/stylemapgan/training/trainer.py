@@ -46,6 +46,16 @@ def collate_images(items: list[Any]) -> torch.Tensor:
     return torch.stack(images)
 
 
+def fit_to_model(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Box-downsample stored images to the model's resolution by an integer factor (e.g. 64 px data, 32 px model)."""
+    stored = images.shape[-1]
+    if stored == size:
+        return images
+    if stored < size or stored % size:
+        raise ValueError(f"dataset images are {stored}px; the model needs {size}px (or an integer multiple of it)")
+    return F.avg_pool2d(images, stored // size)
+
+
 def set_requires_grad(module: nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
@@ -122,7 +132,7 @@ class Trainer:
     def next_batch(self) -> torch.Tensor:
         if self._batches is None:
             self._batches = self._loader()
-        images = next(self._batches)
+        images = fit_to_model(next(self._batches), self.model_config.size)
         flips = self._rank_slice(torch.rand(self.cfg.batch, generator=self.rng) < 0.5)
         if self.cfg.hflip:
             images = torch.where(flips.view(-1, 1, 1, 1), images.flip(3), images)

@@ -42,7 +42,10 @@ def _user_errors(handler: Handler) -> Handler:
 
 
 def _add_model_options(p: argparse.ArgumentParser, outdir: bool = True) -> None:
-    p.add_argument("--ckpt", required=True, help="checkpoint (ours or official)")
+    p.add_argument(
+        "--ckpt", default=None,
+        help="checkpoint file (ours or official) or bundled model name (default: the bundled cartoon-faces model)",
+    )
     if outdir:
         p.add_argument("--outdir", required=True, help="output folder (created); a JSON record is written there")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -83,11 +86,11 @@ def _resolve_device(name: str) -> torch.device:
 
 def _open_editor(args: argparse.Namespace):
     from stylemapgan.editing import Editor
+    from stylemapgan.models import resolve_checkpoint
 
-    if not Path(args.ckpt).exists():
-        raise CLIError(f"{args.ckpt}: no such file (--ckpt)")
     if args.batch < 1:
         raise CLIError(f"--batch: must be >= 1, got {args.batch}")
+    args.ckpt = str(resolve_checkpoint(args.ckpt))
     return Editor.from_checkpoint(args.ckpt, device=_resolve_device(args.device), batch_size=args.batch)
 
 

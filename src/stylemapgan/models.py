@@ -1,0 +1,48 @@
+"""Bundled models: every command takes `--ckpt NAME_OR_PATH`, and omitting it selects the default model.
+
+A bundled model is `assets/models/<name>.safetensors` (EMA generator + encoder only, with its card in the
+file's provenance and `<name>.md` beside it). Names resolve before paths, so `--ckpt cartoon-faces` works
+anywhere; anything else is treated as a file path.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+from stylemapgan.checkpoint.io import CheckpointError
+
+DEFAULT_MODEL = "cartoon-faces"
+ENV_DEFAULT = "STYLEMAPGAN_DEFAULT_CKPT"  # lets users (and tests) point the default at their own checkpoint
+
+
+def bundled_models_dir() -> Path:
+    return Path(str(resources.files("stylemapgan.assets"))) / "models"
+
+
+def bundled_models() -> dict[str, Path]:
+    """Name -> path of every bundled model present in this installation."""
+    folder = bundled_models_dir()
+    return {p.stem: p for p in sorted(folder.glob("*.safetensors"))} if folder.is_dir() else {}
+
+
+def resolve_checkpoint(ckpt: str | os.PathLike[str] | None) -> Path:
+    """A bundled model's name, a checkpoint path, or None for the default (env override, then bundled)."""
+    if ckpt is None:
+        override = os.environ.get(ENV_DEFAULT)
+        if override:
+            return resolve_checkpoint(override)
+        ckpt = DEFAULT_MODEL
+    models = bundled_models()
+    if str(ckpt) in models:
+        return models[str(ckpt)]
+    path = Path(ckpt)
+    if path.exists():
+        return path
+    if str(ckpt) == DEFAULT_MODEL:
+        raise CheckpointError(
+            f"{ckpt}: the default bundled model is not in this installation; pass --ckpt PATH "
+            f"(bundled: {', '.join(models) or 'none'})"
+        )
+    raise CheckpointError(f"{ckpt}: no such checkpoint file or bundled model (bundled: {', '.join(models) or 'none'})")

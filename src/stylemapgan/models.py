@@ -27,6 +27,13 @@ def bundled_models() -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.glob("*.safetensors"))} if folder.is_dir() else {}
 
 
+def bundled_samples(ckpt: str | os.PathLike[str]) -> Path | None:
+    """The sample dataset shipped beside a bundled model (`<name>-samples/`: test faces with part masks)."""
+    path = Path(ckpt)
+    samples = path.with_name(f"{path.stem}-samples")
+    return samples if path.parent == bundled_models_dir() and (samples / "data.mdb").exists() else None
+
+
 def resolve_checkpoint(ckpt: str | os.PathLike[str] | None) -> Path:
     """A bundled model's name, a checkpoint path, or None for the default (env override, then bundled)."""
     if ckpt is None:

@@ -98,6 +98,11 @@ def _resolver(args: argparse.Namespace, editor):
     from stylemapgan.editing.images import parse_color
     from stylemapgan.editing.sources import InputResolver
 
+    if args.data is None:  # a bundled model brings its own sample faces (test:0 ... with part masks)
+        from stylemapgan.models import bundled_samples
+
+        samples = bundled_samples(args.ckpt)
+        args.data = str(samples) if samples is not None else None
     return InputResolver(editor.config, args.fit, parse_color(args.background), args.data)
 
 

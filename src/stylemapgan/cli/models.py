@@ -31,6 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="output checkpoint path (.safetensors)")
     p.set_defaults(handler=cmd_convert)
 
+    p = subparsers.add_parser("release", help="strip a training checkpoint to EMA G + E + mean stylemap + card")
+    p.add_argument("ckpt", help="training checkpoint (or run directory: its latest checkpoint)")
+    p.add_argument("out", help="output model (.safetensors); the card is written beside it as .md")
+    p.add_argument("--name", required=True)
+    p.add_argument("--description", default="")
+    p.add_argument("--metrics", default=None, help="report.json from `stylemapgan eval` to put in the card")
+    p.set_defaults(handler=cmd_release)
+
 
 def parameter_counts(config: ModelConfig) -> dict[str, int]:
     import torch
@@ -95,4 +103,18 @@ def cmd_convert(args: argparse.Namespace) -> int:
         ckpt.provenance = {**default_provenance(f"copied from {src.name}"), "source_sha256": file_sha256(src)}
     save_checkpoint(args.out, Checkpoint(ckpt.config, ckpt.networks, None, ckpt.provenance))
     print(f"converted {src} -> {args.out} (networks: {', '.join(sorted(ckpt.networks))})")
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from stylemapgan.checkpoint.release import release_model
+    from stylemapgan.training.run import latest_checkpoint
+
+    metrics = None
+    if args.metrics:
+        report = json.loads(Path(args.metrics).read_text())
+        metrics = report.get("summary", report)
+    release_model(latest_checkpoint(args.ckpt), args.out, name=args.name, description=args.description,
+                  metrics=metrics)
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
     return 0

@@ -4,10 +4,11 @@
 #   libcairo2              cairosvg rasterises the facesjs SVGs (cartoon-faces builder)
 #   nodejs, npm            run facesjs and install the npm packages of the cartoon-faces / emoji builders
 #   dataset-fashion-mnist  the real Fashion-MNIST files (the builder's Debian source; one test reads them)
+#   chromium               the headless browser of the web editor's end-to-end test (driven by Playwright)
 set -euo pipefail
 
 need=()
-for pkg in libcairo2 dataset-fashion-mnist; do
+for pkg in libcairo2 dataset-fashion-mnist chromium; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 command -v node >/dev/null 2>&1 || need+=(nodejs)

@@ -15,6 +15,8 @@ COMMAND_MODULES = [
     "stylemapgan.cli.data",
     "stylemapgan.cli.train",
     "stylemapgan.cli.edit",
+    "stylemapgan.cli.evaluate",
+    "stylemapgan.cli.serve",
 ]
 
 

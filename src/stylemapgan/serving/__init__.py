@@ -1,0 +1,13 @@
+"""The real-time web editor (`stylemapgan serve`): a FastAPI app over `stylemapgan.editing.Editor`.
+
+    from stylemapgan.serving import create_app, load_gallery
+    app = create_app(Editor.from_checkpoint(path), gallery=load_gallery("data/faces", 64, None))
+
+The page (static/index.html, app.js, style.css; plain JavaScript and canvas, no build step) is package data.
+"""
+
+from stylemapgan.serving.app import SESSION_COOKIE, create_app
+from stylemapgan.serving.gallery import Gallery, load_gallery
+from stylemapgan.serving.limits import ServerLimits
+
+__all__ = ["SESSION_COOKIE", "Gallery", "ServerLimits", "create_app", "load_gallery"]

@@ -1,0 +1,128 @@
+"""Model inference off the event loop: one worker thread, one job at a time, stale jobs skipped.
+
+Torch on a couple of CPU cores is fastest running one forward pass at a time with all its threads, so every
+model call goes through a single-thread executor (and a lock, for callers outside it). A job carries a
+`still_wanted` check that runs when the job reaches the front of the queue: an edit superseded by a newer
+one from the same page while it waited is dropped without touching the model. The queue length is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from stylemapgan.editing import Editor
+from stylemapgan.editing.errors import EditingError
+from stylemapgan.serving.errors import Busy, Superseded
+from stylemapgan.serving.store import ImageRecord
+from stylemapgan.utils.images import from_uint8
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Timing:
+    queue_ms: float  # waiting for the worker
+    run_ms: float  # on the worker (model + conversion to uint8)
+
+
+class InferenceEngine:
+    """Wraps an `Editor`; `await engine.run(fn)` runs `fn(editor)` on the worker thread."""
+
+    def __init__(self, editor: Editor, max_pending: int = 32) -> None:
+        self.editor = editor
+        self.max_pending = max_pending
+        self.lock = threading.Lock()  # held around every model call
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stylemapgan-inference")
+        self._count_lock = threading.Lock()
+        self._pending = 0
+        self.completed = 0
+        self.superseded = 0
+        self.rejected = 0
+
+    @property
+    def pending(self) -> int:
+        """Jobs queued or running."""
+        with self._count_lock:
+            return self._pending
+
+    async def run(
+        self, fn: Callable[[Editor], T], still_wanted: Callable[[], bool] | None = None
+    ) -> tuple[T, Timing]:
+        """Queue `fn`; raises Busy when the queue is full and Superseded when the job went stale while queued."""
+        with self._count_lock:
+            if self._pending >= self.max_pending:
+                self.rejected += 1
+                raise Busy()
+            self._pending += 1
+        queued = time.perf_counter()
+
+        def job() -> tuple[T, Timing]:
+            try:
+                started = time.perf_counter()
+                if still_wanted is not None and not still_wanted():
+                    with self._count_lock:
+                        self.superseded += 1
+                    raise Superseded()
+                with self.lock, torch.no_grad():
+                    result = fn(self.editor)
+                done = time.perf_counter()
+                with self._count_lock:
+                    self.completed += 1
+                return result, Timing((started - queued) * 1000, (done - started) * 1000)
+            finally:
+                with self._count_lock:
+                    self._pending -= 1
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def stats(self) -> dict[str, Any]:
+        info = self.editor.cache_info()
+        with self._count_lock:
+            return {"pending": self._pending, "completed": self.completed, "superseded": self.superseded,
+                    "rejected_busy": self.rejected, "encodings_cached": info.size, "encoding_capacity": info.capacity,
+                    "encoder_images": info.encoder_images}
+
+
+def encoding_bytes(editor: Editor) -> int:
+    """Worst-case memory of one cached encoding: the stylemap plus the style tensors a w+ edit adds to it,
+    measured once through the editor (then its cache is emptied)."""
+    with torch.no_grad():
+        handle = editor.add_stylemap(torch.zeros(1, *editor.config.stylemap_shape))
+        tensors = [editor.stylemap(handle), *editor.styles(handle)]
+    editor.clear_cache()
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def ensure_handle(editor: Editor, record: ImageRecord) -> str:
+    """The record's encoding handle, encoding it again (or re-adding its stylemap) if the editor evicted it.
+    Runs on the worker thread."""
+    if record.handle is not None:
+        try:
+            editor.stylemap(record.handle)  # a cache hit also marks it recently used
+            return record.handle
+        except EditingError:
+            pass
+    if record.stylemap is not None:
+        record.handle = editor.add_stylemap(record.stylemap)
+    else:
+        record.handle = editor.encode(from_uint8(record.pixels))
+    return record.handle
+
+
+def to_pixels(images: torch.Tensor) -> np.ndarray:
+    """[N, 3, H, W] in [-1, 1] -> uint8 [N, H, W, 3]."""
+    from stylemapgan.utils.images import to_uint8
+
+    return to_uint8(images)

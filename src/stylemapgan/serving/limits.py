@@ -1,0 +1,49 @@
+"""Every bound the server enforces, in one place, so tests can shrink them and operators can read them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Upload, memory and queue bounds.
+
+    The defaults keep a busy server under a few hundred MB at 256 px: every cached image is a uint8 array at
+    model size (plus, for samples, its stylemap), and the editor's encoding cache holds at most as many
+    entries as the stores below plus the gallery.
+    """
+
+    max_upload_bytes: int = 10 * 1024 * 1024  # a large phone JPEG; checked while the body streams in
+    max_upload_pixels: int = 25_000_000  # checked from the header, before any pixel is decoded
+    concurrent_uploads: int = 2  # bodies read and decoded at once (each may hold ~3 bytes per pixel)
+    max_sessions: int = 64  # least recently used session dropped beyond this, with its images
+    max_uploads_per_session: int = 16
+    max_uploads_total: int = 128
+    max_results_per_session: int = 12  # edit results, samples, reconstructions (downloadable, re-usable)
+    max_results_total: int = 256
+    max_channels_per_session: int = 32  # (page, request kind) pairs whose newest sequence number is kept
+    max_references: int = 8
+    max_pending_jobs: int = 32  # queued inference jobs over all sessions; beyond this: 503, try again
+    max_samples: int = 8
+    max_interpolation_frames: int = 16
+    max_shift_fraction: float = 1.0  # |shift| <= this * model size
+    encoding_cache_mb: float = 1024.0  # the editor's encodings (a w+ entry: ~3.5 MB at cpu-64, ~120 MB at 256 px)
+
+    @property
+    def cached_images(self) -> int:
+        """Upper bound on images the server keeps (and so on encodings it needs cached)."""
+        return self.max_uploads_total + self.max_results_total
+
+    def encoding_capacity(self, entry_bytes: int, gallery: int) -> int:
+        """Entries the editor may cache: what the memory budget allows (worst case: every entry holding its w+
+        style tensors), never fewer than two edits' worth of images (so one edit cannot evict its own inputs),
+        never more than there are images to cache."""
+        floor = 2 * (self.max_references + 1)
+        budget = int(self.encoding_cache_mb * 1024 * 1024 // max(1, entry_bytes))
+        return max(floor, min(budget, self.cached_images + gallery + floor))
+
+    def public(self) -> dict[str, Any]:
+        """What the page needs to know (shown in messages, used to pre-check uploads)."""
+        return asdict(self)

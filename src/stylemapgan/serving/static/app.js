@@ -1,0 +1,713 @@
+// StyleMapGAN web editor: plain JavaScript over the JSON/PNG API of `stylemapgan serve`.
+//
+// Masks are painted on an offscreen canvas per reference (a few times the model's resolution, for smooth
+// strokes) and sent at model size as PNG (alpha = weight). Requests of one kind are "latest wins": at most
+// one in flight, newer state waits and is sent as soon as it returns (or at once, aborting the old one, when
+// the images change); every request carries a sequence number, stale answers are dropped, and the server
+// refuses (409) requests that were overtaken.
+"use strict";
+
+const COLORS = ["#e6194b", "#2ca02c", "#3558d6", "#f58231"];
+const MAX_REFS = 4;
+const CLIENT_ID = (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2)).replace(/[^A-Za-z0-9_-]/g, "");
+const UNDO_LIMIT = 40;
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  info: null,
+  size: 64,
+  scale: 4, // mask canvas pixels per model pixel
+  target: "source", // "source" or a reference index
+  source: null, // {id, name, parts, bitmap}
+  refs: new Array(MAX_REFS).fill(null), // {id, name, parts, bitmap, mask, undo, redo, shift}
+  active: 0,
+  tool: "brush",
+  brush: 6,
+  mode: "w",
+  alpha: 1,
+  feather: 0,
+  resultId: null,
+  interp: null, // {bitmap, frames}
+};
+
+// ---- messages and small helpers -------------------------------------------------------------------------
+
+let messageTimer = null;
+function showMessage(text, kind = "error") {
+  const box = $("message");
+  $("message-text").textContent = text;
+  box.className = kind === "error" ? "" : "info";
+  box.hidden = false;
+  clearTimeout(messageTimer);
+  messageTimer = setTimeout(() => { box.hidden = true; }, kind === "error" ? 12000 : 4000);
+}
+
+async function errorText(resp) {
+  try {
+    const body = await resp.json();
+    if (body && body.error) return body.error;
+  } catch (_) { /* not JSON */ }
+  return `${resp.status} ${resp.statusText}`;
+}
+
+async function fetchBitmap(url) {
+  const resp = await fetch(url);
+  if (!resp.ok) throw new Error(await errorText(resp));
+  return createImageBitmap(await resp.blob());
+}
+
+function makeCanvas(w, h) {
+  const c = document.createElement("canvas");
+  c.width = w;
+  c.height = h;
+  return c;
+}
+
+function drawBitmap(canvas, bitmap) {
+  const ctx = canvas.getContext("2d");
+  canvas.width = bitmap.width;
+  canvas.height = bitmap.height;
+  ctx.drawImage(bitmap, 0, 0);
+}
+
+let busyCount = 0;
+function busy(delta) {
+  busyCount = Math.max(0, busyCount + delta);
+  $("busy").hidden = busyCount === 0;
+}
+
+// ---- latest-wins requests -----------------------------------------------------------------------------------
+
+class LatestRequest {
+  // build() returns {url, body} (or null: nothing to send); onResult(resp, rttMs, seq) shows the answer.
+  constructor(onResult, minGapMs = 30) {
+    this.onResult = onResult;
+    this.minGap = minGapMs;
+    this.seq = 0;
+    this.shown = 0;
+    this.inflight = null;
+    this.dirty = false;
+    this.timer = null;
+    this.lastStart = 0;
+    this.build = null;
+  }
+
+  trigger(build, urgent = false) {
+    this.build = build;
+    if (this.inflight) {
+      if (!urgent) { this.dirty = true; return; }
+      this.inflight.ctrl.abort(); // obsolete: the server skips it too if it has not started
+      this.inflight = null;
+    }
+    this.schedule(urgent ? 0 : null);
+  }
+
+  schedule(delay = null) {
+    if (this.timer) return;
+    const wait = delay ?? Math.max(0, this.lastStart + this.minGap - performance.now());
+    this.timer = setTimeout(() => { this.timer = null; this.send(); }, wait);
+  }
+
+  async send() {
+    this.dirty = false;
+    const req = this.build ? this.build() : null;
+    if (!req) return;
+    const seq = ++this.seq;
+    const ctrl = new AbortController();
+    const mine = { seq, ctrl };
+    this.inflight = mine;
+    this.lastStart = performance.now();
+    const started = this.lastStart;
+    const timeout = setTimeout(() => ctrl.abort(), 60000);
+    busy(+1);
+    try {
+      const resp = await fetch(req.url, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ ...req.body, seq, client: CLIENT_ID }),
+        signal: ctrl.signal,
+      });
+      if (resp.status === 409) return; // overtaken by a newer request: nothing to show
+      if (!resp.ok) { showMessage(await errorText(resp)); return; }
+      if (seq <= this.shown) return; // an older answer arriving late
+      this.shown = seq;
+      await this.onResult(resp, performance.now() - started, seq);
+    } catch (err) {
+      if (err.name !== "AbortError") showMessage(`request failed: ${err.message || err}`);
+    } finally {
+      busy(-1);
+      clearTimeout(timeout);
+      if (this.inflight === mine) this.inflight = null;
+      if (this.dirty && !this.inflight) this.schedule();
+    }
+  }
+}
+
+function timingText(resp, rtt) {
+  const h = (name) => resp.headers.get(name);
+  return `server ${h("X-Server-Ms")} ms (model ${h("X-Infer-Ms")}, queue ${h("X-Queue-Ms")}) · round trip ${rtt.toFixed(0)} ms`;
+}
+
+// ---- images: slots, gallery, uploads ----------------------------------------------------------------------
+
+function newMask() {
+  const n = state.size * state.scale;
+  return makeCanvas(n, n);
+}
+
+function renderSlots() {
+  const box = $("slots");
+  box.replaceChildren();
+  const entries = [["source", "Source", state.source, "#555"]];
+  for (let i = 0; i < MAX_REFS; i++) entries.push([i, `Ref ${i + 1}`, state.refs[i], COLORS[i]]);
+  for (const [key, label, item, color] of entries) {
+    const el = document.createElement("div");
+    el.className = "slot" + (state.target === key ? " target" : "");
+    el.id = key === "source" ? "slot-source" : `slot-ref-${key}`;
+    el.style.setProperty("--slot-color", color);
+    el.tabIndex = 0;
+    el.setAttribute("role", "button");
+    el.title = key === "source" ? "pick the source" : `pick reference ${key + 1} (and paint its mask)`;
+    if (key !== "source") {
+      const sw = document.createElement("span");
+      sw.className = "swatch";
+      el.append(sw);
+    }
+    const thumb = document.createElement(item ? "img" : "span");
+    if (item) { thumb.src = `/api/images/${item.id}`; thumb.alt = item.name; } else thumb.className = "placeholder";
+    el.append(thumb, document.createTextNode(label));
+    if (key !== "source" && item) {
+      const rm = document.createElement("button");
+      rm.className = "remove";
+      rm.textContent = "×";
+      rm.title = "remove this reference";
+      rm.addEventListener("click", (ev) => { ev.stopPropagation(); removeRef(key); });
+      el.append(rm);
+    }
+    const choose = () => {
+      state.target = key;
+      if (key !== "source") { state.active = key; drawReference(); renderParts(); }
+      renderSlots();
+    };
+    el.addEventListener("click", choose);
+    el.addEventListener("keydown", (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); choose(); } });
+    box.append(el);
+  }
+  $("active-ref-label").textContent = `${state.active + 1}`;
+  $("active-ref-label").style.color = COLORS[state.active];
+}
+
+function thumbButton(desc) {
+  const b = document.createElement("button");
+  b.className = "thumb";
+  b.dataset.id = desc.id;
+  b.title = desc.name;
+  const img = document.createElement("img");
+  img.src = `/api/images/${desc.id}`;
+  img.alt = desc.name;
+  img.loading = "lazy";
+  b.append(img);
+  b.addEventListener("click", () => pick(desc));
+  return b;
+}
+
+function addUploadThumb(desc) {
+  const box = $("uploads");
+  box.querySelector(".empty")?.remove();
+  box.prepend(thumbButton(desc));
+}
+
+async function keepResult(desc) {
+  const resp = await fetch(`/api/images/${desc.id}/keep`, { method: "POST" });
+  if (!resp.ok) throw new Error(await errorText(resp));
+  const kept = await resp.json();
+  addUploadThumb(kept);
+  return kept;
+}
+
+async function pick(desc, target = state.target) {
+  try {
+    if (desc.id.startsWith("r_")) desc = await keepResult(desc); // results expire; uploads last longer
+    const bitmap = await fetchBitmap(`/api/images/${desc.id}`);
+    if (target === "source") {
+      state.source = { ...desc, bitmap };
+      drawSource();
+      requestReconstruction();
+      requestAttributes(true);
+      // first source: go on to picking reference 1; later: stay with the reference being painted
+      if (state.refs.every((r) => r === null)) state.active = 0;
+      state.target = state.active;
+    } else {
+      const old = state.refs[target];
+      state.refs[target] = {
+        ...desc, bitmap,
+        mask: old ? old.mask : newMask(),
+        undo: old ? old.undo : [], redo: old ? old.redo : [],
+        shift: old ? old.shift : [0, 0],
+      };
+      state.active = target;
+    }
+    renderSlots();
+    drawReference();
+    renderParts();
+    drawOverlay();
+    requestEdit(true);
+  } catch (err) {
+    showMessage(`cannot use ${desc.name}: ${err.message || err}`);
+  }
+}
+
+function removeRef(i) {
+  state.refs[i] = null;
+  if (state.active === i) {
+    const other = state.refs.findIndex((r) => r !== null);
+    state.active = other === -1 ? 0 : other;
+  }
+  renderSlots();
+  drawReference();
+  renderParts();
+  drawOverlay();
+  requestEdit(true);
+}
+
+async function uploadFile(file) {
+  const limits = state.info.limits;
+  if (file.size > limits.max_upload_bytes) {
+    showMessage(`${file.name}: ${(file.size / 1e6).toFixed(1)} MB is over the ${(limits.max_upload_bytes / 1e6).toFixed(1)} MB limit`);
+    return;
+  }
+  const fit = $("upload-fit").value;
+  busy(+1);
+  try {
+    const resp = await fetch(`/api/upload?fit=${fit}&name=${encodeURIComponent(file.name)}`, {
+      method: "POST",
+      headers: { "Content-Type": file.type || "application/octet-stream" },
+      body: file,
+    });
+    if (!resp.ok) { showMessage(`${file.name}: ${await errorText(resp)}`); return; }
+    const desc = await resp.json();
+    addUploadThumb(desc);
+    await pick(desc);
+  } catch (err) {
+    showMessage(`${file.name}: upload failed (${err.message || err})`);
+  } finally {
+    busy(-1);
+  }
+}
+
+// ---- drawing ------------------------------------------------------------------------------------------------
+
+function drawSource() {
+  const c = $("source-canvas");
+  if (state.source) drawBitmap(c, state.source.bitmap);
+}
+
+function drawReference() {
+  const ref = state.refs[state.active];
+  const img = $("ref-canvas");
+  const mask = $("mask-canvas");
+  const n = state.size * state.scale;
+  mask.width = n;
+  mask.height = n;
+  const ctx = mask.getContext("2d");
+  ctx.clearRect(0, 0, n, n);
+  if (!ref) {
+    img.getContext("2d").clearRect(0, 0, img.width, img.height);
+    return;
+  }
+  drawBitmap(img, ref.bitmap);
+  ctx.drawImage(ref.mask, 0, 0);
+}
+
+function drawOverlay() {
+  const c = $("source-overlay");
+  const n = state.size * state.scale;
+  c.width = n;
+  c.height = n;
+  const ctx = c.getContext("2d");
+  ctx.clearRect(0, 0, n, n);
+  state.refs.forEach((ref, i) => {
+    if (!ref) return;
+    ctx.globalAlpha = i === state.active ? 0.5 : 0.3;
+    ctx.drawImage(ref.mask, ref.shift[0] * state.scale, ref.shift[1] * state.scale);
+  });
+  ctx.globalAlpha = 1;
+}
+
+function canvasPoint(canvas, ev) {
+  const rect = canvas.getBoundingClientRect();
+  return [(ev.clientX - rect.left) / rect.width, (ev.clientY - rect.top) / rect.height];
+}
+
+function snapshot(ref) {
+  ref.undo.push(ref.mask.getContext("2d").getImageData(0, 0, ref.mask.width, ref.mask.height));
+  if (ref.undo.length > UNDO_LIMIT) ref.undo.shift();
+  ref.redo.length = 0;
+}
+
+function maskChanged() {
+  drawReference();
+  drawOverlay();
+  requestEdit();
+}
+
+function setupPainting() {
+  const canvas = $("mask-canvas");
+  let last = null;
+  const stroke = (from, to) => {
+    const ref = state.refs[state.active];
+    const ctx = ref.mask.getContext("2d");
+    const n = ref.mask.width;
+    ctx.save();
+    ctx.globalCompositeOperation = state.tool === "eraser" ? "destination-out" : "source-over";
+    ctx.strokeStyle = COLORS[state.active];
+    ctx.fillStyle = COLORS[state.active];
+    ctx.lineWidth = state.brush * state.scale;
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+    ctx.beginPath();
+    ctx.moveTo(from[0] * n, from[1] * n);
+    ctx.lineTo(to[0] * n, to[1] * n);
+    ctx.stroke();
+    ctx.restore();
+  };
+  canvas.addEventListener("pointerdown", (ev) => {
+    const ref = state.refs[state.active];
+    if (!ref) { showMessage("pick a reference image first (click a Ref slot, then an image)", "info"); return; }
+    canvas.setPointerCapture(ev.pointerId);
+    snapshot(ref);
+    last = canvasPoint(canvas, ev);
+    stroke(last, last);
+    maskChanged();
+  });
+  canvas.addEventListener("pointermove", (ev) => {
+    if (!last || !state.refs[state.active]) return;
+    const p = canvasPoint(canvas, ev);
+    stroke(last, p);
+    last = p;
+    maskChanged();
+  });
+  const end = () => { last = null; };
+  canvas.addEventListener("pointerup", end);
+  canvas.addEventListener("pointercancel", end);
+}
+
+function setupDragging() {
+  const canvas = $("source-overlay");
+  let start = null;
+  canvas.addEventListener("pointerdown", (ev) => {
+    const ref = state.refs[state.active];
+    if (!ref) return;
+    canvas.setPointerCapture(ev.pointerId);
+    canvas.classList.add("dragging");
+    start = { point: canvasPoint(canvas, ev), shift: [...ref.shift] };
+  });
+  canvas.addEventListener("pointermove", (ev) => {
+    const ref = state.refs[state.active];
+    if (!start || !ref) return;
+    const p = canvasPoint(canvas, ev);
+    const limit = state.size;
+    const dx = Math.round((p[0] - start.point[0]) * state.size);
+    const dy = Math.round((p[1] - start.point[1]) * state.size);
+    const shift = [Math.max(-limit, Math.min(limit, start.shift[0] + dx)), Math.max(-limit, Math.min(limit, start.shift[1] + dy))];
+    if (shift[0] === ref.shift[0] && shift[1] === ref.shift[1]) return;
+    ref.shift = shift;
+    drawOverlay();
+    requestEdit();
+  });
+  const end = () => { start = null; canvas.classList.remove("dragging"); };
+  canvas.addEventListener("pointerup", end);
+  canvas.addEventListener("pointercancel", end);
+}
+
+function undo() {
+  const ref = state.refs[state.active];
+  if (!ref || !ref.undo.length) return;
+  const ctx = ref.mask.getContext("2d");
+  ref.redo.push(ctx.getImageData(0, 0, ref.mask.width, ref.mask.height));
+  ctx.putImageData(ref.undo.pop(), 0, 0);
+  maskChanged();
+}
+
+function redo() {
+  const ref = state.refs[state.active];
+  if (!ref || !ref.redo.length) return;
+  const ctx = ref.mask.getContext("2d");
+  ref.undo.push(ctx.getImageData(0, 0, ref.mask.width, ref.mask.height));
+  ctx.putImageData(ref.redo.pop(), 0, 0);
+  maskChanged();
+}
+
+function clearMask() {
+  const ref = state.refs[state.active];
+  if (!ref) return;
+  snapshot(ref);
+  ref.mask.getContext("2d").clearRect(0, 0, ref.mask.width, ref.mask.height);
+  maskChanged();
+}
+
+// ---- part masks ---------------------------------------------------------------------------------------------
+
+function renderParts() {
+  const parts = state.info ? state.info.parts : [];
+  $("parts-box").hidden = parts.length === 0;
+  const ref = state.refs[state.active];
+  for (const b of $("parts").querySelectorAll("button")) b.disabled = !(ref && ref.parts);
+}
+
+async function applyPart(name) {
+  const ref = state.refs[state.active];
+  if (!ref || !ref.parts) return;
+  try {
+    const bitmap = await fetchBitmap(`/api/images/${ref.id}/parts?names=${encodeURIComponent(name)}`);
+    const n = state.size;
+    const tmp = makeCanvas(n, n);
+    const tctx = tmp.getContext("2d");
+    tctx.drawImage(bitmap, 0, 0);
+    const data = tctx.getImageData(0, 0, n, n);
+    const [r, g, b] = hexToRgb(COLORS[state.active]);
+    for (let i = 0; i < data.data.length; i += 4) {
+      const on = data.data[i] > 127;
+      data.data[i] = r; data.data[i + 1] = g; data.data[i + 2] = b; data.data[i + 3] = on ? 255 : 0;
+    }
+    tctx.putImageData(data, 0, 0);
+    snapshot(ref);
+    const ctx = ref.mask.getContext("2d");
+    ctx.save();
+    ctx.imageSmoothingEnabled = false;
+    ctx.globalCompositeOperation = state.tool === "eraser" ? "destination-out" : "source-over";
+    ctx.drawImage(tmp, 0, 0, ref.mask.width, ref.mask.height);
+    ctx.restore();
+    maskChanged();
+  } catch (err) {
+    showMessage(`part ${name}: ${err.message || err}`);
+  }
+}
+
+function hexToRgb(hex) {
+  const v = parseInt(hex.slice(1), 16);
+  return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
+}
+
+// ---- model requests -----------------------------------------------------------------------------------------
+
+function maskPng(ref) {
+  const n = state.size;
+  const small = makeCanvas(n, n);
+  const ctx = small.getContext("2d");
+  ctx.imageSmoothingEnabled = true;
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(ref.mask, 0, 0, n, n);
+  return small.toDataURL("image/png");
+}
+
+async function showResult(resp, rtt, seq) {
+  const bitmap = await createImageBitmap(await resp.blob());
+  const canvas = $("result-canvas");
+  drawBitmap(canvas, bitmap);
+  canvas.dataset.seq = String(seq);
+  canvas.dataset.updates = String(Number(canvas.dataset.updates || 0) + 1);
+  state.resultId = resp.headers.get("X-Image-Id");
+  for (const [id, suffix] of [["download-png", "download"], ["download-npz", "stylemap.npz"]]) {
+    const a = $(id);
+    a.href = `/api/images/${state.resultId}/${suffix}`;
+    a.classList.remove("disabled");
+  }
+  $("use-result").disabled = false;
+  $("latency").textContent = timingText(resp, rtt);
+}
+
+const editRequest = new LatestRequest(showResult);
+
+function requestEdit(urgent = false) {
+  editRequest.trigger(() => {
+    if (!state.source) return null;
+    const refs = state.refs.filter((r) => r !== null);
+    if (refs.length === 0) return { url: "/api/reconstruct", body: { id: state.source.id } };
+    return {
+      url: "/api/edit",
+      body: {
+        source: state.source.id,
+        references: refs.map((r) => ({ id: r.id, mask: maskPng(r), shift: r.shift })),
+        mode: state.mode,
+        alpha: state.alpha,
+        feather: state.feather,
+      },
+    };
+  }, urgent);
+}
+
+const reconRequest = new LatestRequest(async (resp, rtt) => {
+  drawBitmap($("recon-canvas"), await createImageBitmap(await resp.blob()));
+  $("recon-latency").textContent = timingText(resp, rtt);
+});
+
+function requestReconstruction() {
+  reconRequest.trigger(() => (state.source ? { url: "/api/reconstruct", body: { id: state.source.id } } : null), true);
+}
+
+const attrRequest = new LatestRequest(async (resp, rtt) => {
+  drawBitmap($("attr-canvas"), await createImageBitmap(await resp.blob()));
+  $("attr-latency").textContent = timingText(resp, rtt);
+});
+
+function requestAttributes(urgent = false) {
+  if (!state.info || state.info.directions.length === 0) return;
+  attrRequest.trigger(() => {
+    if (!state.source) return null;
+    const strengths = {};
+    for (const input of $("attributes").querySelectorAll("input")) strengths[input.dataset.name] = Number(input.value);
+    return { url: "/api/attributes", body: { id: state.source.id, strengths } };
+  }, urgent);
+}
+
+const interpRequest = new LatestRequest(async (resp) => {
+  const bitmap = await createImageBitmap(await resp.blob());
+  const frames = Number(resp.headers.get("X-Frames"));
+  state.interp = { bitmap, frames };
+  const slider = $("interp-t");
+  slider.max = String(frames - 1);
+  slider.disabled = false;
+  drawInterpolation();
+});
+
+function drawInterpolation() {
+  if (!state.interp) return;
+  const { bitmap, frames } = state.interp;
+  const i = Number($("interp-t").value);
+  const w = bitmap.width / frames;
+  const c = $("interp-canvas");
+  c.width = w;
+  c.height = bitmap.height;
+  c.getContext("2d").drawImage(bitmap, i * w, 0, w, bitmap.height, 0, 0, w, bitmap.height);
+  $("interp-out").textContent = (i / (frames - 1)).toFixed(2);
+}
+
+const samplesRequest = new LatestRequest(async (resp) => {
+  const body = await resp.json();
+  const box = $("samples");
+  box.replaceChildren(...body.images.map(thumbButton));
+});
+
+// ---- wiring -------------------------------------------------------------------------------------------------
+
+function bindRange(id, outId, apply, digits = 0) {
+  const input = $(id);
+  const update = () => {
+    const v = Number(input.value);
+    $(outId).textContent = v.toFixed(digits);
+    apply(v);
+  };
+  input.addEventListener("input", update);
+  update();
+}
+
+function setupControls() {
+  $("message-close").addEventListener("click", () => { $("message").hidden = true; });
+  $("upload-input").addEventListener("change", (ev) => {
+    const file = ev.target.files[0];
+    if (file) uploadFile(file);
+    ev.target.value = "";
+  });
+  for (const r of document.querySelectorAll('input[name="tool"]')) r.addEventListener("change", () => { state.tool = r.value; });
+  for (const r of document.querySelectorAll('input[name="mode"]')) r.addEventListener("change", () => { state.mode = r.value; requestEdit(); });
+  bindRange("brush-size", "brush-size-out", (v) => { state.brush = v; });
+  bindRange("alpha", "alpha-out", (v) => { state.alpha = v; requestEdit(); }, 2);
+  bindRange("feather", "feather-out", (v) => { state.feather = v; requestEdit(); });
+  bindRange("trunc", "trunc-out", () => {}, 2);
+  $("undo").addEventListener("click", undo);
+  $("redo").addEventListener("click", redo);
+  $("clear").addEventListener("click", clearMask);
+  $("reset-shift").addEventListener("click", () => {
+    const ref = state.refs[state.active];
+    if (ref) { ref.shift = [0, 0]; drawOverlay(); requestEdit(); }
+  });
+  document.addEventListener("keydown", (ev) => {
+    if (!(ev.ctrlKey || ev.metaKey) || ev.target.matches("input[type=number], input[type=text]")) return;
+    const key = ev.key.toLowerCase();
+    if (key === "z" && !ev.shiftKey) { ev.preventDefault(); undo(); }
+    else if ((key === "z" && ev.shiftKey) || key === "y") { ev.preventDefault(); redo(); }
+  });
+  $("use-result").addEventListener("click", () => {
+    if (state.resultId) pick({ id: state.resultId, name: "result" }, "source");
+  });
+  const generate = () => samplesRequest.trigger(() => ({
+    url: "/api/samples",
+    body: { seed: Math.max(0, Math.floor(Number($("seed").value) || 0)), trunc: Number($("trunc").value), count: 4 },
+  }), true);
+  $("generate").addEventListener("click", generate);
+  $("generate-random").addEventListener("click", () => { $("seed").value = String(Math.floor(Math.random() * 1e6)); generate(); });
+  $("interpolate").addEventListener("click", () => {
+    const ref = state.refs[state.active];
+    if (!state.source || !ref) { showMessage("interpolation needs a source and an active reference", "info"); return; }
+    interpRequest.trigger(() => ({ url: "/api/interpolate", body: { a: state.source.id, b: ref.id, frames: 9 } }), true);
+  });
+  $("interp-t").addEventListener("input", drawInterpolation);
+  $("attributes-reset").addEventListener("click", () => {
+    for (const input of $("attributes").querySelectorAll("input")) { input.value = "0"; input.dispatchEvent(new Event("input")); }
+  });
+}
+
+function setupInfo(info) {
+  state.info = info;
+  state.size = info.model.size;
+  state.scale = Math.max(1, Math.ceil(256 / state.size));
+  const m = info.model;
+  $("model-info").textContent = `${m.name} · ${m.size}px · stylemap ${m.stylemap_shape.join("×")} · ${m.device}`;
+  $("brush-size").max = String(Math.max(4, Math.round(state.size / 3)));
+  $("brush-size").value = String(Math.max(1, Math.round(state.size / 12)));
+  $("brush-size").dispatchEvent(new Event("input"));
+  for (const id of ["source-canvas", "ref-canvas", "result-canvas"]) { $(id).width = state.size; $(id).height = state.size; }
+  $("gallery-source").textContent = info.gallery.images.length ? info.gallery.source : `no gallery: ${info.gallery.source}`;
+  $("gallery").replaceChildren(...info.gallery.images.map(thumbButton));
+  if (info.uploads.length) {
+    $("uploads").replaceChildren();
+    for (const desc of info.uploads) addUploadThumb(desc);
+  }
+  const parts = $("parts");
+  parts.replaceChildren(...info.parts.map((name) => {
+    const b = document.createElement("button");
+    b.textContent = name.replace("_", " ");
+    b.dataset.part = name;
+    b.addEventListener("click", () => applyPart(name));
+    return b;
+  }));
+  if (info.directions.length) {
+    $("attributes-box").hidden = false;
+    $("attributes").replaceChildren(...info.directions.map((d) => {
+      const row = document.createElement("label");
+      row.className = "attribute";
+      const name = document.createElement("span");
+      name.textContent = d.name;
+      const input = document.createElement("input");
+      Object.assign(input, { type: "range", min: String(-d.range), max: String(d.range), step: String(d.range / 50), value: "0" });
+      input.dataset.name = d.name;
+      const out = document.createElement("output");
+      out.textContent = "0";
+      input.addEventListener("input", () => { out.textContent = Number(input.value).toFixed(1); requestAttributes(); });
+      row.append(name, input, out);
+      return row;
+    }));
+  }
+  renderSlots();
+  renderParts();
+  drawReference();
+  drawOverlay();
+}
+
+async function main() {
+  setupControls();
+  setupPainting();
+  setupDragging();
+  try {
+    const resp = await fetch("/api/info");
+    if (!resp.ok) throw new Error(await errorText(resp));
+    setupInfo(await resp.json());
+    document.body.dataset.ready = "1";
+  } catch (err) {
+    showMessage(`cannot reach the server: ${err.message || err}`);
+  }
+}
+
+main();

@@ -1,0 +1,421 @@
+"""`evaluate`: run the paper's metrics for one model on one dataset and return a self-describing report.
+
+Metrics (names as in `--metrics`):
+
+- fid, kid: generated images (z ~ N(0, I), no truncation; image i uses `torch.randn(C)` from a CPU generator
+  seeded with (seed << 32) + i) against real images of `real_split` (paper: train). Generated count defaults to
+  the train-set size (paper protocol); real images: the whole split unless `real_num`. Real features are cached
+  (`real_stats.py`). KID shares FID's features.
+- fid_lerp: FID of images decoded from (1 - l) * E(a) + l * E(b) for random test images a, b (indices drawn
+  independently, uniformly, with replacement, as the official script) and l ~ U[0, 1), from a NumPy generator
+  seeded with [seed, 1]; same count and real statistics as fid.
+- recon: first N (default 500) test images, MSE and LPIPS (`reconstruction.py`).
+- local_edit: MSE_src / MSE_ref per part, pairs matched by mask IoU (`local_editing.py`).
+
+`num` caps every metric's count at once (generated images for fid/kid/fid_lerp, reconstructed images, pairs per
+part); the defaults are the paper's. Every image a metric scores is clamped and rounded to 8 bits first.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from stylemapgan.editing.editor import Editor, edit_mode
+from stylemapgan.editing.projection import ProjectionOptions, projection_method
+from stylemapgan.metrics.errors import MetricsError
+from stylemapgan.metrics.fid import FeatureStats, fid_from_stats, kernel_inception_distance
+from stylemapgan.metrics.inception import InceptionFeatures, to_uint8
+from stylemapgan.metrics.local_editing import load_mask_folder, part_indices, score_part
+from stylemapgan.metrics.real_stats import content_sha256, dataset_card, real_features
+from stylemapgan.metrics.reconstruction import reconstruct_batch
+
+ALL_METRICS = ("fid", "kid", "fid_lerp", "recon", "local_edit")
+FEATURE_METRICS = ("fid", "kid", "fid_lerp")
+RECON_DEFAULT = 500  # paper: first 500 test images
+PAIRS_DEFAULT = 250  # paper: 250 pairs per part
+REPORT_FORMAT = "stylemapgan-eval"
+REPORT_VERSION = 1
+
+
+@dataclass
+class EvalOptions:
+    """Everything that decides the numbers (recorded in the report's `settings`)."""
+
+    metrics: tuple[str, ...] = ALL_METRICS
+    num: int | None = None
+    real_num: int | None = None
+    real_split: str = "train"
+    seed: int = 0
+    batch: int = 8
+    feature_batch: int = 16
+    inception: str | None = None
+    stats_dir: str | None = None
+    use_cache: bool = True
+    projection: str = "encoder"
+    projection_steps: int = 100
+    lpips: str = "stlpips-vgg"
+    edit_mode: str = "w_plus"
+    parts: tuple[str, ...] | None = None
+    masks: str | None = None
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    progress: bool = True
+
+    def check(self) -> None:
+        unknown = [m for m in self.metrics if m not in ALL_METRICS]
+        if unknown or not self.metrics:
+            raise MetricsError(f"metrics: unknown {', '.join(unknown) or '(none given)'}; choose from "
+                               f"{','.join(ALL_METRICS)}")
+        for name in ("num", "real_num"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise MetricsError(f"{name.replace('_', '-')}: must be >= 1, got {value}")
+        if self.batch < 1 or self.feature_batch < 1:
+            raise MetricsError("batch sizes must be >= 1")
+        if self.real_split not in ("train", "test"):
+            raise MetricsError(f"real-split: must be train or test, got {self.real_split!r}")
+        projection_method(self.projection)
+        edit_mode(self.edit_mode)
+        if self.kid_subsets < 1 or self.kid_subset_size < 2:
+            raise MetricsError("kid: need >= 1 subset of >= 2 images")
+
+
+@dataclass
+class _Clock:
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
+
+
+def _bar(total: int, desc: str, progress: bool) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="img", disable=None if progress else True, leave=False)
+
+
+def _open(path: str, size: int, split: str, **kwargs: Any) -> Any:
+    from stylemapgan.data.dataset import open_dataset
+
+    return open_dataset(path, size=size, split=split, **kwargs)
+
+
+def _image(item: Any) -> torch.Tensor:
+    return item["image"] if isinstance(item, dict) else item
+
+
+def _load_images(dataset: Any, indices: Sequence[int]) -> torch.Tensor:
+    return torch.stack([_image(dataset[int(i)]) for i in indices])
+
+
+def generation_seeds(seed: int, count: int) -> list[int]:
+    """Per-image z seeds: independent of batch size and device; different --seed values never overlap."""
+    return [(int(seed) << 32) + i for i in range(count)]
+
+
+def generated_batches(editor: Editor, count: int, seed: int, batch: int) -> Iterator[torch.Tensor]:
+    """Random images (no truncation), `batch` at a time."""
+    seeds = generation_seeds(seed, count)
+    for start in range(0, count, batch):
+        images, _ = editor.generate(seeds[start : start + batch], trunc=1.0)
+        yield images
+
+
+@torch.no_grad()
+def encode_pool(
+    editor: Editor, dataset: Any, indices: Sequence[int], batch: int, keep_images: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Encoder stylemaps of dataset items (straight through the encoder: no cache entries for a whole pool),
+    and optionally the images as uint8 (4x smaller than floats; the data are 8-bit anyway)."""
+    stylemaps, kept = [], []
+    for start in range(0, len(indices), batch):
+        images = _load_images(dataset, indices[start : start + batch])
+        stylemaps.append(editor.encoder(images.to(editor.device)))
+        if keep_images:
+            kept.append(to_uint8(images))
+    if not stylemaps:
+        raise MetricsError("no images to encode")
+    return torch.cat(stylemaps), (torch.cat(kept) if keep_images else None)
+
+
+def encode_images(editor: Editor, dataset: Any, indices: Sequence[int], batch: int) -> torch.Tensor:
+    return encode_pool(editor, dataset, indices, batch)[0]
+
+
+def lerp_plan(num_test: int, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a, b, lambda) for FID-lerp: independent uniform test indices (with replacement), lambda in [0, 1)."""
+    rng = np.random.default_rng([int(seed), 1])
+    a = rng.integers(0, num_test, count)
+    b = rng.integers(0, num_test, count)
+    lam = rng.random(count)
+    return a, b, lam
+
+
+@torch.no_grad()
+def lerp_batches(
+    editor: Editor, test: Any, count: int, seed: int, batch: int, progress: bool
+) -> Iterator[torch.Tensor]:
+    a, b, lam = lerp_plan(len(test), count, seed)
+    needed = np.unique(np.concatenate([a, b]))
+    stylemaps = encode_images(editor, test, needed.tolist(), batch)
+    row = {int(v): k for k, v in enumerate(needed)}
+    for start in range(0, count, batch):
+        sl = slice(start, min(start + batch, count))
+        sa = stylemaps[[row[int(v)] for v in a[sl]]]
+        sb = stylemaps[[row[int(v)] for v in b[sl]]]
+        lam_t = torch.tensor(lam[sl], dtype=torch.float32, device=editor.device).view(-1, 1, 1, 1)
+        yield editor.decode((1 - lam_t) * sa + lam_t * sb)
+
+
+def features_of(batches: Iterator[torch.Tensor], extractor: InceptionFeatures, total: int, desc: str,
+                progress: bool) -> torch.Tensor:
+    bar = _bar(total, desc, progress)
+    out = []
+    for images in batches:
+        out.append(extractor.from_uint8(to_uint8(images).cpu()))
+        bar.update(images.shape[0])
+    bar.close()
+    return torch.cat(out)
+
+
+def _versions() -> dict[str, str]:
+    from stylemapgan import __version__
+
+    return {
+        "stylemapgan": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _device_info(device: torch.device) -> dict[str, Any]:
+    info: dict[str, Any] = {"type": device.type, "torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["name"] = torch.cuda.get_device_name(device)
+    else:
+        info["name"] = platform.processor() or platform.machine()
+        info["cpu_count"] = os.cpu_count()
+    return info
+
+
+def _finite(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+
+def evaluate(
+    editor: Editor,
+    data: str | os.PathLike[str],
+    options: EvalOptions | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the chosen metrics and return the report (a JSON-ready dict; `report.write_report` saves it)."""
+    options = options or EvalOptions()
+    options.check()
+    log = log or (lambda m: print(m, file=sys.stderr))
+    t_start = time.perf_counter()
+    clock = _Clock()
+    want = set(options.metrics)
+    size = editor.size
+    data = str(data)
+    seed = options.seed
+
+    train = _open(data, size, "train")
+    card = dataset_card(train)
+    card["resolution"] = size
+    has_test = "test" in card["splits"]
+    test = _open(data, size, "test") if has_test else None
+    needs_test = sorted(want & {"fid_lerp", "recon", "local_edit"}) + (
+        ["--real-split test"] if options.real_split == "test" else []
+    )
+    if needs_test and test is None:
+        raise MetricsError(f"{data}: has no test split, needed by {', '.join(needs_test)}")
+    if test is not None and want & {"fid_lerp", "recon", "local_edit"}:
+        card["test_content_sha256"] = content_sha256(test, len(test))  # the images recon/edit/lerp read
+
+    report: dict[str, Any] = {
+        "format": REPORT_FORMAT,
+        "format_version": REPORT_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "device": _device_info(editor.device),
+        "checkpoint": {
+            "path": str(checkpoint) if checkpoint is not None else None,
+            "sha256": editor.model_id.removeprefix("sha256:") if editor.model_id.startswith("sha256:") else None,
+            "model_id": editor.model_id,
+            "config": asdict(editor.config) if hasattr(editor.config, "__dataclass_fields__") else str(editor.config),
+        },
+        "dataset": card,
+        "settings": {k: v for k, v in asdict(options).items() if k != "progress"},
+        "metrics": {},
+        "timings": clock.timings,
+    }
+    report["settings"]["metrics"] = [m for m in ALL_METRICS if m in want]
+    metrics = report["metrics"]
+    n_train = len(train)
+    gen_count = options.num or n_train
+
+    # ---- FID / KID / FID-lerp ----------------------------------------------------------------------------
+    if want & set(FEATURE_METRICS):
+        t0 = time.perf_counter()
+        extractor = InceptionFeatures(options.inception, editor.device, options.feature_batch)
+        report["feature_network"] = extractor.describe()
+        clock.add("load_feature_network", time.perf_counter() - t0)
+        real_ds = train if options.real_split == "train" else test
+        real = real_features(
+            real_ds, options.real_split, extractor, options.real_num, options.stats_dir, options.use_cache,
+            options.feature_batch, options.progress, log,
+        )
+        clock.add("real_stats", real.info["wall_s"])
+        report["real_stats"] = real.info
+        report["real_stats_cached"] = bool(real.info["cached"])
+        report["settings"]["generation_seeds"] = f"image i: torch.randn(C) seeded (seed << 32) + i, seed {seed}"
+
+        if want & {"fid", "kid"}:
+            t0 = time.perf_counter()
+            gen = features_of(generated_batches(editor, gen_count, seed, options.batch), extractor, gen_count,
+                              "generated (fid/kid)", options.progress)
+            gen_s = time.perf_counter() - t0
+            clock.add("generate+features", gen_s)
+            if "fid" in want:
+                t0 = time.perf_counter()
+                value = fid_from_stats(FeatureStats.from_features(gen), real.stats)
+                fid_s = time.perf_counter() - t0
+                clock.add("fid", fid_s)
+                metrics["fid"] = {
+                    "value": value, "num_generated": gen_count, "num_real": real.stats.count,
+                    "real_split": options.real_split, "truncation": 1.0, "seed": seed,
+                    "wall_s": round(gen_s + fid_s, 3),
+                }
+            if "kid" in want:
+                t0 = time.perf_counter()
+                kid = kernel_inception_distance(real.features, gen, options.kid_subsets, options.kid_subset_size, seed)
+                kid_s = time.perf_counter() - t0
+                clock.add("kid", kid_s)
+                metrics["kid"] = {
+                    "mean": kid.mean, "std": kid.std, "num_subsets": kid.num_subsets, "subset_size": kid.subset_size,
+                    "num_generated": gen_count, "num_real": real.stats.count, "real_split": options.real_split,
+                    "kernel": "(x.y/d + 1)^3", "seed": seed,
+                    "wall_s": round(kid_s + (0.0 if "fid" in want else gen_s), 3),
+                    "shares_features_with": "fid" if "fid" in want else None,
+                }
+
+        if "fid_lerp" in want:
+            t0 = time.perf_counter()
+            lerp = features_of(lerp_batches(editor, test, gen_count, seed, options.batch, options.progress),
+                               extractor, gen_count, "interpolations (fid_lerp)", options.progress)
+            value = fid_from_stats(FeatureStats.from_features(lerp), real.stats)
+            lerp_s = time.perf_counter() - t0
+            clock.add("fid_lerp", lerp_s)
+            a, b, _ = lerp_plan(len(test), gen_count, seed)
+            metrics["fid_lerp"] = {
+                "value": value, "num_generated": gen_count, "num_real": real.stats.count,
+                "real_split": options.real_split, "pool": "test split (all images)",
+                "distinct_test_images": int(np.unique(np.concatenate([a, b])).size), "seed": seed,
+                "lambda": "U[0, 1), numpy default_rng([seed, 1])", "wall_s": round(lerp_s, 3),
+            }
+
+    # ---- reconstruction ----------------------------------------------------------------------------------
+    perceptual = None
+    if "recon" in want:
+        from stylemapgan.losses.perceptual import build_perceptual
+
+        t0 = time.perf_counter()
+        perceptual = build_perceptual(options.lpips)
+        if perceptual is not None:
+            perceptual = perceptual.to(editor.device)
+        count = min(options.num or RECON_DEFAULT, len(test))
+        proj_options = ProjectionOptions(steps=options.projection_steps)
+        mses: list[torch.Tensor] = []
+        lpips: list[torch.Tensor] = []
+        bar = _bar(count, f"reconstruction ({options.projection})", options.progress)
+        for start in range(0, count, options.batch):
+            images = _load_images(test, range(start, min(start + options.batch, count)))
+            scores = reconstruct_batch(editor, images, options.projection, proj_options, perceptual)
+            mses.append(scores.mse)
+            if scores.lpips is not None:
+                lpips.append(scores.lpips)
+            bar.update(images.shape[0])
+        bar.close()
+        recon_s = time.perf_counter() - t0
+        clock.add("recon", recon_s)
+        metrics["recon"] = {
+            "mse": float(torch.cat(mses).mean()),
+            "lpips": float(torch.cat(lpips).mean()) if lpips else None,
+            "lpips_kind": options.lpips, "num": count, "images": f"first {count} of the test split",
+            "projection": options.projection,
+            "projection_steps": options.projection_steps if projection_method(options.projection).optimises else 0,
+            "wall_s": round(recon_s, 3),
+        }
+
+    # ---- local editing -----------------------------------------------------------------------------------
+    if "local_edit" in want:
+        t0 = time.perf_counter()
+        pairs_per_part = options.num or PAIRS_DEFAULT
+        pool = min(2 * pairs_per_part, len(test))
+        if pool < 2:
+            raise MetricsError("local_edit: the test split needs at least 2 images")
+        if options.masks is not None:
+            label_maps, part_names = load_mask_folder(options.masks, pool, size)
+            mask_source = f"folder {options.masks}"
+        else:
+            if not card.get("masks"):
+                raise MetricsError(f"{data}: has no part masks; pass --masks FOLDER or leave out local_edit")
+            masked = _open(data, size, "test", masks=True)
+            part_names = masked.part_names
+            label_maps = torch.stack([masked[i]["mask"].to(torch.uint8) for i in range(pool)])
+            mask_source = "dataset part masks"
+        parts = list(options.parts) if options.parts else list(part_names)
+        indices = {p: part_indices(p, part_names) for p in parts}
+        stylemaps, images = encode_pool(editor, test, list(range(pool)), options.batch, keep_images=True)
+        assert images is not None
+        total = len(parts) * min(pairs_per_part, pool // 2)
+        bar = _bar(total, f"local editing ({options.edit_mode})", options.progress)
+        per_part = {}
+        for p in parts:
+            s = score_part(editor, p, indices[p], images, stylemaps, label_maps, pairs_per_part, options.edit_mode,
+                           options.batch, bar)
+            per_part[p] = {
+                "mse_src": _finite(s.mse_src), "mse_ref": _finite(s.mse_ref), "pairs": s.pairs,
+                "skipped_empty": s.skipped, "mean_iou": _finite(s.mean_iou),
+                "pairs_list": [[i, j, round(iou, 6)] for i, j, iou, _, _ in s.per_pair],
+            }
+        bar.close()
+        scored = [v for v in per_part.values() if v["pairs"]]
+        src_vals = [v["mse_src"] for v in scored if v["mse_src"] is not None]
+        ref_vals = [v["mse_ref"] for v in scored if v["mse_ref"] is not None]
+        edit_s = time.perf_counter() - t0
+        clock.add("local_edit", edit_s)
+        spec = edit_mode(options.edit_mode)
+        metrics["local_edit"] = {
+            "mse_src": sum(src_vals) / len(src_vals) if src_vals else None,
+            "mse_ref": sum(ref_vals) / len(ref_vals) if ref_vals else None,
+            "parts_scored": len(scored), "pairs_per_part": pairs_per_part, "pool": f"first {pool} test images",
+            "edit_mode": options.edit_mode, "pooling": spec.default_pooling, "masks": mask_source,
+            "pairing": "greedy disjoint pairs by descending part-mask IoU (official pair_masks.py)",
+            "per_part": per_part, "wall_s": round(edit_s, 3),
+        }
+
+    report["wall_s"] = round(time.perf_counter() - t_start, 3)
+    return report
+
+
+def open_editor(ckpt: str | os.PathLike[str] | None, device: torch.device | str = "cpu", batch: int = 8) -> Editor:
+    """The Editor for a checkpoint path or bundled model name (None: the default model)."""
+    from stylemapgan.models import resolve_checkpoint
+
+    path = resolve_checkpoint(None if ckpt is None else str(ckpt))
+    return Editor.from_checkpoint(Path(path), device=device, batch_size=batch)

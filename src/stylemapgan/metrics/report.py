@@ -1,0 +1,143 @@
+"""Evaluation reports: the JSON record (everything needed to reproduce the numbers) and a Markdown rendering.
+
+`write_report(report, "out/report.json")` writes `report.json` and `report.md` beside it, each atomically.
+The Markdown starts with the metrics table (value, count, wall time), then the reproduction details:
+checkpoint hash, dataset card, feature network hash, settings and seeds, versions, timings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from stylemapgan.checkpoint.io import atomic_write_bytes
+
+_ROWS = (
+    # (metric key, label, value fields, count field)
+    ("fid", "FID", ("value",), "num_generated"),
+    ("kid", "KID", ("mean", "std"), "num_generated"),
+    ("fid_lerp", "FID-lerp", ("value",), "num_generated"),
+    ("recon", "Reconstruction MSE", ("mse",), "num"),
+    ("recon", "Reconstruction LPIPS", ("lpips",), "num"),
+    ("local_edit", "Local editing MSE_src", ("mse_src",), "pairs_per_part"),
+    ("local_edit", "Local editing MSE_ref", ("mse_ref",), "pairs_per_part"),
+)
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float):
+        if value != 0 and abs(value) < 1e-3:
+            return f"{value:.3e}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _clean(obj: Any) -> Any:
+    """NaN / inf -> None, recursively: JSON has no NaN, and a diverged model must still get its report."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def metric_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(metric, value, count, wall time) rows for the chosen metrics."""
+    rows = []
+    for key, label, fields, count_field in _ROWS:
+        entry = report.get("metrics", {}).get(key)
+        if entry is None:
+            continue
+        if key == "kid":
+            value = f"{_fmt(entry['mean'])} ± {_fmt(entry['std'])}"
+        else:
+            value = _fmt(entry.get(fields[0]))
+        count = str(entry.get(count_field, ""))
+        if key == "local_edit":
+            count = f"{entry.get('parts_scored', 0)} parts x <= {count} pairs"
+        elif key in ("fid", "kid", "fid_lerp"):
+            count = f"{count} gen / {entry.get('num_real')} real ({entry.get('real_split')})"
+        rows.append((label, value, count, f"{entry.get('wall_s', 0):.1f} s"))
+    return rows
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    ckpt = report.get("checkpoint", {})
+    data = report.get("dataset", {})
+    out = ["# StyleMapGAN evaluation", ""]
+    out.append(f"Model `{ckpt.get('path')}` (sha256 `{ckpt.get('sha256') or ckpt.get('model_id')}`) on dataset "
+               f"`{data.get('name')}` at {data.get('resolution')} px, {report.get('created')}.")
+    out += ["", "| metric | value | count | wall time |", "|---|---:|---|---:|"]
+    out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in metric_rows(report)]
+    edit = report.get("metrics", {}).get("local_edit")
+    if edit:
+        out += ["", f"## Local editing per part ({edit['edit_mode']} mode, {edit['pooling']} pooling, "
+                    f"{edit['masks']})", ""]
+        out += ["| part | MSE_src | MSE_ref | pairs | mean IoU |", "|---|---:|---:|---:|---:|"]
+        for part, v in edit["per_part"].items():
+            out.append(f"| {part} | {_fmt(v['mse_src'])} | {_fmt(v['mse_ref'])} | {v['pairs']} | "
+                       f"{_fmt(v['mean_iou'], 3)} |")
+        out += ["", f"Pairing: {edit['pairing']}; pool: {edit['pool']}. Means over pairs, then over parts."]
+    out += ["", "## Reproduction", ""]
+    out.append(f"- **checkpoint**: `{ckpt.get('path')}`, sha256 `{ckpt.get('sha256')}`")
+    out.append(f"- **dataset**: `{data.get('path')}` ({data.get('layout')}): {data.get('name')}, "
+               f"{data.get('count')} images ({', '.join(f'{k}: {v}' for k, v in data.get('splits', {}).items())}), "
+               f"stored sizes {data.get('sizes')}, evaluated at {data.get('resolution')} px, resize filter "
+               f"{data.get('resize_filter')}, square {data.get('square')}, source {data.get('source')}, "
+               f"licence {data.get('licence')}"
+               + (f"; test split content sha256 `{data['test_content_sha256']}`" if data.get("test_content_sha256")
+                  else ""))
+    feat = report.get("feature_network")
+    if feat:
+        out.append(f"- **feature network**: `{feat['path']}` ({feat['source']}, {feat['kind']}), sha256 "
+                   f"`{feat['sha256']}`; input: {feat['input']}")
+    real = report.get("real_stats")
+    if real:
+        cached = "loaded from cache" if real.get("cached") else "computed"
+        out.append(f"- **real statistics**: {real['count']} {real['split']} images, content sha256 "
+                   f"`{real['content_sha256']}`, {cached} (`{real.get('cache_file')}`)")
+    settings = report.get("settings", {})
+    shown = ", ".join(f"{k}={v}" for k, v in settings.items() if v is not None)
+    out.append(f"- **settings**: {shown}")
+    versions = report.get("versions", {})
+    out.append("- **versions**: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    dev = report.get("device", {})
+    out.append(f"- **device**: {dev.get('type')} ({dev.get('name')}), torch threads {dev.get('torch_threads')}")
+    timings = report.get("timings", {})
+    out.append("- **wall time**: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+               + f"; total {report.get('wall_s', 0):.1f} s")
+    out.append("")
+    return "\n".join(out)
+
+
+def report_paths(out: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """`--out` -> (JSON path, Markdown path): a folder gets report.json; the Markdown goes beside the JSON."""
+    path = Path(out)
+    if path.is_dir() or str(out).endswith(("/", os.sep)):
+        path = path / "report.json"
+    elif path.suffix.lower() != ".json":
+        path = path.with_name(path.name + ".json")
+    return path, path.with_suffix(".md")
+
+
+def write_report(report: dict[str, Any], out: str | os.PathLike[str]) -> tuple[Path, Path]:
+    json_path, md_path = report_paths(out)
+    text = json.dumps(_clean(report), indent=1, default=_json_default, allow_nan=False)
+    atomic_write_bytes(json_path, (text + "\n").encode("utf-8"))
+    atomic_write_bytes(md_path, render_markdown(report).encode("utf-8"))
+    return json_path, md_path

@@ -34,7 +34,7 @@ PORT ?= 7860
 # Reproduce the bundled cartoon-faces model from scratch (see its model card for time and hardware).
 DEFAULT_DATA ?= data/cartoon-faces-64
 DEFAULT_RUN ?= runs/cartoon-faces
-DEFAULT_PRESET ?= cpu-32
+DEFAULT_PRESET ?= cpu-64-small
 DEFAULT_ITERS ?= 20000
 MODEL_DIR := src/stylemapgan/assets/models
 train-default: install
@@ -42,9 +42,10 @@ train-default: install
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m stylemapgan train --data $(DEFAULT_DATA) --outdir $(DEFAULT_RUN) \
 		--preset $(DEFAULT_PRESET) --iters $(DEFAULT_ITERS) --perceptual stlpips-alex --num-workers 0 \
 		--sample-every 250 --val-every 250 --checkpoint-every 500 $(if $(wildcard $(DEFAULT_RUN)/checkpoints),--resume $(DEFAULT_RUN))
-	$(PY) -m stylemapgan release $(DEFAULT_RUN) $(MODEL_DIR)/cartoon-faces.safetensors --name cartoon-faces \
-		--description "StyleMapGAN on procedurally drawn cartoon faces (facesjs, Apache-2.0)"
 	$(MAKE) samples-default
+	$(PY) -m stylemapgan release $(DEFAULT_RUN) $(MODEL_DIR)/cartoon-faces.safetensors --name cartoon-faces \
+		--description "StyleMapGAN on procedurally drawn cartoon faces (facesjs, Apache-2.0)" \
+		--samples $(MODEL_DIR)/cartoon-faces-samples
 
 # The bundled model's sample faces: the first 16 test faces of the seed-0 dataset, with part masks and labels.
 samples-default: install

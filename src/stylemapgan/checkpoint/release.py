@@ -29,6 +29,7 @@ def release_model(
     description: str = "",
     metrics: dict[str, Any] | None = None,
     mean_count: int = 5000,
+    samples: str | os.PathLike[str] | None = None,
 ) -> Checkpoint:
     src = Path(source)
     ckpt = load_checkpoint(src)
@@ -37,6 +38,9 @@ def release_model(
             raise CheckpointError(f"{src}: has no {net!r} network to release")
     generator = build_network(ckpt, "g_ema")
     mean = generator.mean_stylemap(mean_count, seed=0)
+    metrics = dict(metrics or {})
+    if samples is not None:
+        metrics["bundled_samples_recon_mse"] = samples_reconstruction_mse(ckpt, samples)
     training = ckpt.training or {}
     card: dict[str, Any] = {
         "name": name,
@@ -49,7 +53,7 @@ def release_model(
         "train_config": training.get("train_config"),
         "trained_on_device": ckpt.provenance.get("device"),
         "trained_with": {k: ckpt.provenance.get(k) for k in ("stylemapgan_version", "torch_version")},
-        "metrics": metrics or {},
+        "metrics": metrics,
     }
     provenance = {**ckpt.provenance, "source": f"release of {src.name}", "card": card}
     released = Checkpoint(
@@ -59,6 +63,18 @@ def release_model(
     save_checkpoint(out, released)
     atomic_write_bytes(Path(out).with_suffix(".md"), card_markdown(card, ckpt).encode())
     return released
+
+
+@torch.no_grad()
+def samples_reconstruction_mse(ckpt: Checkpoint, samples: str | os.PathLike[str]) -> float:
+    """Encoder-projection MSE (images in [-1, 1]) over a sample dataset's test split, at the model's size."""
+    from stylemapgan.data import open_dataset
+    from stylemapgan.training.trainer import fit_to_model
+
+    data = open_dataset(samples, split="test")
+    images = fit_to_model(torch.stack([data[i] for i in range(len(data))]), ckpt.config.size)
+    rec = build_network(ckpt, "g_ema").decode(build_network(ckpt, "e_ema")(images))
+    return float(torch.mean((rec - images) ** 2))
 
 
 def card_markdown(card: dict[str, Any], ckpt: Checkpoint) -> str:

@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True)
     p.add_argument("--description", default="")
     p.add_argument("--metrics", default=None, help="report.json from `stylemapgan eval` to put in the card")
+    p.add_argument("--samples", default=None, help="sample dataset shipped with the model: its MSE goes in the card")
     p.set_defaults(handler=cmd_release)
 
 
@@ -115,6 +116,6 @@ def cmd_release(args: argparse.Namespace) -> int:
         report = json.loads(Path(args.metrics).read_text())
         metrics = report.get("summary", report)
     release_model(latest_checkpoint(args.ckpt), args.out, name=args.name, description=args.description,
-                  metrics=metrics)
+                  metrics=metrics, samples=args.samples)
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
     return 0

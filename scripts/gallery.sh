@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Rebuild the README gallery from the bundled model with the CLI alone (the same commands the README shows).
+# Usage: scripts/gallery.sh [OUT]   (default docs/gallery; needs `make install`; CPU, about a minute)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-docs/gallery}
+S=".venv/bin/stylemapgan"
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$OUT"
+
+# Reconstructions of held-out faces (encoder, one pass): inputs and outputs side by side
+$S project test:0 test:1 test:2 test:3 test:4 test:5 --outdir "$WORK/proj" --quiet
+# Local edits: paste the reference's hair / eyes / mouth into the source (part masks of both faces, w+ blending)
+for part in hair eyes mouth; do
+    $S edit --source test:0 --reference test:5 --mask "$part" --mode w_plus --outdir "$WORK/edit-$part" --quiet
+done
+# Interpolation in stylemap space
+$S interpolate test:0 test:5 --frames 8 --outdir "$WORK/lerp" --quiet
+# Attribute edit with the bundled directions, when the model ships them
+DIRS=src/stylemapgan/assets/models/cartoon-faces-directions.safetensors
+if [ -f "$DIRS" ]; then
+    $S attribute test:0 --directions "$DIRS" --attribute has_glasses --strength=-2,0,2,4 --outdir "$WORK/attr" --quiet
+fi
+
+.venv/bin/python - "$WORK" "$OUT" <<'PY'
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+work, out = Path(sys.argv[1]), Path(sys.argv[2])
+
+
+def row(paths: list[Path], size: int = 128) -> np.ndarray:
+    tiles = [np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.NEAREST)) for p in paths]
+    return np.concatenate(tiles, axis=1)
+
+
+def save(name: str, rows: list[np.ndarray]) -> None:
+    Image.fromarray(np.concatenate(rows, axis=0)).save(out / name)
+    print(f"wrote {out / name}")
+
+
+stems = [f"test{i}" for i in range(6)]
+save("reconstructions.png", [row([work / "proj" / f"{s}_input.png" for s in stems]),
+                             row([work / "proj" / f"{s}.png" for s in stems])])
+edits = [row([work / f"edit-{p}" / "test0_recon.png", work / f"edit-{p}" / "reference1_recon.png",
+              work / f"edit-{p}" / "test0_mask1.png", work / f"edit-{p}" / "test0_edit.png"])
+         for p in ("hair", "eyes", "mouth")]
+save("local-edits.png", edits)
+save("interpolation.png", [row(sorted((work / "lerp" / "interp_frames").glob("*.png")))])
+attr = sorted((work / "attr").glob("*.png")) if (work / "attr").exists() else []
+if attr:
+    save("attribute.png", [row(attr)])
+PY

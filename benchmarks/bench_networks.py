@@ -1,6 +1,8 @@
 """Forward-pass latency of generator (stylemap -> image) and encoder at batch 1, per preset, fp32.
 
 Usage: python benchmarks/bench_networks.py [--presets paper-256,cpu-64] [--repeats 5] [--threads N] [--json F]
+       [--impl fast|ref] [--tune-alloc]
+(`stylemapgan bench` is the complete benchmark; `benchmarks/bench_ab.py` compares fast and ref in one process.)
 Reference on this project's 2-core machine: the official model (CUDA ops replaced by reference PyTorch) takes
 12.65 s (generator) and 4.27 s (encoder) per image at 256 px.
 """
@@ -16,6 +18,7 @@ import torch
 
 from stylemapgan.config import get_preset
 from stylemapgan.networks import Encoder, Generator
+from stylemapgan.perf.tuning import tune_allocator
 
 
 def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
@@ -30,10 +33,10 @@ def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
 
 
 @torch.inference_mode()
-def bench(preset: str, repeats: int, batch: int) -> dict[str, float]:
+def bench(preset: str, repeats: int, batch: int, impl: str = "fast") -> dict[str, float]:
     config = get_preset(preset).model
     torch.manual_seed(0)
-    g, e = Generator(config).eval(), Encoder(config).eval()
+    g, e = Generator(config, impl=impl).eval(), Encoder(config, impl=impl).eval()
     stylemap = torch.randn(batch, *config.stylemap_shape)
     image = torch.randn(batch, 3, config.size, config.size)
     return {
@@ -51,13 +54,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--impl", default="fast", choices=["fast", "ref"])
+    parser.add_argument("--tune-alloc", action="store_true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, fp32, batch {args.batch}")
+    if args.tune_alloc:
+        tune_allocator()
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, fp32, batch {args.batch}, impl {args.impl}")
     rows = []
     for preset in args.presets.split(","):
-        row = bench(preset, args.repeats if preset.startswith("paper") else args.repeats * 10, args.batch)
+        row = bench(preset, args.repeats if preset.startswith("paper") else args.repeats * 10, args.batch, args.impl)
         rows.append(row)
         g_ms, e_ms = row["generator_s"] * 1000, row["encoder_s"] * 1000
         print(f"{preset:<18} generator {g_ms:10.1f} ms   encoder {e_ms:10.1f} ms")

@@ -134,3 +134,20 @@ def test_mismatched_weights_are_named(tmp_path: Path) -> None:
         build_network(ckpt, "g_ema")
     with pytest.raises(CheckpointError, match=r"missing from_rgb\.bias"):
         build_network(ckpt, "e_ema")
+
+
+def test_safetensors_header_starting_with_0x80_is_not_taken_for_a_pickle(tmp_path: Path) -> None:
+    """The header length is little-endian: a length of 0x..80 starts the file with the pickle magic byte."""
+    from stylemapgan.checkpoint.io import checkpoint_to_bytes
+
+    ckpt = fresh_checkpoint(TINY, seed=0, source="test")
+    pad = 0
+    while True:  # grow the provenance until the header length's low byte is 0x80
+        ckpt.provenance["pad"] = "x" * pad
+        data = checkpoint_to_bytes(ckpt)
+        if data[0] == 0x80:
+            break
+        pad += 1
+    path = tmp_path / "p.safetensors"
+    path.write_bytes(data)
+    assert load_checkpoint(path).provenance["pad"] == "x" * pad

@@ -161,6 +161,14 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def _looks_like_safetensors(data: bytes) -> bool:
+    """An 8-byte little-endian header length that fits the file, then a JSON object ('{')."""
+    if len(data) < 10:
+        return False
+    header_len = int.from_bytes(data[:8], "little")
+    return 0 < header_len <= len(data) - 8 and data[8:9] == b"{"
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Load our checkpoint, or an official naver-ai/StyleMapGAN .pt file (converted on the fly)."""
     path = Path(path)
@@ -169,7 +177,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, expected a checkpoint file")
     data = path.read_bytes()
-    if data[:2] == b"PK" or data[:1] == b"\x80":
+    if not _looks_like_safetensors(data) and (data[:2] == b"PK" or data[:1] == b"\x80"):
         from stylemapgan.checkpoint.official import load_official
 
         return load_official(path)

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "stylemapgan.cli.edit",
     "stylemapgan.cli.evaluate",
     "stylemapgan.cli.serve",
+    "stylemapgan.cli.bench",
 ]
 
 

@@ -5,10 +5,10 @@ operation on a list of layers (one stylemap in "w" mode; one style tensor per mo
 mode): for each paste in order, `out = out * (1 - weight) + reference * weight` with a per-layer weight
 map. With weight exactly 0 this returns the base bit for bit, and with weight exactly 1 the reference.
 
-Renderers turn the base and pastes into an image. They are the swap point for a faster w_plus path
-(issue 9): a modulation's [gamma | beta] is a 3x3 conv of the style tensor, i.e. linear in it, so blending
-style tensors equals blending cached modulations except within one cell of a mask edge. A renderer with the
-same signature that blends cached modulations can replace `render_w_plus` in `EDIT_MODES` (editor.py).
+Renderers turn the base and pastes into an image; these are the reference paths. The fast w_plus path
+(issue 9, `editing.fast_edit`, used by `Editor.local_edit` by default) applies the same blend to cached
+modulations instead: a modulation's [gamma | beta] is a 3x3 conv of the style tensor, i.e. affine in it, so
+blending style tensors equals blending modulations except within one pixel of a mask edge, recomputed exactly.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from stylemapgan.config import ModelConfig
 from stylemapgan.editing.blend import Paste, render_w, render_w_plus
 from stylemapgan.editing.directions import apply_direction as _apply_direction
 from stylemapgan.editing.errors import EditingError
+from stylemapgan.editing.fast_edit import ModPaste, render_w_plus_fast
 from stylemapgan.editing.images import prepare_pil
 from stylemapgan.editing.masks import (
     RectangleMask,
@@ -52,6 +53,7 @@ from stylemapgan.editing.projection import (
     projection_method,
 )
 from stylemapgan.networks import Encoder, Generator
+from stylemapgan.perf.runtime import make_runner
 
 ImageLike = torch.Tensor | Image.Image | str
 Renderer = Callable[[Generator, Sequence[torch.Tensor], Sequence[Paste]], torch.Tensor]
@@ -156,16 +158,32 @@ class Editor:
         model_id: str | None = None,
         mean: torch.Tensor | None = None,
         batch_size: int = 8,
+        fast_edit: bool = True,
+        modulation_cache_bytes: int = 1 << 30,
+        backend: str = "torch",
+        compile: bool = False,
+        dtype: str | torch.dtype = "fp32",
+        onnx_dir: str | os.PathLike[str] | None = None,
     ) -> None:
+        """fast_edit: w_plus local edits blend cached modulations (exact; see `editing.fast_edit`), each image's
+        modulations kept in a second LRU cache bounded by `modulation_cache_bytes` (~240 MB per 256 px image).
+        backend ("torch" | "onnx"), compile, dtype ("fp32" | "bf16"), onnx_dir: how the networks run, see
+        `stylemapgan.perf.runtime` (defaults: eager PyTorch, fp32)."""
         self.device = torch.device(device) if device is not None else generator.const_device
         self.generator = generator.to(self.device).eval().requires_grad_(False)
         self.encoder = encoder.to(self.device).eval().requires_grad_(False)
+        self.runner = make_runner(
+            self.generator, self.encoder, backend=backend, compile=compile, dtype=dtype, onnx_dir=onnx_dir
+        )
         self.config: ModelConfig = generator.config
         self.cache_size = max(1, int(cache_size))
         self.batch_size = max(1, int(batch_size))
         self._model_id = model_id
         self._mean = mean.to(self.device) if mean is not None else None
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
+        self.fast_edit = fast_edit
+        self.modulation_cache_bytes = int(modulation_cache_bytes)
+        self._mods: OrderedDict[str, list[torch.Tensor]] = OrderedDict()
         self._lock = threading.RLock()
         self._hits = self._misses = self._encoded = 0
 
@@ -258,7 +276,7 @@ class Editor:
         pending = list(todo.items())
         for start in range(0, len(pending), self.batch_size):
             chunk = pending[start : start + self.batch_size]
-            stylemaps = self.encoder(images[[i for _, i in chunk]])
+            stylemaps = self.runner.encode(images[[i for _, i in chunk]])
             with self._lock:
                 self._encoded += len(chunk)
             for (key, _), sm in zip(chunk, stylemaps, strict=True):
@@ -292,8 +310,26 @@ class Editor:
         """The resizer's style tensors (one per modulated conv) of an image or handle (cached)."""
         entry = self._entry(item)
         if entry.styles is None:
-            entry.styles = self.generator.resizer(entry.stylemap)
+            entry.styles = self.runner.resize(entry.stylemap)
         return entry.styles
+
+    @torch.no_grad()
+    def modulations(self, item: ImageLike) -> list[torch.Tensor]:
+        """[gamma | beta] of every modulated layer for an image or handle (cached, see `fast_edit`)."""
+        key = item if isinstance(item, str) else self.encode(item)
+        with self._lock:
+            mods = self._mods.get(key)
+            if mods is not None:
+                self._mods.move_to_end(key)
+                return mods
+        mods = self.runner.modulations(self.styles(key))
+        with self._lock:
+            self._mods[key] = mods
+            total = sum(sum(m.numel() * m.element_size() for m in v) for v in self._mods.values())
+            while len(self._mods) > 1 and total > self.modulation_cache_bytes:
+                _, dropped = self._mods.popitem(last=False)
+                total -= sum(m.numel() * m.element_size() for m in dropped)
+        return mods
 
     def cache_info(self) -> CacheInfo:
         with self._lock:
@@ -302,6 +338,7 @@ class Editor:
     def clear_cache(self) -> None:
         with self._lock:
             self._cache.clear()
+            self._mods.clear()
 
     # ---- rendering -----------------------------------------------------------------------------------------
 
@@ -310,14 +347,14 @@ class Editor:
         """Stylemaps [N, C, s, s] -> images, in batches."""
         stylemaps = stylemaps.to(self.device)
         return torch.cat([
-            self.generator.decode(stylemaps[i : i + self.batch_size])
+            self.runner.decode(stylemaps[i : i + self.batch_size])
             for i in range(0, stylemaps.shape[0], self.batch_size)
         ])
 
     @torch.no_grad()
     def reconstruct(self, item: ImageLike) -> torch.Tensor:
         """G(E(x)) of an image or handle -> [1, 3, size, size]."""
-        return self.generator.synthesis(self.styles(item))
+        return self.runner.synthesize_styles(self.styles(item))
 
     # ---- local editing -------------------------------------------------------------------------------------
 
@@ -347,12 +384,16 @@ class Editor:
         alphas: float | Sequence[float] = 1.0,
         pool: str | None = None,
         feather_px: float = 0.0,
+        fast: bool | None = None,
     ) -> torch.Tensor:
         """Paste the masked region of each reference (shifted by (dx, dy) pixels) into the source.
 
         masks: one [size, size] mask in [0, 1] per reference, marking the region in the reference's frame.
         alphas: one blend strength in [0, 1], or several (one output frame each). Later references are pasted
         on top of earlier ones. Returns [len(alphas), 3, size, size].
+        fast: w_plus edits blend cached modulations (default: the editor's `fast_edit`; see `editing.fast_edit`);
+        False = reference path. w edits always recompute: the resizer's receptive field spans the whole 8 x 8
+        stylemap after two layers, so every style tensor changes everywhere and no modulation can be reused.
         """
         spec = edit_mode(mode)
         if not references:
@@ -364,10 +405,16 @@ class Editor:
             raise EditingError(f"shifts: got {len(shifts)} shift(s) for {len(references)} reference(s)")
         strengths = _alphas(alphas)
         resolutions = spec.resolutions(self.config)
+        all_weights = [
+            self.blend_weights(as_mask(mask, self.size, f"mask {i + 1}"), mode, pool, feather_px, shift)
+            for i, (mask, shift) in enumerate(zip(masks, shifts, strict=True))
+        ]
+        fast = self.fast_edit if fast is None else fast
+        if spec.name == "w_plus" and fast:
+            return self._local_edit_fast(source, references, all_weights, shifts, strengths)
         base = spec.layers(self, source)
         plans: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
-        for i, (ref, mask, shift) in enumerate(zip(references, masks, shifts, strict=True)):
-            weights = self.blend_weights(as_mask(mask, self.size, f"mask {i + 1}"), mode, pool, feather_px, shift)
+        for ref, shift, weights in zip(references, shifts, all_weights, strict=True):
             layers = [
                 shift_and_zero(layer, *scaled_shift(shift, r, self.size))
                 for layer, r in zip(spec.layers(self, ref), resolutions, strict=True)
@@ -379,6 +426,31 @@ class Editor:
             pastes = [Paste(layers, [w * chunk for w in weights]) for layers, weights in plans]
             image = spec.render(self.generator, base, pastes)
             frames.append(image.expand(chunk.shape[0], -1, -1, -1))
+        return torch.cat(frames)
+
+    def _local_edit_fast(
+        self,
+        source: ImageLike,
+        references: Sequence[ImageLike],
+        all_weights: Sequence[list[torch.Tensor]],
+        shifts: Sequence[tuple[int, int]],
+        strengths: list[float],
+    ) -> torch.Tensor:
+        """w_plus local edit from cached style tensors and modulations (same result as the reference path)."""
+        resolutions = self.config.style_resolutions
+        base_styles, base_mods = self.styles(source), self.modulations(source)
+        refs = [
+            (self.styles(ref), self.modulations(ref), weights, [scaled_shift(shift, r, self.size) for r in resolutions])
+            for ref, weights, shift in zip(references, all_weights, shifts, strict=True)
+        ]
+        frames = []
+        for start in range(0, len(strengths), self.batch_size):
+            chunk = torch.tensor(strengths[start : start + self.batch_size], device=self.device).view(-1, 1, 1, 1)
+            pastes = [ModPaste(styles, mods, [w * chunk for w in weights], layer_shifts)
+                      for styles, mods, weights, layer_shifts in refs]
+            with self.runner.context():
+                image = render_w_plus_fast(self.generator, base_styles, base_mods, pastes, self.runner.synthesize)
+            frames.append(image)
         return torch.cat(frames)
 
     def transplant(
@@ -411,7 +483,7 @@ class Editor:
         if not 0 <= layers_from_a <= count:
             raise EditingError(f"split: layer index must be in [0, {count}], got {layers_from_a}")
         styles = self.styles(a)[:layers_from_a] + self.styles(b)[layers_from_a:]
-        return self.generator.synthesis(styles)
+        return self.runner.synthesize_styles(styles)
 
     @torch.no_grad()
     def apply_direction(

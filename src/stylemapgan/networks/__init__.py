@@ -3,5 +3,6 @@
 from stylemapgan.networks.discriminator import Discriminator
 from stylemapgan.networks.encoder import Encoder
 from stylemapgan.networks.generator import Generator, ModulatedConv
+from stylemapgan.networks.layers import IMPLS, set_impl
 
-__all__ = ["Discriminator", "Encoder", "Generator", "ModulatedConv"]
+__all__ = ["IMPLS", "Discriminator", "Encoder", "Generator", "ModulatedConv", "set_impl"]

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from stylemapgan.config import ModelConfig
-from stylemapgan.networks.layers import ConvLayer, EqualLinear, ResDownBlock
+from stylemapgan.networks.layers import ConvLayer, EqualLinear, ResDownBlock, set_impl, to_channels_last
 
 
 def minibatch_stddev(x: torch.Tensor, group_size: int = 4) -> torch.Tensor:
@@ -26,7 +26,9 @@ def minibatch_stddev(x: torch.Tensor, group_size: int = 4) -> torch.Tensor:
 
 
 class Discriminator(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    """impl: "fast" (default) or "ref", see `stylemapgan.networks.layers`."""
+
+    def __init__(self, config: ModelConfig, *, impl: str = "fast") -> None:
         super().__init__()
         self.config = config
         ch = config.channels
@@ -40,9 +42,10 @@ class Discriminator(nn.Module):
         self.final_conv = ConvLayer(ch(4) + 1, ch(4), 3)
         self.final_linear = EqualLinear(ch(4) * 16, ch(4), activate=True)
         self.out = EqualLinear(ch(4), 1)
+        set_impl(self, impl)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = self.from_rgb(image)
+        x = self.from_rgb(to_channels_last(image) if self.from_rgb.fast else image)
         for block in self.blocks:
             x = block(x)
         x = self.final_conv(minibatch_stddev(x))

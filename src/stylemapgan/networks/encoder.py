@@ -6,11 +6,13 @@ import torch
 from torch import nn
 
 from stylemapgan.config import ModelConfig
-from stylemapgan.networks.layers import ConvLayer, ResDownBlock
+from stylemapgan.networks.layers import ConvLayer, ResDownBlock, set_impl, to_channels_last
 
 
 class Encoder(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    """impl: "fast" (default) or "ref", see `stylemapgan.networks.layers`."""
+
+    def __init__(self, config: ModelConfig, *, impl: str = "fast") -> None:
         super().__init__()
         self.config = config
         ch = config.channels
@@ -22,9 +24,10 @@ class Encoder(nn.Module):
             r //= 2
         self.blocks = nn.ModuleList(blocks)
         self.to_stylemap = ConvLayer(ch(config.latent_spatial_size), config.latent_channels, 3)
+        set_impl(self, impl)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = self.from_rgb(image)
+        x = self.from_rgb(to_channels_last(image) if self.from_rgb.fast else image)
         for block in self.blocks:
             x = block(x)
-        return self.to_stylemap(x)
+        return self.to_stylemap(x).contiguous()

@@ -14,16 +14,23 @@ from torch import nn
 
 from stylemapgan.config import ModelConfig
 from stylemapgan.networks.layers import (
+    INV_SQRT2,
     Blur,
     ConvLayer,
+    DualImpl,
     EqualConv2d,
     EqualLinear,
     PixelNorm,
     UpConvLayer,
     _up_pad,
+    scaled_weight,
+    set_impl,
+    to_channels_last,
     upsample_conv,
+    upsample_conv_fast,
 )
-from stylemapgan.ops import bias_leaky_relu
+from stylemapgan.ops import add_, bias_leaky_relu, inplace_ok, layer_norm_chw, leaky_relu_
+from stylemapgan.ops.bias_act import GAIN
 
 
 class LayerNorm2d(nn.Module):
@@ -36,6 +43,10 @@ class LayerNorm2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.layer_norm(x, x.shape[1:], eps=self.eps)
 
+    def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
+        """Same, without a layout round trip for channels-last input."""
+        return layer_norm_chw(x, self.eps)
+
 
 def make_norm(mode: str, channels: int) -> nn.Module:
     if mode == "LayerNorm":
@@ -47,7 +58,7 @@ def make_norm(mode: str, channels: int) -> nn.Module:
     return nn.Identity()
 
 
-class ModulatedConv(nn.Module):
+class ModulatedConv(DualImpl):
     """Spatially-variant modulated conv: normalise x, then x * gamma(t) + beta(t) per pixel, then a plain conv.
 
     gamma and beta come from one fused 3x3 conv of the style tensor t (output channels [gamma | beta]);
@@ -63,6 +74,7 @@ class ModulatedConv(nn.Module):
         normalize_mode: str,
         *,
         upsample: bool = False,
+        impl: str = "fast",
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
@@ -71,9 +83,10 @@ class ModulatedConv(nn.Module):
         self.padding = kernel_size // 2
         self.norm = make_norm(normalize_mode, in_channels)
         bias_init = torch.cat([torch.ones(in_channels), torch.zeros(in_channels)])
-        self.modulation = EqualConv2d(style_channels, 2 * in_channels, 3, bias_init)
+        self.modulation = EqualConv2d(style_channels, 2 * in_channels, 3, bias_init, impl=impl)
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.blur = Blur(_up_pad(kernel_size), gain=4.0) if upsample else None
+        self.set_impl(impl)
 
     def modulation_params(self, style: torch.Tensor) -> torch.Tensor:
         """[gamma | beta] for a style tensor: linear in `style`, which the fast edit path exploits."""
@@ -81,6 +94,11 @@ class ModulatedConv(nn.Module):
 
     def forward_modulated(self, x: torch.Tensor, gamma_beta: torch.Tensor) -> torch.Tensor:
         """The layer given precomputed [gamma | beta]."""
+        if self.fast:
+            return self.forward_modulated_fast(x, gamma_beta)
+        return self.forward_modulated_ref(x, gamma_beta)
+
+    def forward_modulated_ref(self, x: torch.Tensor, gamma_beta: torch.Tensor) -> torch.Tensor:
         gamma, beta = gamma_beta.split(self.in_channels, dim=1)
         x = self.norm(x) * gamma + beta
         weight = self.weight * self.scale
@@ -89,6 +107,23 @@ class ModulatedConv(nn.Module):
         else:
             x = F.conv2d(x, weight, padding=self.padding)
         return bias_leaky_relu(x, self.bias)
+
+    def forward_modulated_fast(self, x: torch.Tensor, gamma_beta: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        """`gain * forward_modulated_ref`: norm, then one fused multiply-add (in place when no grad is
+        recorded), then the conv with bias and gain folded in and an in-place leaky ReLU."""
+        gamma, beta = gamma_beta.split(self.in_channels, dim=1)
+        normed = self.norm.forward_fast(x) if isinstance(self.norm, LayerNorm2d) else self.norm(x)
+        if normed is not x and inplace_ok(normed, gamma_beta):
+            x = torch.addcmul(beta, normed, gamma, out=normed)
+        else:
+            x = torch.addcmul(beta, normed, gamma)
+        m = gain * GAIN
+        weight, bias = scaled_weight(self, self.scale * m, None if self.blur is not None else x), self.bias * m
+        if self.blur is not None:
+            x = upsample_conv_fast(x, weight, self.blur, bias)
+        else:
+            x = F.conv2d(x, weight, bias, padding=self.padding)
+        return leaky_relu_(x)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         if style.shape[-2:] != x.shape[-2:]:
@@ -133,7 +168,7 @@ class StylemapResizer(nn.Module):
 
     def forward(self, stylemap: torch.Tensor) -> list[torch.Tensor]:
         styles = []
-        x = stylemap
+        x = to_channels_last(stylemap) if self.layers[0].fast else stylemap
         for layer in self.layers:
             x = layer(x)
             styles.append(x)
@@ -152,7 +187,16 @@ class SynthesisBlock(nn.Module):
         self.skip = UpConvLayer(in_channels, out_channels, 1, bias=False, activate=False)
 
     def forward(self, x: torch.Tensor, style_in: torch.Tensor, style_out: torch.Tensor) -> torch.Tensor:
-        return (self.conv(self.conv_up(x, style_in), style_out) + self.skip(x)) * (1 / math.sqrt(2))
+        return self.forward_modulated(
+            x, self.conv_up.modulation_params(style_in), self.conv.modulation_params(style_out)
+        )
+
+    def forward_modulated(self, x: torch.Tensor, gb_in: torch.Tensor, gb_out: torch.Tensor) -> torch.Tensor:
+        if self.conv.fast:  # the residual's 1/sqrt(2) folded into both branches, summed in place
+            h = self.conv.forward_modulated_fast(self.conv_up.forward_modulated_fast(x, gb_in), gb_out, INV_SQRT2)
+            return add_(h, self.skip.forward_fast(x, INV_SQRT2))
+        h = self.conv.forward_modulated_ref(self.conv_up.forward_modulated_ref(x, gb_in), gb_out)
+        return (h + self.skip.forward_ref(x)) * INV_SQRT2
 
 
 class SynthesisNetwork(nn.Module):
@@ -189,23 +233,29 @@ class SynthesisNetwork(nn.Module):
         if len(gamma_betas) != expected:
             raise ValueError(f"expected {expected} style tensors, got {len(gamma_betas)}")
         n = gamma_betas[0].shape[0]
-        x = self.conv.forward_modulated(self.const.expand(n, -1, -1, -1), gamma_betas[0])
+        const = self.const
+        if self.conv.fast:
+            const = to_channels_last(const)
+            gamma_betas = [to_channels_last(gb) for gb in gamma_betas]
+        x = self.conv.forward_modulated(const.expand(n, -1, -1, -1), gamma_betas[0])
         for i, block in enumerate(self.blocks):
-            h = block.conv_up.forward_modulated(x, gamma_betas[1 + 2 * i])
-            h = block.conv.forward_modulated(h, gamma_betas[2 + 2 * i])
-            x = (h + block.skip(x)) * (1 / math.sqrt(2))
-        return self.to_rgb.forward_modulated(x, gamma_betas[-1])
+            x = block.forward_modulated(x, gamma_betas[1 + 2 * i], gamma_betas[2 + 2 * i])
+        return self.to_rgb.forward_modulated(x, gamma_betas[-1]).contiguous()
 
 
 class Generator(nn.Module):
-    """mapping (z -> stylemap), resizer (stylemap -> style tensors), synthesis (style tensors -> image)."""
+    """mapping (z -> stylemap), resizer (stylemap -> style tensors), synthesis (style tensors -> image).
 
-    def __init__(self, config: ModelConfig) -> None:
+    impl: "fast" (default) or "ref", see `stylemapgan.networks.layers`; switch later with `set_impl`.
+    """
+
+    def __init__(self, config: ModelConfig, *, impl: str = "fast") -> None:
         super().__init__()
         self.config = config
         self.mapping = MappingNetwork(config)
         self.resizer = StylemapResizer(config)
         self.synthesis = SynthesisNetwork(config)
+        set_impl(self, impl)
 
     def decode(self, stylemap: torch.Tensor) -> torch.Tensor:
         """Stylemap [N, C, s, s] -> image [N, 3, size, size] (roughly in [-1, 1])."""

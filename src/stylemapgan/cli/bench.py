@@ -1,0 +1,111 @@
+"""Performance subcommands: bench (latency / throughput / FLOP efficiency / memory / training speed) and
+export-onnx (encoder, decoder and synthesis-from-modulations graphs for onnxruntime)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from stylemapgan.perf.bench import DEFAULT_CONFIGS, DEFAULT_PERCEPTUAL, DEFAULT_TRAIN_PRESETS
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "bench", help="benchmark encoder, generator, cached local edits and training on this machine",
+        description="Latency (batch 1, medians), throughput (batch 16), achieved GFLOP/s vs a peak measured in the "
+        "same run, peak memory, and training iterations/s. Configs: preset names, checkpoint paths, 'shipped' "
+        "(the bundled default model, skipped with a note if this installation has none).",
+    )
+    p.add_argument("--config", action="append", default=None, metavar="NAME|CKPT",
+                   help=f"preset, checkpoint or 'shipped' (repeatable or comma-separated; default "
+                        f"{','.join(DEFAULT_CONFIGS)})")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--json", default=None, metavar="PATH", help="also write every number as JSON")
+    p.add_argument("--repeats", type=int, default=10, help="timed runs per batch-1 number (small models)")
+    p.add_argument("--paper-repeats", type=int, default=3, help="timed runs per batch-1 number (>= 10 GFLOP)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--batch", type=int, default=16, help="batch for the throughput numbers")
+    p.add_argument("--no-throughput", action="store_true")
+    p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--no-training", action="store_true")
+    p.add_argument("--train-presets", default=",".join(DEFAULT_TRAIN_PRESETS))
+    p.add_argument("--perceptual", default=",".join(DEFAULT_PERCEPTUAL), help="training perceptual losses")
+    p.add_argument("--train-iters", type=int, default=3, help="timed training iterations (after one warm-up)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    p.add_argument("--compile", action="store_true", help="torch.compile the networks (CPU needs a C++ compiler)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--impl", default="fast", choices=["fast", "ref"], help="layer implementation (A/B)")
+    p.add_argument("--no-tune-alloc", action="store_true", help="leave glibc malloc as is (see perf.tuning)")
+    p.set_defaults(handler=cmd_bench)
+
+    p = subparsers.add_parser("export-onnx", help="export encoder, decoder and synthesis-from-modulations to ONNX")
+    p.add_argument("--ckpt", default=None, help="checkpoint or bundled model name (default: the bundled model)")
+    p.add_argument("--outdir", required=True)
+    p.add_argument("--opset", type=int, default=None)
+    p.add_argument("--check", action="store_true", help="run the graphs in onnxruntime and compare with PyTorch")
+    p.set_defaults(handler=cmd_export_onnx)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from stylemapgan.cli import CLIError
+    from stylemapgan.perf.bench import BenchOptions, format_report, run_bench
+    from stylemapgan.perf.tuning import tune_allocator
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise CLIError("--device cuda: no CUDA device is available")
+    if args.backend == "onnx" and (args.compile or args.dtype != "fp32" or args.device != "cpu"):
+        raise CLIError("--backend onnx runs the fp32 ONNX graphs on the CPU; --compile/--dtype apply to torch")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.no_tune_alloc:
+        tune_allocator()
+    configs = [c for text in (args.config or [",".join(DEFAULT_CONFIGS)]) for c in _csv(text)]
+    opts = BenchOptions(
+        device=args.device, repeats=args.repeats, paper_repeats=args.paper_repeats, throughput_batch=args.batch,
+        throughput=not args.no_throughput, memory=not args.no_memory, training=not args.no_training,
+        train_presets=_csv(args.train_presets), perceptual=_csv(args.perceptual), train_iters=args.train_iters,
+        backend=args.backend, compile=args.compile, dtype=args.dtype, impl=args.impl,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    report = run_bench(configs, opts)
+    report.meta["allocator_tuned"] = not args.no_tune_alloc
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    import torch
+
+    from stylemapgan.checkpoint import load_editing_model
+    from stylemapgan.export.onnx import DEFAULT_OPSET, OnnxModels, export_onnx, onnxruntime_available
+    from stylemapgan.models import resolve_checkpoint
+
+    path = resolve_checkpoint(args.ckpt)
+    model = load_editing_model(path, "cpu")
+    paths = export_onnx(model.generator, model.encoder, args.outdir, opset=args.opset or DEFAULT_OPSET)
+    for name, file in paths.items():
+        print(f"{name}: {file} ({file.stat().st_size / 2**20:.1f} MB)")
+    if args.check:
+        if not onnxruntime_available():
+            print("onnxruntime is not installed (pip install 'stylemapgan[onnx]'); skipped --check", file=sys.stderr)
+            return 2
+        models = OnnxModels(args.outdir)
+        config = model.config
+        gen = torch.Generator().manual_seed(0)
+        images = torch.rand(2, 3, config.size, config.size, generator=gen) * 2 - 1
+        with torch.no_grad():
+            sm = model.encoder(images)
+            diff_e = (models.encode(images) - sm).abs().max().item()
+            diff_d = (models.decode(sm) - model.generator.decode(sm)).abs().max().item()
+        print(f"onnxruntime vs PyTorch, max abs difference: encoder {diff_e:.2e}, decoder {diff_d:.2e}")
+    return 0

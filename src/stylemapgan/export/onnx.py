@@ -1,0 +1,148 @@
+"""ONNX export of encoder, decoder and synthesis-from-modulations, and an onnxruntime runner for them.
+
+Three graphs, each with a dynamic batch axis:
+- encoder.onnx:   image [N, 3, size, size] -> stylemap [N, C, s, s]
+- decoder.onnx:   stylemap -> image (resizer + synthesis)
+- synthesis.onnx: the [gamma | beta] of every modulated layer (inputs mod0 ... modK) -> image; what a cached
+  local edit runs after blending modulations (see `editing.fast_edit`).
+plus manifest.json (model config, input names and shapes, opset) so a runner needs no PyTorch model.
+
+Export uses the TorchScript tracer (no extra dependency); the fast layers skip their caches and in-place
+shortcuts while tracing, so the graph is the plain math. `onnx` / `onnxruntime` are the optional extra
+`stylemapgan[onnx]`.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from stylemapgan.config import ModelConfig
+from stylemapgan.networks import Encoder, Generator
+
+ONNX_FILES = {"encoder": "encoder.onnx", "decoder": "decoder.onnx", "synthesis": "synthesis.onnx"}
+DEFAULT_OPSET = 18
+
+
+def onnxruntime_available() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+class _Decoder(nn.Module):
+    def __init__(self, generator: Generator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, stylemap: torch.Tensor) -> torch.Tensor:
+        return self.generator.decode(stylemap)
+
+
+class _Synthesis(nn.Module):
+    def __init__(self, generator: Generator) -> None:
+        super().__init__()
+        self.synthesis = generator.synthesis
+
+    def forward(self, *mods: torch.Tensor) -> torch.Tensor:
+        return self.synthesis.forward_modulated(list(mods))
+
+
+def modulation_shapes(generator: Generator) -> list[tuple[int, int, int]]:
+    """[2 Cin, r, r] of every modulated layer's [gamma | beta]."""
+    config = generator.config
+    layers = generator.synthesis.modulated_layers()
+    return [(2 * m.in_channels, r, r) for m, r in zip(layers, config.style_resolutions, strict=True)]
+
+
+def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, inputs: list[str], output: str,
+            opset: int, varargs: bool = False) -> None:
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    shapes: tuple[Any, ...] = tuple({0: batch} for _ in args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, args, str(path), input_names=inputs, output_names=[output],
+            dynamic_shapes=(shapes,) if varargs else shapes, opset_version=opset, dynamo=True,
+            external_data=False, verbose=False,
+        )
+
+
+@torch.no_grad()
+def export_onnx(
+    generator: Generator, encoder: Encoder, outdir: str | os.PathLike[str], *, opset: int = DEFAULT_OPSET,
+    parts: tuple[str, ...] = ("encoder", "decoder", "synthesis"),
+) -> dict[str, Path]:
+    """Write the ONNX graphs (fp32, CPU) and manifest.json into `outdir`; returns name -> path."""
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    g = copy.deepcopy(generator).cpu().float().eval().requires_grad_(False)
+    e = copy.deepcopy(encoder).cpu().float().eval().requires_grad_(False)
+    config: ModelConfig = g.config
+    stylemap = torch.randn(2, *config.stylemap_shape)
+    paths: dict[str, Path] = {}
+    if "encoder" in parts:
+        paths["encoder"] = out / ONNX_FILES["encoder"]
+        _export(e, (torch.randn(2, 3, config.size, config.size),), paths["encoder"], ["image"], "stylemap", opset)
+    if "decoder" in parts:
+        paths["decoder"] = out / ONNX_FILES["decoder"]
+        _export(_Decoder(g), (stylemap,), paths["decoder"], ["stylemap"], "image", opset)
+    if "synthesis" in parts:
+        mods = [m.modulation_params(t) for m, t in zip(g.synthesis.modulated_layers(), g.resizer(stylemap),
+                                                      strict=True)]
+        names = [f"mod{i}" for i in range(len(mods))]
+        paths["synthesis"] = out / ONNX_FILES["synthesis"]
+        _export(_Synthesis(g), tuple(m.contiguous() for m in mods), paths["synthesis"], names, "image", opset,
+                varargs=True)
+    manifest = {
+        "format": "stylemapgan-onnx/1",
+        "config": config.to_dict(),
+        "opset": opset,
+        "files": {k: p.name for k, p in paths.items()},
+        "modulation_shapes": modulation_shapes(g),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return paths
+
+
+class OnnxModels:
+    """onnxruntime sessions for an exported folder; call with torch tensors, get torch tensors back (CPU)."""
+
+    def __init__(self, folder: str | os.PathLike[str], *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.folder = Path(folder)
+        self.manifest: dict[str, Any] = json.loads((self.folder / "manifest.json").read_text())
+        self.config = ModelConfig.from_dict(self.manifest["config"])
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        self.sessions = {
+            name: ort.InferenceSession(str(self.folder / file), options, providers=["CPUExecutionProvider"])
+            for name, file in self.manifest["files"].items()
+        }
+
+    def _run(self, name: str, inputs: list[torch.Tensor]) -> torch.Tensor:
+        session = self.sessions[name]
+        feed = {
+            arg.name: np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
+            for arg, t in zip(session.get_inputs(), inputs, strict=True)
+        }
+        return torch.from_numpy(session.run(None, feed)[0])
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self._run("encoder", [images])
+
+    def decode(self, stylemaps: torch.Tensor) -> torch.Tensor:
+        return self._run("decoder", [stylemaps])
+
+    def synthesize(self, mods: list[torch.Tensor]) -> torch.Tensor:
+        return self._run("synthesis", [m.expand(max(x.shape[0] for x in mods), *m.shape[1:]) for m in mods])

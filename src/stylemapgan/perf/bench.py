@@ -1,0 +1,388 @@
+"""`stylemapgan bench`: latency, throughput, FLOP efficiency, memory and training speed, in one run.
+
+Per configuration (a preset, a checkpoint, or the shipped model) and device:
+- encoder / generator (stylemap -> image) latency at batch 1 (median) and throughput at batch 16;
+- a cached local edit at batch 1: w_plus through the fast path (cached modulations), the reference path, and w;
+- FLOPs per image (FlopCounterMode) and the achieved GFLOP/s as a fraction of a peak measured in the same run
+  (a 2048^3 matmul and a 512-channel 3x3 conv at 32x32, batch 1..4; the peak is the better of the two);
+- peak memory per call: CUDA max_memory_allocated, CPU the tensor high-water mark from the profiler's
+  allocation timeline (tracemalloc does not see torch's allocations; RSS only ever grows);
+- training iterations per second for small presets (Trainer, in-memory data, batch 16, chosen perceptual losses).
+Networks use random weights for presets (latency does not depend on the values).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from stylemapgan.config import PRESETS, ModelConfig
+from stylemapgan.networks import Encoder, Generator, set_impl
+
+SHIPPED = "shipped"
+# the narrow 64 px variant (channel_base 2048) under a stable name, whether or not config.py has it as a preset
+EXTRA_CONFIGS = {
+    "cpu-64-narrow": ModelConfig(size=64, latent_spatial_size=8, channel_base=2048, channel_multiplier=1),
+}
+DEFAULT_CONFIGS = ("paper-256", "cpu-64", "cpu-64-narrow", SHIPPED)
+DEFAULT_TRAIN_PRESETS = ("cpu-32", "cpu-64")
+DEFAULT_PERCEPTUAL = ("none", "stlpips-alex")
+
+
+@dataclass
+class BenchOptions:
+    device: str = "cpu"
+    repeats: int = 10  # timed runs at batch 1 for small models
+    paper_repeats: int = 3  # timed runs at batch 1 for models >= 10 GFLOP per image
+    throughput_batch: int = 16
+    throughput: bool = True
+    memory: bool = True
+    training: bool = True
+    train_presets: Sequence[str] = DEFAULT_TRAIN_PRESETS
+    perceptual: Sequence[str] = DEFAULT_PERCEPTUAL
+    train_iters: int = 3
+    backend: str = "torch"
+    compile: bool = False
+    dtype: str = "fp32"
+    impl: str = "fast"
+    progress: Callable[[str], None] | None = None
+
+
+@dataclass
+class Report:
+    meta: dict[str, Any]
+    peak: dict[str, float]
+    results: list[dict[str, Any]] = field(default_factory=list)
+    training: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"meta": self.meta, "peak": self.peak, "results": self.results, "training": self.training,
+                "notes": self.notes}
+
+
+# ---- measurement primitives ------------------------------------------------------------------------------
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn: Callable[[], object], repeats: int, device: torch.device, warmup: int = 1) -> list[float]:
+    """Seconds per call (synchronised on CUDA), after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def median_ms(times: Sequence[float]) -> float:
+    return statistics.median(times) * 1000.0
+
+
+def count_gflop(fn: Callable[[], object]) -> float:
+    """FLOPs of one call in GFLOP (a multiply-add counts 2), via FlopCounterMode (needs no_grad, not
+    inference_mode)."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
+    """Peak memory of tensors allocated during one call, above what was allocated before it (MB)."""
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        _sync(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    current = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        current += event.cpu_memory_usage if event.name == "[memory]" else event.self_cpu_memory_usage
+        peak = max(peak, current)
+    return peak / 2**20
+
+
+def max_rss_mb() -> float:
+    """The process's peak resident set so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_peak(device: torch.device, repeats: int = 3) -> dict[str, float]:
+    """Achievable fp32 GFLOP/s here and now: a 2048^3 matmul and a 512-ch 3x3 conv at 32x32 (batch 1..4)."""
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(2048, 2048, generator=gen).to(device)
+    b = torch.randn(2048, 2048, generator=gen).to(device)
+    matmul_s = min(time_calls(lambda: a @ b, repeats, device))
+    out: dict[str, float] = {"matmul_gflops": 2 * 2048**3 / matmul_s / 1e9}
+    weight = torch.randn(512, 512, 3, 3, generator=gen).to(device)
+    best = 0.0
+    for batch in (1, 2, 4):
+        x = torch.randn(batch, 512, 32, 32, generator=gen).to(device)
+        w = weight
+        if device.type == "cpu":  # the layout the networks use on CPU
+            x, w = x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)
+        conv_s = min(time_calls(lambda x=x, w=w: F.conv2d(x, w, padding=1), repeats, device))
+        gflops = 2 * 512 * 512 * 9 * 32 * 32 * batch / conv_s / 1e9
+        out[f"conv_b{batch}_gflops"] = gflops
+        best = max(best, gflops)
+    out["conv_gflops"] = best
+    out["peak_gflops"] = max(best, out["matmul_gflops"])
+    return out
+
+
+# ---- configurations --------------------------------------------------------------------------------------
+
+
+def load_config(name: str, device: torch.device) -> tuple[str, Generator, Encoder, str]:
+    """(label, generator, encoder, source) for a preset name, `shipped`, or a checkpoint path."""
+    if name in PRESETS or name in EXTRA_CONFIGS:
+        config = PRESETS[name].model if name in PRESETS else EXTRA_CONFIGS[name]
+        torch.manual_seed(0)
+        return name, Generator(config), Encoder(config), "preset (random weights)"
+    from stylemapgan.checkpoint import load_editing_model
+    from stylemapgan.models import resolve_checkpoint
+
+    path = resolve_checkpoint(None if name == SHIPPED else name)
+    model = load_editing_model(path, device)
+    label = f"{SHIPPED} ({path.stem})" if name == SHIPPED else path.stem
+    return label, model.generator, model.encoder, str(path)
+
+
+def _params_m(module: torch.nn.Module) -> float:
+    return sum(p.numel() for p in module.parameters()) / 1e6
+
+
+@contextlib.contextmanager
+def _progress(opts: BenchOptions, what: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    yield
+    if opts.progress is not None:
+        opts.progress(f"  {what}: {time.perf_counter() - t0:.1f} s")
+
+
+def bench_config(name: str, opts: BenchOptions, peak: dict[str, float]) -> dict[str, Any]:
+    """Every inference number for one configuration on one device."""
+    from stylemapgan.editing import Editor, RectangleMask, rectangle_mask
+
+    device = torch.device(opts.device)
+    label, generator, encoder, source = load_config(name, device)
+    set_impl(generator, opts.impl)
+    set_impl(encoder, opts.impl)
+    editor = Editor(generator, encoder, device=device, batch_size=1, backend=opts.backend, compile=opts.compile,
+                    dtype=opts.dtype)
+    config = editor.config
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    size = config.size
+    images = (torch.rand(2, 1, 3, size, size, generator=gen) * 2 - 1).to(device)
+    image = images[0]
+    stylemap = torch.randn(1, *config.stylemap_shape, generator=gen).to(device)
+    runner = editor.runner
+
+    g_gflop = count_gflop(lambda: generator.decode(stylemap))
+    e_gflop = count_gflop(lambda: encoder(image))
+    heavy = g_gflop >= 10
+    repeats = opts.paper_repeats if heavy else opts.repeats
+    row: dict[str, Any] = {
+        "config": label, "source": source, "device": str(device), "backend": opts.backend, "dtype": opts.dtype,
+        "compile": opts.compile, "impl": opts.impl, "model": config.to_dict(),
+        "generator_params_m": round(_params_m(generator), 3), "encoder_params_m": round(_params_m(encoder), 3),
+        "generator_gflop": g_gflop, "encoder_gflop": e_gflop, "repeats": repeats,
+    }
+    with _progress(opts, f"{label} latency"):
+        row["encoder_ms"] = median_ms(time_calls(lambda: runner.encode(image), repeats, device))
+        row["generator_ms"] = median_ms(time_calls(lambda: runner.decode(stylemap), repeats, device))
+
+    src, ref = editor.encode(images[0]), editor.encode(images[1])
+    mask = rectangle_mask(RectangleMask(size // 4, size // 4, 3 * size // 4, 3 * size // 4), size)
+    editor.modulations(src), editor.modulations(ref)  # cached, as in an interactive session
+
+    def edit(mode: str = "w_plus", fast: bool = True) -> torch.Tensor:
+        return editor.local_edit(src, [ref], [mask], mode=mode, fast=fast)
+
+    with _progress(opts, f"{label} edits"):
+        row["edit_ms"] = median_ms(time_calls(edit, repeats, device))
+        row["edit_ref_ms"] = median_ms(time_calls(lambda: edit(fast=False), repeats, device))
+        row["edit_w_ms"] = median_ms(time_calls(lambda: edit("w"), repeats, device))
+        row["reconstruct_ms"] = median_ms(time_calls(lambda: editor.reconstruct(src), repeats, device))
+
+    row["peak_gflops"] = peak["peak_gflops"]
+    row["conv_peak_gflops"] = peak["conv_gflops"]
+    row["generator_gflops"] = g_gflop / (row["generator_ms"] / 1000)
+    row["encoder_gflops"] = e_gflop / (row["encoder_ms"] / 1000)
+    row["generator_peak_fraction"] = row["generator_gflops"] / peak["peak_gflops"]
+    row["encoder_peak_fraction"] = row["encoder_gflops"] / peak["peak_gflops"]
+
+    if opts.throughput:
+        n = opts.throughput_batch
+        batch_images = (torch.rand(n, 3, size, size, generator=gen) * 2 - 1).to(device)
+        batch_maps = torch.randn(n, *config.stylemap_shape, generator=gen).to(device)
+        t_repeats = max(1, repeats // 4) if heavy else max(2, repeats // 2)
+        with _progress(opts, f"{label} throughput"):
+            e_s = statistics.median(time_calls(lambda: runner.encode(batch_images), t_repeats, device))
+            g_s = statistics.median(time_calls(lambda: runner.decode(batch_maps), t_repeats, device))
+        row["encoder_img_per_s"] = n / e_s
+        row["generator_img_per_s"] = n / g_s
+        row["generator_gflops_b16"] = g_gflop * n / g_s
+        row["throughput_batch"] = n
+
+    if opts.memory:
+        with _progress(opts, f"{label} memory"):
+            row["encoder_peak_mb"] = peak_memory_mb(lambda: runner.encode(image), device)
+            row["generator_peak_mb"] = peak_memory_mb(lambda: runner.decode(stylemap), device)
+            row["edit_peak_mb"] = peak_memory_mb(edit, device)
+            mods = editor.modulations(src)
+            row["modulation_cache_mb_per_image"] = sum(m.numel() * m.element_size() for m in mods) / 2**20
+    row["process_max_rss_mb"] = max_rss_mb()
+    return row
+
+
+# ---- training --------------------------------------------------------------------------------------------
+
+
+class _RandomImages(torch.utils.data.Dataset):
+    def __init__(self, count: int, size: int) -> None:
+        self.images = torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+
+def bench_training(preset: str, perceptual: str, opts: BenchOptions) -> dict[str, Any]:
+    """Iterations per second of the full training iteration (batch 16, in-memory data, no data workers).
+
+    Iteration 0 (which includes the lazy R1 step) is the warm-up; the timed iterations are R1-free, so the
+    amortised cost adds 1/16 of an R1 step."""
+    from stylemapgan.losses import build_perceptual
+    from stylemapgan.training.config import TrainConfig
+    from stylemapgan.training.trainer import Trainer
+
+    config = PRESETS[preset].model if preset in PRESETS else EXTRA_CONFIGS[preset]
+    batch = 16
+    device = torch.device(opts.device)
+    cfg = TrainConfig(batch=batch, perceptual=perceptual, num_workers=0)
+    module = build_perceptual(perceptual)
+    trainer = Trainer(config, cfg, _RandomImages(4 * batch, config.size), device=device, perceptual=module)
+    for net in (trainer.generator, trainer.encoder, trainer.discriminator):
+        set_impl(net, opts.impl)
+    times = time_calls(trainer.train_step, opts.train_iters, device)
+    s = statistics.median(times)
+    return {"preset": preset, "perceptual": perceptual, "device": str(device), "batch": batch,
+            "iters_per_s": 1 / s, "s_per_iter": s, "timed_iters": len(times), "impl": opts.impl}
+
+
+# ---- the whole run ---------------------------------------------------------------------------------------
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def run_bench(configs: Sequence[str], opts: BenchOptions) -> Report:
+    """Measure everything for `configs` (preset names, checkpoint paths, or 'shipped')."""
+    from stylemapgan.checkpoint import CheckpointError
+
+    device = torch.device(opts.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda: no CUDA device available")
+    meta: dict[str, Any] = {
+        "torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
+        "cpu": _cpu_name(), "dtype": opts.dtype, "backend": opts.backend, "compile": opts.compile,
+        "impl": opts.impl, "load_before": list(os.getloadavg()), "python": platform.python_version(),
+    }
+    if device.type == "cuda":
+        meta["gpu"] = torch.cuda.get_device_name(device)
+    with _progress(opts, "peak"):
+        peak = measure_peak(device)
+    report = Report(meta, peak)
+    for name in configs:
+        try:
+            report.results.append(bench_config(name, opts, peak))
+        except CheckpointError as exc:
+            report.notes.append(f"{name}: skipped ({exc})")
+    if opts.training:
+        for preset in opts.train_presets:
+            for kind in opts.perceptual:
+                try:
+                    with _progress(opts, f"training {preset} {kind}"):
+                        report.training.append(bench_training(preset, kind, opts))
+                except ValueError as exc:  # e.g. LPIPS on a model smaller than 32 px
+                    report.notes.append(f"training {preset} {kind}: skipped ({exc})")
+    report.meta["load_after"] = list(os.getloadavg())
+    report.meta["process_max_rss_mb"] = max_rss_mb()
+    return report
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def format_report(report: Report) -> str:
+    """The table `stylemapgan bench` prints."""
+    m, p = report.meta, report.peak
+    load = " ".join(f"{v:.2f}" for v in m["load_before"])
+    lines = [
+        f"stylemapgan bench: torch {m['torch']}, {m['device']} ({m.get('gpu', m['cpu'])}), threads {m['threads']}, "
+        f"{m['dtype']}, backend {m['backend']}{', compiled' if m['compile'] else ''}, impl {m['impl']}, "
+        f"load average {load}",
+        f"peak: matmul 2048^3 {p['matmul_gflops']:.0f} GFLOP/s, conv 512ch 3x3 32x32 (batch 1-4) "
+        f"{p['conv_gflops']:.0f} GFLOP/s -> peak {p['peak_gflops']:.0f} GFLOP/s",
+        "",
+        f"{'config':<26}{'params G/E (M)':>15}{'enc ms':>9}{'gen ms':>10}{'edit ms':>9}{'edit ref':>10}"
+        f"{'edit w':>9}{'G GFLOP':>9}{'G GF/s':>8}{'%peak':>7}{'E %peak':>8}{'enc img/s':>10}{'gen img/s':>10}"
+        f"{'mem G/edit MB':>15}",
+    ]
+    for r in report.results:
+        mem = f"{_fmt(r.get('generator_peak_mb'), 0)}/{_fmt(r.get('edit_peak_mb'), 0)}"
+        lines.append(
+            f"{r['config'][:25]:<26}{r['generator_params_m']:>7.2f}/{r['encoder_params_m']:<7.2f}"
+            f"{r['encoder_ms']:>9.1f}{r['generator_ms']:>10.1f}{r['edit_ms']:>9.1f}{r['edit_ref_ms']:>10.1f}"
+            f"{r['edit_w_ms']:>9.1f}{r['generator_gflop']:>9.2f}{r['generator_gflops']:>8.0f}"
+            f"{100 * r['generator_peak_fraction']:>6.0f}%{100 * r['encoder_peak_fraction']:>7.0f}%"
+            f"{_fmt(r.get('encoder_img_per_s')):>10}{_fmt(r.get('generator_img_per_s')):>10}{mem:>15}"
+        )
+    lines.append("(batch 1 medians; edit = cached w_plus local edit via cached modulations, edit ref = the same "
+                 "edit recomputed in full, edit w = w-mode edit; img/s at batch "
+                 f"{report.results[0].get('throughput_batch', 16) if report.results else 16})")
+    if report.training:
+        lines += ["", f"{'training (batch 16)':<22}{'perceptual':<15}{'it/s':>8}{'s/it':>9}"]
+        for t in report.training:
+            lines.append(f"{t['preset']:<22}{t['perceptual']:<15}{t['iters_per_s']:>8.3f}{t['s_per_iter']:>9.2f}")
+    for note in report.notes:
+        lines.append(f"note: {note}")
+    load_after = " ".join(f"{v:.2f}" for v in m.get("load_after", []))
+    lines.append(f"load average after: {load_after}; process max RSS {m.get('process_max_rss_mb', 0):.0f} MB")
+    return "\n".join(lines)

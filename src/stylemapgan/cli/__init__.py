@@ -9,6 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 COMMAND_MODULES = [
     "stylemapgan.cli.models",
@@ -23,6 +27,21 @@ COMMAND_MODULES = [
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """`--device` value -> torch.device ("auto": CUDA when available); a one-line error for unusable devices."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CLIError(f"--device: unknown device {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError(f"--device {name}: CUDA is not available on this machine")
+    return device
 
 
 def build_parser() -> argparse.ArgumentParser:

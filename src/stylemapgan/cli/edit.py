@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from stylemapgan.cli import CLIError
+from stylemapgan.cli import CLIError, resolve_device
 from stylemapgan.editing.errors import EditingError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -72,18 +72,6 @@ def _add_blend_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--feather", type=float, default=0.0, help="soften the mask edge over about PX pixels")
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise CLIError(f"--device: unknown device {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CLIError(f"--device {name}: CUDA is not available on this machine")
-    return device
-
-
 def _open_editor(args: argparse.Namespace):
     from stylemapgan.editing import Editor
     from stylemapgan.models import resolve_checkpoint
@@ -91,7 +79,7 @@ def _open_editor(args: argparse.Namespace):
     if args.batch < 1:
         raise CLIError(f"--batch: must be >= 1, got {args.batch}")
     args.ckpt = str(resolve_checkpoint(args.ckpt))
-    return Editor.from_checkpoint(args.ckpt, device=_resolve_device(args.device), batch_size=args.batch)
+    return Editor.from_checkpoint(args.ckpt, device=resolve_device(args.device), batch_size=args.batch)
 
 
 def _resolver(args: argparse.Namespace, editor):

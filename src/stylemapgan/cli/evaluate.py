@@ -8,21 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
-from stylemapgan.cli import CLIError
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise CLIError(f"--device: unknown device {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CLIError(f"--device {name}: CUDA is not available on this machine")
-    return device
+from stylemapgan.cli import CLIError, resolve_device
 
 
 def _csv(text: str | None) -> tuple[str, ...] | None:
@@ -61,7 +47,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
     try:
         options.check()
-        editor = open_editor(args.ckpt, _device(args.device), args.batch)
+        editor = open_editor(args.ckpt, resolve_device(args.device), args.batch)
         report = evaluate(editor, args.data, options, checkpoint=editor_path(args.ckpt), log=log)
     except (MetricsError, EditingError, DatasetError) as exc:
         raise CLIError(str(exc)) from None

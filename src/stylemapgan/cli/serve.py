@@ -67,7 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import torch
     import uvicorn
 
-    from stylemapgan.cli.edit import _resolve_device
+    from stylemapgan.cli import resolve_device
     from stylemapgan.editing import EditingError, Editor, load_directions
     from stylemapgan.models import resolve_checkpoint
     from stylemapgan.serving import ServerLimits, create_app, load_gallery
@@ -91,7 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         encoding_cache_mb=args.cache_mb,
     )
     checkpoint = resolve_checkpoint(args.ckpt)
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     try:
         editor = Editor.from_checkpoint(checkpoint, device=device)  # the app sizes its cache (memory budget)
         gallery = load_gallery(args.gallery, editor.size, Path(checkpoint), args.gallery_count)

@@ -34,6 +34,13 @@ def bundled_samples(ckpt: str | os.PathLike[str]) -> Path | None:
     return samples if path.parent == bundled_models_dir() and (samples / "data.mdb").exists() else None
 
 
+def bundled_directions(ckpt: str | os.PathLike[str]) -> Path | None:
+    """Attribute directions shipped beside a bundled model (`<name>-directions.safetensors`)."""
+    path = Path(ckpt)
+    directions = path.with_name(f"{path.stem}-directions.safetensors")
+    return directions if path.parent == bundled_models_dir() and directions.is_file() else None
+
+
 def resolve_checkpoint(ckpt: str | os.PathLike[str] | None) -> Path:
     """A bundled model's name, a checkpoint path, or None for the default (env override, then bundled)."""
     if ckpt is None:

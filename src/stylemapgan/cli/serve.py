@@ -96,6 +96,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         editor = Editor.from_checkpoint(checkpoint, device=device)  # the app sizes its cache (memory budget)
         gallery = load_gallery(args.gallery, editor.size, Path(checkpoint), args.gallery_count)
         directions = {}
+        if args.directions is None:  # a bundled model brings its attribute directions
+            from stylemapgan.models import bundled_directions
+
+            shipped = bundled_directions(checkpoint)
+            args.directions = str(shipped) if shipped is not None else None
         if args.directions is not None:
             if not Path(args.directions).is_file():
                 raise CLIError(f"--directions {args.directions}: no such file")

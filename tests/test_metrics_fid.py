@@ -4,9 +4,10 @@ real-statistics cache (with a stand-in feature network, so no Inception run)."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import io
 import math
-import os.util
+import os
 from pathlib import Path
 
 import numpy as np

@@ -8,7 +8,8 @@ noise (sigma 0.2) 0.48 / 0.69, other scene 0.68 / 0.65.
 from __future__ import annotations
 
 import importlib
-import os.util
+import importlib.util
+import os
 
 import numpy as np
 import pytest

@@ -113,9 +113,24 @@ def cmd_release(args: argparse.Namespace) -> int:
 
     metrics = None
     if args.metrics:
-        report = json.loads(Path(args.metrics).read_text())
-        metrics = report.get("summary", report)
+        metrics = eval_report_summary(json.loads(Path(args.metrics).read_text()))
     release_model(latest_checkpoint(args.ckpt), args.out, name=args.name, description=args.description,
                   metrics=metrics, samples=args.samples)
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
     return 0
+
+
+def eval_report_summary(report: dict) -> dict[str, float | int | str]:
+    """The numbers of a `stylemapgan eval` report.json, flattened for a model card ("fid.value", ...)."""
+    out: dict[str, float | int | str] = {}
+    for metric, fields in (report.get("metrics") or {}).items():
+        for key, value in fields.items():
+            if isinstance(value, int | float | str) and key not in ("wall_s", "seed"):
+                out[f"{metric}.{key}"] = value
+        per_part = fields.get("per_part")
+        if isinstance(per_part, dict):
+            for part, row in per_part.items():
+                for key in ("mse_src", "mse_ref"):
+                    if key in row:
+                        out[f"{metric}.{part}.{key}"] = row[key]
+    return out

@@ -19,6 +19,7 @@ from stylemapgan.checkpoint.io import (
     save_checkpoint,
 )
 from stylemapgan.checkpoint.models import build_network
+from stylemapgan.networks import parameter_counts
 
 
 def release_model(
@@ -78,10 +79,7 @@ def samples_reconstruction_mse(ckpt: Checkpoint, samples: str | os.PathLike[str]
 
 
 def card_markdown(card: dict[str, Any], ckpt: Checkpoint) -> str:
-    with torch.device("meta"):
-        from stylemapgan.cli.models import parameter_counts
-
-        counts = parameter_counts(ckpt.config)
+    counts = parameter_counts(ckpt.config)
     lines = [f"# Model card: {card['name']}", "", card.get("description") or "", "",
              "## Config", "", "```json", json.dumps(ckpt.config.to_dict(), indent=2), "```", "",
              f"Parameters: generator {counts['generator'] / 1e6:.2f}M, encoder {counts['encoder'] / 1e6:.2f}M "

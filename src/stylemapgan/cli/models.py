@@ -9,7 +9,7 @@ from pathlib import Path
 from stylemapgan.checkpoint import Checkpoint, fresh_checkpoint, load_checkpoint, save_checkpoint
 from stylemapgan.checkpoint.io import default_provenance, file_sha256
 from stylemapgan.config import PRESETS, ModelConfig, get_preset
-from stylemapgan.networks import Discriminator, Encoder, Generator
+from stylemapgan.networks import parameter_counts
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,14 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics", default=None, help="report.json from `stylemapgan eval` to put in the card")
     p.add_argument("--samples", default=None, help="sample dataset shipped with the model: its MSE goes in the card")
     p.set_defaults(handler=cmd_release)
-
-
-def parameter_counts(config: ModelConfig) -> dict[str, int]:
-    import torch
-
-    with torch.device("meta"):
-        nets = {"generator": Generator(config), "encoder": Encoder(config), "discriminator": Discriminator(config)}
-    return {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
 
 
 def describe(config: ModelConfig, provenance: dict, networks: list[str], source: str) -> dict:
@@ -100,7 +92,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     src = Path(args.official)
     ckpt = load_checkpoint(src)
-    if ckpt.provenance.get("source", "").startswith("converted from official") is False:
+    if not ckpt.provenance.get("source", "").startswith("converted from official"):
         ckpt.provenance = {**default_provenance(f"copied from {src.name}"), "source_sha256": file_sha256(src)}
     save_checkpoint(args.out, Checkpoint(ckpt.config, ckpt.networks, None, ckpt.provenance))
     print(f"converted {src} -> {args.out} (networks: {', '.join(sorted(ckpt.networks))})")

@@ -24,7 +24,10 @@ def bundled_models_dir() -> Path:
 def bundled_models() -> dict[str, Path]:
     """Name -> path of every bundled model present in this installation."""
     folder = bundled_models_dir()
-    return {p.stem: p for p in sorted(folder.glob("*.safetensors"))} if folder.is_dir() else {}
+    if not folder.is_dir():
+        return {}
+    # a model is a checkpoint with its card beside it (directions files sit there too, without a card)
+    return {p.stem: p for p in sorted(folder.glob("*.safetensors")) if p.with_suffix(".md").is_file()}
 
 
 def bundled_samples(ckpt: str | os.PathLike[str]) -> Path | None:

@@ -162,11 +162,9 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def _looks_like_safetensors(data: bytes) -> bool:
-    """An 8-byte little-endian header length that fits the file, then a JSON object ('{')."""
-    if len(data) < 10:
-        return False
-    header_len = int.from_bytes(data[:8], "little")
-    return 0 < header_len <= len(data) - 8 and data[8:9] == b"{"
+    """An 8-byte little-endian header length, then a JSON object ('{'); a truncated file still counts, so
+    that it is reported as truncated rather than as a foreign format."""
+    return len(data) >= 9 and int.from_bytes(data[:8], "little") > 0 and data[8:9] == b"{"
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:

@@ -27,7 +27,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _user_errors(handler: Handler) -> Handler:
-    """Editing and dataset errors become one-line CLI errors."""
+    """Editing and dataset errors become one-line CLI errors; a failed command leaves no empty --outdir behind."""
 
     @functools.wraps(handler)
     def wrapped(args: argparse.Namespace) -> int:
@@ -37,6 +37,10 @@ def _user_errors(handler: Handler) -> Handler:
             return handler(args)
         except (EditingError, DatasetError) as exc:
             raise CLIError(str(exc)) from None
+        finally:
+            created = getattr(args, "created_outdir", None)
+            if created is not None and created.is_dir() and not any(created.iterdir()):
+                created.rmdir()  # only a folder this command made and wrote nothing into
 
     return wrapped
 
@@ -103,6 +107,8 @@ def _outdir(args: argparse.Namespace) -> Path:
     out = Path(args.outdir)
     if out.exists() and not out.is_dir():
         raise CLIError(f"{out}: exists and is not a folder (--outdir)")
+    if not out.exists():
+        args.created_outdir = out
     out.mkdir(parents=True, exist_ok=True)
     return out
 

@@ -114,7 +114,7 @@ def _outdir(args: argparse.Namespace) -> Path:
 
 
 def _options(args: argparse.Namespace, skip: Sequence[str] = ()) -> dict[str, Any]:
-    hidden = {"handler", "command", "quiet", *skip}
+    hidden = {"handler", "command", "quiet", "created_outdir", *skip}
     return {k: v for k, v in vars(args).items() if k not in hidden}
 
 

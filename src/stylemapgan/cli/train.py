@@ -44,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="paper-256", choices=sorted(PRESETS), help="model preset (default paper-256)")
     p.add_argument("--iters", type=int, default=None, help="total iterations (default: 1.4M as the paper)")
     p.add_argument("--batch", type=int, default=None, help="GLOBAL batch across all processes (default: preset's)")
-    p.add_argument("--resume", default=None, help="run directory or checkpoint to continue (restores everything)")
+    p.add_argument("--resume", default=None,
+                   help="run directory or checkpoint to continue (restores everything; loss weights, lr, EMA and "
+                        "interval options given with it replace the saved ones and are recorded in events.jsonl)")
     p.add_argument("--perceptual", choices=PERCEPTUAL_KINDS, default="stlpips-vgg")
     p.add_argument("--no-hflip", dest="hflip", action="store_false", help="disable horizontal-flip augmentation")
     p.add_argument("--seed", type=int, default=0)
@@ -67,6 +69,13 @@ def train_config_from_args(args: argparse.Namespace, preset_batch: int) -> Train
     return TrainConfig(**overrides)
 
 
+def resume_changes_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """On --resume, the options given on this command line replace the run's saved ones (recorded in events.jsonl)."""
+    if args.resume is None:
+        return {}
+    return {name: getattr(args, name) for name, _, _ in _TRAIN_OPTIONS if getattr(args, name) is not None}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from stylemapgan.data import open_dataset
     from stylemapgan.data.lmdb_format import DatasetError
@@ -83,11 +92,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         val_data = open_dataset(args.data, split="test")
     except DatasetError:  # no held-out split (e.g. an official LMDB): no validation
         val_data = None
-    run = TrainingRun(
-        preset.model, train_config, train_data, args.outdir, val_data=val_data, device=args.device,
-        resume=args.resume, data_description={"path": str(args.data), "train_images": len(train_data)},
-        progress=args.progress,
-    )
+    try:
+        run = TrainingRun(
+            preset.model, train_config, train_data, args.outdir, val_data=val_data, device=args.device,
+            resume=args.resume, resume_changes=resume_changes_from_args(args), progress=args.progress,
+            data_description={"path": str(args.data), "train_images": len(train_data)},
+        )
+    except ValueError as exc:
+        raise CLIError(f"--resume {args.resume}: {exc}" if args.resume else str(exc)) from None
+
     try:
         result = run.run()
     except TrainingDiverged as exc:

@@ -61,3 +61,12 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+
+# What a resumed run may change (loss weights, EMA, R1 weight, lr, intervals). The rest fixes the state layout
+# or the data stream (batch, perceptual network, seed, D's lazy-R1 betas) and stays as the run was started.
+RESUME_CHANGEABLE = frozenset({
+    "iters", "lr", "ema_decay", "r1_gamma", "lambda_adv", "lambda_w_rec", "lambda_d", "lambda_indomain_d",
+    "lambda_x_rec", "lambda_perceptual", "lambda_indomain_e", "checkpoint_every", "keep_checkpoints", "log_every",
+    "sample_every", "val_every", "val_count", "num_workers",
+})

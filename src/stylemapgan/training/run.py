@@ -27,7 +27,7 @@ from stylemapgan.checkpoint.io import (
     save_checkpoint,
 )
 from stylemapgan.config import ModelConfig
-from stylemapgan.training.config import TrainConfig
+from stylemapgan.training.config import RESUME_CHANGEABLE, TrainConfig
 from stylemapgan.training.distributed import DistInfo, all_mean, barrier, init_from_env, shutdown
 from stylemapgan.training.trainer import Trainer, TrainingDiverged, collate_images, fit_to_model
 from stylemapgan.utils.images import make_grid, save_png
@@ -95,6 +95,12 @@ class RunLogger:
             for k, v in values.items():
                 self.tb.add_scalar(f"{prefix}/{k}", v, iteration)
 
+    def event(self, iteration: int, **fields: Any) -> None:
+        """A one-off record (e.g. settings changed on resume) in events.jsonl, so a run's history is complete."""
+        if self.enabled:
+            with open(self.run_dir / "events.jsonl", "a") as f:
+                f.write(json.dumps({"iteration": iteration, "time": round(time.time(), 3), **fields}) + "\n")
+
     def image(self, tag: str, iteration: int, grid: Any) -> None:
         if not self.enabled:
             return
@@ -125,6 +131,7 @@ class TrainingRun:
         val_data: Dataset | None = None,
         device: str | torch.device | None = None,
         resume: str | Path | None = None,
+        resume_changes: dict[str, Any] | None = None,
         dist_info: DistInfo | None = None,
         data_description: dict[str, Any] | None = None,
         progress: bool = True,
@@ -142,6 +149,7 @@ class TrainingRun:
         self.progress = progress and self.dist.is_main
         self.data_description = data_description or {}
         resume_ckpt = None
+        self.resume_changes: dict[str, tuple[Any, Any]] = {}  # field: (saved, new) for a resumed run
         if resume is not None:
             resume_path = latest_checkpoint(resume)
             resume_ckpt = load_checkpoint(resume_path)
@@ -149,7 +157,12 @@ class TrainingRun:
                 raise CheckpointError(f"{resume_path}: has no training state (an inference-only checkpoint)")
             model_config = resume_ckpt.config
             saved = TrainConfig.from_dict(resume_ckpt.training["train_config"])
-            train_config = saved.replace(iters=train_config.iters)  # the objective stays as it was started
+            changes = {"iters": train_config.iters, **(resume_changes or {})}
+            fixed = sorted(set(changes) - RESUME_CHANGEABLE)
+            if fixed:
+                raise ValueError(f"{', '.join(fixed)}: cannot change when resuming (fixed when the run started)")
+            train_config = saved.replace(**changes)
+            self.resume_changes = {k: (getattr(saved, k), v) for k, v in changes.items() if getattr(saved, k) != v}
         from stylemapgan.losses import build_perceptual
 
         perceptual = build_perceptual(train_config.perceptual)
@@ -158,8 +171,12 @@ class TrainingRun:
         )
         if resume_ckpt is not None:
             self.trainer.load_state(resume_ckpt.networks, resume_ckpt.training)
+            self.trainer.set_lr(train_config.lr)  # the optimizer states carry the old lr
         self.cfg = train_config
         self.logger = RunLogger(self.run_dir, self.dist.is_main)
+        if self.resume_changes:
+            self.logger.event(self.trainer.iteration, resumed_with_changes={
+                k: {"was": old, "now": new} for k, (old, new) in self.resume_changes.items() if k != "iters"})
         fixed = torch.Generator().manual_seed(train_config.seed + 12345)
         self.fixed_z = torch.randn(16, model_config.latent_channels, generator=fixed).to(device)
         self.fixed_real = self._fixed_validation_images(8)

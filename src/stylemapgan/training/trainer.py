@@ -274,6 +274,12 @@ class Trainer:
             state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
         return state
 
+    def set_lr(self, lr: float) -> None:
+        """Set the Adam learning rates (D's scaled by the lazy-R1 ratio), e.g. after a resume that changes lr."""
+        for optim, scale in ((self.g_optim, 1.0), (self.e_optim, 1.0), (self.d_optim, self.cfg.d_reg_ratio)):
+            for group in optim.param_groups:
+                group["lr"] = lr * scale
+
     def load_state(self, networks: dict[str, dict[str, torch.Tensor]], training: dict[str, Any]) -> None:
         self.generator.load_state_dict(networks["generator"])
         self.encoder.load_state_dict(networks["encoder"])

@@ -23,6 +23,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from face_fixtures import PARTS, write_face_dataset
 from stylemapgan.checkpoint import fresh_checkpoint, save_checkpoint
 from stylemapgan.config import get_preset
 from stylemapgan.editing import Direction, Editor, load_stylemap
@@ -30,7 +31,6 @@ from stylemapgan.serving import SESSION_COOKIE, ServerLimits, create_app, load_g
 
 uvicorn = pytest.importorskip("uvicorn")
 
-PARTS = ["background", "face", "hair", "eyes", "mouth"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -43,34 +43,6 @@ def one_thread() -> Iterator[None]:
 
 
 # ---- fixtures: a tiny model, a gallery dataset with part masks, servers ---------------------------------------
-
-
-def write_face_dataset(out: Path, size: int = 32, count: int = 6) -> Path:
-    """A prepared dataset of drawn 'faces' with label-map part masks (background, face, hair, eyes, mouth)."""
-    from stylemapgan.data import DatasetWriter
-
-    rng = np.random.default_rng(0)
-    with DatasetWriter(out) as writer:
-        for _ in range(count):
-            colors = [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in PARTS]
-            image = Image.new("RGB", (size, size), colors[0])
-            labels = Image.new("L", (size, size), 0)
-            s = size
-            hair_h = int(rng.integers(s // 5, s // 3))
-            for target, fill in ((image, lambda i, c=colors: c[i]), (labels, lambda i: i)):
-                draw = ImageDraw.Draw(target)
-                draw.ellipse((s // 6, s // 6, 5 * s // 6, 5 * s // 6), fill=fill(1))
-                draw.rectangle((s // 6, s // 8, 5 * s // 6, s // 8 + hair_h), fill=fill(2))
-                draw.rectangle((s // 3, s // 2 - 2, s // 3 + 3, s // 2 + 1), fill=fill(3))
-                draw.rectangle((2 * s // 3 - 3, s // 2 - 2, 2 * s // 3, s // 2 + 1), fill=fill(3))
-                draw.rectangle((s // 3, 2 * s // 3, 2 * s // 3, 2 * s // 3 + 2), fill=fill(4))
-            png, mask_png = io.BytesIO(), io.BytesIO()
-            image.save(png, "PNG")
-            labels.save(mask_png, "PNG")
-            writer.add({size: png.getvalue()}, masks={size: mask_png.getvalue()})
-        writer.finish({"name": "test-faces", "masks": {"format": "label-map-png", "parts": PARTS}},
-                      {"train": [0], "test": list(range(1, count))})
-    return out
 
 
 @pytest.fixture(scope="module")

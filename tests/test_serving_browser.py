@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
+from face_fixtures import write_face_dataset
 from stylemapgan.checkpoint import fresh_checkpoint, save_checkpoint
 from stylemapgan.config import get_preset
 from stylemapgan.editing import Direction, save_directions
@@ -34,7 +35,6 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-PARTS = ["background", "face", "hair", "eyes", "mouth"]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -45,39 +45,13 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def write_face_dataset(out: Path, size: int = 32, count: int = 5) -> Path:
-    """A prepared dataset of drawn 'faces' with label-map part masks (the gallery, with one-click parts)."""
-    from stylemapgan.data import DatasetWriter
-
-    rng = np.random.default_rng(1)
-    with DatasetWriter(out) as writer:
-        for _ in range(count):
-            colors = [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in PARTS]
-            image = Image.new("RGB", (size, size), colors[0])
-            labels = Image.new("L", (size, size), 0)
-            s = size
-            for target, fill in ((image, lambda i, c=colors: c[i]), (labels, lambda i: i)):
-                draw = ImageDraw.Draw(target)
-                draw.ellipse((s // 6, s // 6, 5 * s // 6, 5 * s // 6), fill=fill(1))
-                draw.rectangle((s // 6, s // 8, 5 * s // 6, s // 3), fill=fill(2))
-                draw.rectangle((s // 3, s // 2 - 2, s // 3 + 3, s // 2 + 1), fill=fill(3))
-                draw.rectangle((s // 3, 2 * s // 3, 2 * s // 3, 2 * s // 3 + 2), fill=fill(4))
-            png, mask_png = io.BytesIO(), io.BytesIO()
-            image.save(png, "PNG")
-            labels.save(mask_png, "PNG")
-            writer.add({size: png.getvalue()}, masks={size: mask_png.getvalue()})
-        writer.finish({"name": "test-faces", "masks": {"format": "label-map-png", "parts": PARTS}},
-                      {"test": list(range(count))})
-    return out
-
-
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`stylemapgan serve --port 0` in a subprocess (random cpu-32 model, drawn gallery); yields the printed URL."""
     root = tmp_path_factory.mktemp("serve")
     ckpt = root / "cpu-32.safetensors"
     save_checkpoint(ckpt, fresh_checkpoint(get_preset("cpu-32").model, 0, "test"))
-    gallery = write_face_dataset(root / "faces")
+    gallery = write_face_dataset(root / "faces", count=5, train_count=0, seed=1)
     directions = root / "directions.safetensors"
     vector = torch.randn(get_preset("cpu-32").model.stylemap_shape, generator=torch.Generator().manual_seed(0))
     save_directions(directions, [Direction("smile", vector / vector.norm())], {"kind": "test"})

@@ -262,3 +262,13 @@ def test_fashion_mnist_real_debian_files(tmp_path: Path) -> None:
     assert np.array_equal(got, labels[:50])
     first = ds[0]["image"][0, 2:30, 2:30]
     assert torch.equal(first, torch.from_numpy(images[0].astype(np.float32)) / 127.5 - 1)
+
+
+@pytest.mark.parametrize(("name", "bad_size"), [("cartoon-faces", 8), ("emoji", 80), ("fashion-mnist", 512)])
+def test_builders_reject_sizes_and_filters_they_cannot_make(tmp_path: Path, name: str, bad_size: int) -> None:
+    with pytest.raises(DatasetError, match=rf"{name} sizes must be \d+\.\.\d+ .*got \[32, {bad_size}\]"):
+        build_dataset(name, tmp_path / "out", sizes=(32, bad_size))
+    if name != "cartoon-faces":  # drawn as vectors: no resize filter
+        with pytest.raises(DatasetError, match="resize filter must be one of"):
+            build_dataset(name, tmp_path / "out", sizes=(32,), resize_filter="bicubic")
+    assert not (tmp_path / "out").exists()

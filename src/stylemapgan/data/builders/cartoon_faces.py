@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from stylemapgan.data.builders.common import check_seed, progress_bar
+from stylemapgan.data.builders.common import check_seed, check_sizes, progress_bar
 from stylemapgan.data.builders.facesjs_svg import (
     FAINT_ALPHA,
     PARTS,
@@ -216,10 +216,7 @@ def build_cartoon_faces(
     check_seed(seed)
     if count < 1 or test_count < 0:
         raise DatasetError(f"need count >= 1 and test count >= 0 (got {count}, {test_count})")
-    for s in sizes:
-        if not 16 <= s <= 1024:
-            raise DatasetError(f"cartoon-faces renders 16..1024 px (64, 128, 256 are usual), not {s}")
-    sizes = tuple(sorted({int(s) for s in sizes}))
+    sizes = check_sizes("cartoon-faces", sizes, 16, 1024, "vector drawings; 64, 128, 256 are usual")
     package_dir = ensure_npm_package("facesjs", FACESJS_VERSION, FACESJS_DEPS, log=log)
     total = count + test_count
     with tempfile.TemporaryFile() as node_err:

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from stylemapgan.data.images import RESIZE_FILTERS
 from stylemapgan.data.lmdb_format import DatasetError
 
 MAX_SEED = 2**32 - 1
@@ -16,6 +17,20 @@ def check_seed(seed: int) -> int:
     if not 0 <= int(seed) <= MAX_SEED:
         raise DatasetError(f"seed must be in 0..{MAX_SEED}, got {seed}")
     return int(seed)
+
+
+def check_sizes(name: str, sizes: tuple[int, ...] | list[int], low: int, high: int, why: str = "") -> tuple[int, ...]:
+    """The requested output sizes, sorted and unique, each within what the builder can make."""
+    out = tuple(sorted({int(s) for s in sizes}))
+    if not out or any(not low <= s <= high for s in out):
+        raise DatasetError(f"{name} sizes must be {low}..{high}{f' ({why})' if why else ''}, got {list(sizes)}")
+    return out
+
+
+def check_resize_filter(resize_filter: str) -> str:
+    if resize_filter not in RESIZE_FILTERS:
+        raise DatasetError(f"resize filter must be one of {sorted(RESIZE_FILTERS)}, got {resize_filter!r}")
+    return resize_filter
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from stylemapgan.data.builders.common import check_seed, progress_bar
+from stylemapgan.data.builders.common import check_resize_filter, check_seed, check_sizes, progress_bar
 from stylemapgan.data.images import RESIZE_FILTERS, encode_png
 from stylemapgan.data.lmdb_format import DatasetError, DatasetWriter
 from stylemapgan.data.npm import ensure_npm_package
@@ -101,11 +101,8 @@ def build_emoji(
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     check_seed(seed)
-    sizes = tuple(sorted({int(s) for s in sizes}))
-    if any(not 8 <= s <= NATIVE_SIZE for s in sizes):
-        raise DatasetError(f"emoji images are {NATIVE_SIZE} px: sizes must be 8..{NATIVE_SIZE}, got {list(sizes)}")
-    if resize_filter not in RESIZE_FILTERS:
-        raise DatasetError(f"resize filter must be one of {sorted(RESIZE_FILTERS)}, got {resize_filter!r}")
+    sizes = check_sizes("emoji", sizes, 8, NATIVE_SIZE, f"the images are {NATIVE_SIZE} px")
+    check_resize_filter(resize_filter)
     vendors = tuple(vendors)
     if not vendors or any(v not in VENDORS for v in vendors):
         raise DatasetError(f"vendors must be among {VENDORS}, got {list(vendors)}")

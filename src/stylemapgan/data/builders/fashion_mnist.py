@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from stylemapgan.data.builders.common import check_seed, progress_bar
+from stylemapgan.data.builders.common import check_resize_filter, check_seed, check_sizes, progress_bar
 from stylemapgan.data.images import RESIZE_FILTERS, encode_png
 from stylemapgan.data.lmdb_format import DatasetError, DatasetWriter
 
@@ -109,11 +109,8 @@ def build_fashion_mnist(
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     check_seed(seed)
-    sizes = tuple(sorted({int(s) for s in sizes}))
-    if any(not 8 <= s <= 256 for s in sizes):
-        raise DatasetError(f"fashion-mnist sizes must be 8..256 (32 is native after padding), got {list(sizes)}")
-    if resize_filter not in RESIZE_FILTERS:
-        raise DatasetError(f"resize filter must be one of {sorted(RESIZE_FILTERS)}, got {resize_filter!r}")
+    sizes = check_sizes("fashion-mnist", sizes, 8, 256, "32 is native after padding")
+    check_resize_filter(resize_filter)
     if source is None:
         folder = DEBIAN_DIR
         if not folder.is_dir():

@@ -80,6 +80,20 @@ def _assert_close(name: str, ours: torch.Tensor, ref: torch.Tensor, rel: float =
     return diff
 
 
+def _compare_with_reference(name: str, states, networks: dict, z, images, spatial: int, lr_mul: float = 0.01,
+                            mode: str = "LayerNorm", rel: float = 1e-4) -> None:
+    """Each of our networks given ("g_ema", "e_ema", "d") against the reference math on the same inputs."""
+    with torch.no_grad():
+        if "g_ema" in networks:
+            g, ref = networks["g_ema"], states["g_ema"]
+            _assert_close(f"{name} mapping", g.mapping(z), mapping_ref(ref, z, spatial, lr_mul), rel)
+            _assert_close(f"{name} G(z)", g(z), generator_ref(ref, z, spatial, lr_mul, mode), rel)
+        if "e_ema" in networks:
+            _assert_close(f"{name} E", networks["e_ema"](images), encoder_ref(states["e_ema"], images), rel)
+        if "d" in networks:
+            _assert_close(f"{name} D", networks["d"](images), discriminator_ref(states["d"], images), rel)
+
+
 def _official_states(layout, seed: int, lr_mul: float = 0.01) -> dict[str, dict[str, torch.Tensor]]:
     gen = torch.Generator().manual_seed(seed)
     return {net: random_official_state(net, table, gen, lr_mul) for net, table in layout.items()}
@@ -221,16 +235,14 @@ def test_small_configs_match_reference(name, dtype):
     z = torch.randn(3, config.latent_channels, generator=gen, dtype=dtype)
     stylemap = torch.randn(2, *config.stylemap_shape, generator=gen, dtype=dtype)
     images = torch.randn(8, 3, config.size, config.size, generator=gen, dtype=dtype)  # D: two stddev groups
-    g, e, d = ours["g_ema"], ours["e_ema"], ours["d"]
     rel = 1e-4 if dtype == torch.float32 else 1e-10
     s, lr, mode = config.latent_spatial_size, config.lr_mul, config.normalize_mode
+    _compare_with_reference(name, states, ours, z, images, s, lr, mode, rel)  # D sees two stddev groups
+    _compare_with_reference(f"{name} batch 2", states, {"e_ema": ours["e_ema"], "d": ours["d"]}, z, images[:2], s,
+                            lr, mode, rel)
     with torch.no_grad():
-        _assert_close(f"{name} mapping", g.mapping(z), mapping_ref(states["g_ema"], z, s, lr), rel)
-        _assert_close(f"{name} G(z)", g(z), generator_ref(states["g_ema"], z, s, lr, mode), rel)
-        _assert_close(f"{name} decode", g.decode(stylemap), decoder_ref(states["g_ema"], stylemap, mode), rel)
-        _assert_close(f"{name} E", e(images[:2]), encoder_ref(states["e_ema"], images[:2]), rel)
-        _assert_close(f"{name} D", d(images), discriminator_ref(states["d"], images), rel)
-        _assert_close(f"{name} D batch 2", d(images[:2]), discriminator_ref(states["d"], images[:2]), rel)
+        decoded = ours["g_ema"].decode(stylemap)
+    _assert_close(f"{name} decode", decoded, decoder_ref(states["g_ema"], stylemap, mode), rel)
 
 
 def test_reference_is_sensitive_to_what_it_checks():
@@ -261,16 +273,8 @@ def test_full_256_8_matches_reference():
     gen = torch.Generator().manual_seed(7)
     z = torch.randn(1, 64, generator=gen)
     images = torch.randn(2, 3, 256, 256, generator=gen)
-    with torch.no_grad():
-        g = build_network(ckpt, "g_ema")
-        _assert_close("256_8 mapping", g.mapping(z), mapping_ref(states["g_ema"], z, 8))
-        _assert_close("256_8 G(z)", g(z), generator_ref(states["g_ema"], z, 8))
-        del g
-        e = build_network(ckpt, "e_ema")
-        _assert_close("256_8 E", e(images), encoder_ref(states["e_ema"], images))
-        del e
-        d = build_network(ckpt, "discriminator")
-        _assert_close("256_8 D", d(images), discriminator_ref(states["d"], images))
+    for net in ("g_ema", "e_ema", "d"):  # one 80M-parameter network in memory at a time
+        _compare_with_reference("256_8", states, {net: build_network(ckpt, OUR_NAME[net])}, z, images, 8)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -310,10 +314,8 @@ def _compare_file_model(ckpt: Checkpoint, states) -> None:
     gen = torch.Generator().manual_seed(11)
     z = torch.randn(2, FILE_ARGS["latent_channel_size"], generator=gen)
     images = torch.randn(2, 3, size, size, generator=gen)
-    g, e = build_network(ckpt, "g_ema"), build_network(ckpt, "e_ema")
-    with torch.no_grad():
-        _assert_close("file G(z)", g(z), generator_ref(states["g_ema"], z, s))
-        _assert_close("file E", e(images), encoder_ref(states["e_ema"], images))
+    networks = {net: build_network(ckpt, net) for net in ("g_ema", "e_ema")}
+    _compare_with_reference("file", states, networks, z, images, s)
 
 
 def test_official_file_round_trip_and_cli_convert(tmp_path):

@@ -195,3 +195,18 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path: Path) -> None:
     assert ckpt.training is not None
     stopped_at = int(out.split("iteration=")[1].split()[0])
     assert ckpt.training["iteration"] == stopped_at >= 3
+
+
+def test_cli_refuses_data_smaller_than_the_model_before_creating_the_run(tmp_path: Path) -> None:
+    from face_fixtures import write_face_dataset
+
+    data = write_face_dataset(tmp_path / "faces", size=32, count=4)
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "stylemapgan", "train", "--data", str(data), "--outdir", str(out),
+                           "--preset", "cpu-64-small", "--iters", "1", "--num-workers", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"stylemapgan train: error: {data}: dataset images are 32px; the model needs 64px (or an integer multiple "
+        "of it)"]
+    assert not out.exists()

@@ -80,7 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from stylemapgan.data import open_dataset
     from stylemapgan.data.lmdb_format import DatasetError
     from stylemapgan.training.run import TrainingRun
-    from stylemapgan.training.trainer import TrainingDiverged
+    from stylemapgan.training.trainer import TrainingDiverged, check_fits, collate_images
 
     preset = get_preset(args.preset)
     try:
@@ -88,6 +88,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     train_data = open_dataset(args.data, split="train")
+    try:  # before the run directory exists, so a mismatch leaves nothing behind
+        check_fits(collate_images([train_data[0]]).shape[-1], preset.model.size)
+    except ValueError as exc:
+        raise CLIError(f"{args.data}: {exc}") from None
     try:
         val_data = open_dataset(args.data, split="test")
     except DatasetError:  # no held-out split (e.g. an official LMDB): no validation

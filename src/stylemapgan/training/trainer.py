@@ -49,11 +49,14 @@ def collate_images(items: list[Any]) -> torch.Tensor:
 def fit_to_model(images: torch.Tensor, size: int) -> torch.Tensor:
     """Box-downsample stored images to the model's resolution by an integer factor (e.g. 64 px data, 32 px model)."""
     stored = images.shape[-1]
-    if stored == size:
-        return images
+    check_fits(stored, size)
+    return images if stored == size else F.avg_pool2d(images, stored // size)
+
+
+def check_fits(stored: int, size: int) -> None:
+    """Stored images must be the model's size or an integer multiple of it (checked before a run starts)."""
     if stored < size or stored % size:
         raise ValueError(f"dataset images are {stored}px; the model needs {size}px (or an integer multiple of it)")
-    return F.avg_pool2d(images, stored // size)
 
 
 def set_requires_grad(module: nn.Module, flag: bool) -> None:

@@ -57,3 +57,41 @@ def test_help_everywhere() -> None:
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args([name, "--help"])
         assert exit_info.value.code == 0
+
+
+def test_release_writes_an_inference_model_and_a_readable_card(tmp_path: Path) -> None:
+    from face_fixtures import write_face_dataset
+
+    from stylemapgan.checkpoint import load_checkpoint
+
+    data = write_face_dataset(tmp_path / "faces", size=16, count=5, train_count=4)
+    run_dir = tmp_path / "run"
+    common = ["train", "--data", str(data), "--outdir", str(run_dir), "--preset", "tiny", "--perceptual", "none",
+              "--num-workers", "0", "--no-progress", "--checkpoint-every", "2"]
+    assert run(*common, "--iters", "2").returncode == 0
+    proc = run(*common, "--iters", "3", "--resume", str(run_dir), "--lambda-x-rec", "10")
+    assert proc.returncode == 0, proc.stderr
+    report = {"metrics": {
+        "fid": {"value": 123.456789, "num_generated": 10, "wall_s": 1.0},
+        "recon": {"mse": 0.0123, "lpips": 0.2},
+        "local_edit": {"mse_src": 0.05, "mse_ref": 0.07,
+                       "per_part": {"hair": {"mse_src": 0.04, "mse_ref": 0.09},
+                                    "background": {"mse_src": 0.2, "mse_ref": 0.1}}},
+    }}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    out = tmp_path / "model.safetensors"
+    proc = run("release", str(run_dir), str(out), "--name", "toy", "--metrics", str(tmp_path / "report.json"),
+               "--samples", str(data))
+    assert proc.returncode == 0, proc.stderr
+    released = load_checkpoint(out)
+    assert set(released.networks) == {"g_ema", "e_ema"} and released.training is None
+    card = released.provenance["card"]
+    assert card["iterations"] == 3 and card["images_seen"] == 12
+    assert card["training_history"][0]["resumed_with_changes"] == {"lambda_x_rec": {"was": 1.0, "now": 10.0}}
+    assert 0 < card["metrics"]["bundled_samples_recon_mse"] < 4
+    text = out.with_suffix(".md").read_text()
+    assert "| FID (generated vs test split) | 123.5 |  |" in text
+    assert "| reconstruction MSE, images in [-1, 1] | 0.0123 | <= 0.02 |" in text
+    assert "| hair | 0.04 | 0.09 | yes |" in text and "| background | 0.2 | 0.1 | NO |" in text
+    assert "- from iteration 2: lambda_x_rec 1.0 -> 10.0" in text
+    assert "fid.num_generated = 10" in text and "wall_s" not in text

@@ -54,6 +54,7 @@ def release_model(
         "train_config": training.get("train_config"),
         "trained_on_device": ckpt.provenance.get("device"),
         "trained_with": {k: ckpt.provenance.get(k) for k in ("stylemapgan_version", "torch_version")},
+        "training_history": training_history(src, training.get("iteration")),
         "metrics": metrics,
     }
     provenance = {**ckpt.provenance, "source": f"release of {src.name}", "card": card}
@@ -64,6 +65,15 @@ def release_model(
     save_checkpoint(out, released)
     atomic_write_bytes(Path(out).with_suffix(".md"), card_markdown(card, ckpt).encode())
     return released
+
+
+def training_history(checkpoint: Path, iteration: int | None) -> list[dict[str, Any]]:
+    """Settings changed on resume (the run's events.jsonl, beside its checkpoints/ folder) up to this checkpoint."""
+    events = checkpoint.parent.parent / "events.jsonl"
+    if checkpoint.parent.name != "checkpoints" or not events.exists():
+        return []
+    records = [json.loads(line) for line in events.read_text().splitlines() if line.strip()]
+    return [r for r in records if iteration is None or r.get("iteration", 0) <= iteration]
 
 
 @torch.no_grad()
@@ -78,22 +88,54 @@ def samples_reconstruction_mse(ckpt: Checkpoint, samples: str | os.PathLike[str]
     return float(torch.mean((rec - images) ** 2))
 
 
+HEADLINE = [  # (label, metric key, target or None): what a user compares first
+    ("FID (generated vs test split)", "fid.value", None),
+    ("KID", "kid.mean", None),
+    ("FID-lerp (interpolations)", "fid_lerp.value", None),
+    ("reconstruction MSE, images in [-1, 1]", "recon.mse", "<= 0.02"),
+    ("reconstruction LPIPS", "recon.lpips", None),
+    ("local edit MSE_src (outside the mask, vs source)", "local_edit.mse_src", "< MSE_ref"),
+    ("local edit MSE_ref (inside the mask, vs reference)", "local_edit.mse_ref", None),
+    ("MSE on the bundled sample faces (tested)", "bundled_samples_recon_mse", None),
+]
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def card_markdown(card: dict[str, Any], ckpt: Checkpoint) -> str:
+    """The card as Markdown: headline metrics, the per-part local-edit table, then how it was trained and evaluated."""
     counts = parameter_counts(ckpt.config)
-    lines = [f"# Model card: {card['name']}", "", card.get("description") or "", "",
-             "## Config", "", "```json", json.dumps(ckpt.config.to_dict(), indent=2), "```", "",
-             f"Parameters: generator {counts['generator'] / 1e6:.2f}M, encoder {counts['encoder'] / 1e6:.2f}M "
-             "(the discriminator is not shipped).", "",
-             "## Training", "",
-             f"- iterations: {card.get('iterations')}, images seen: {card.get('images_seen')}",
-             f"- data: {json.dumps(card.get('training_data'))}",
-             f"- device: {card.get('trained_on_device')}",
-             f"- train config: `{json.dumps(card.get('train_config'))}`", "",
-             "## Metrics", ""]
-    metrics = card.get("metrics") or {}
-    if metrics:
-        lines += ["| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in metrics.items()]
-    else:
+    metrics = dict(card.get("metrics") or {})
+    lines = [f"# Model card: {card['name']}", "", card.get("description") or "", "", "## Metrics", ""]
+    if not metrics:
         lines.append("Not evaluated yet.")
+    else:
+        lines += ["| metric | value | target |", "|---|---|---|"]
+        for label, key, target in HEADLINE:
+            if key in metrics:
+                lines.append(f"| {label} | {_fmt(metrics.pop(key))} | {target or ''} |")
+        parts = sorted({k.split(".")[1] for k in metrics if k.startswith("local_edit.") and k.endswith(".mse_src")},
+                       key=lambda part: list(metrics).index(f"local_edit.{part}.mse_src"))
+        if parts:
+            lines += ["", "Local edits per part (the reference's part pasted into the source through its mask):", "",
+                      "| part | MSE_src | MSE_ref | MSE_src < MSE_ref |", "|---|---|---|---|"]
+            for part in parts:
+                src, ref = metrics.pop(f"local_edit.{part}.mse_src"), metrics.pop(f"local_edit.{part}.mse_ref")
+                lines.append(f"| {part} | {_fmt(src)} | {_fmt(ref)} | {'yes' if src < ref else 'NO'} |")
+        if metrics:
+            lines += ["", "Evaluation settings: " + "; ".join(f"{k} = {_fmt(v)}" for k, v in metrics.items()) + "."]
+    lines += ["", "## Config", "", "```json", json.dumps(ckpt.config.to_dict(), indent=2), "```", "",
+              f"Parameters: generator {counts['generator'] / 1e6:.2f}M, encoder {counts['encoder'] / 1e6:.2f}M "
+              "(the discriminator is not shipped).", "",
+              "## Training", "",
+              f"- iterations: {card.get('iterations')}, images seen: {card.get('images_seen')}",
+              f"- data: {json.dumps(card.get('training_data'))}",
+              f"- device: {card.get('trained_on_device')}",
+              f"- train config (at release): `{json.dumps(card.get('train_config'))}`"]
+    for event in card.get("training_history") or []:
+        changes = ", ".join(f"{k} {v['was']} -> {v['now']}" for k, v in event.get("resumed_with_changes", {}).items())
+        if changes:
+            lines.append(f"- from iteration {event['iteration']}: {changes}")
     return "\n".join(lines) + "\n"

@@ -349,7 +349,7 @@ def test_malformed_requests_get_4xx(serve: Callable[..., Running]) -> None:
 
 
 def test_stale_requests_are_superseded(serve: Callable[..., Running]) -> None:
-    srv = serve()
+    srv = serve(warm_gallery=False)  # no warm-up job in the queue: the pending counts below are exact
     b = srv.browser()
     engine = srv.engine
     replies: dict[str, Reply] = {}
@@ -392,7 +392,7 @@ def test_stale_requests_are_superseded(serve: Callable[..., Running]) -> None:
 
 
 def test_queue_is_bounded(serve: Callable[..., Running]) -> None:
-    srv = serve(ServerLimits(max_pending_jobs=2))
+    srv = serve(ServerLimits(max_pending_jobs=2), warm_gallery=False)  # the queue holds only this test's jobs
     b = srv.browser()
     replies: list[Reply] = []
     lock = threading.Lock()

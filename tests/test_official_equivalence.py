@@ -80,9 +80,11 @@ def _assert_close(name: str, ours: torch.Tensor, ref: torch.Tensor, rel: float =
     return diff
 
 
-def _compare_with_reference(name: str, states, networks: dict, z, images, spatial: int, lr_mul: float = 0.01,
+def _compare_with_reference(name: str, states: dict[str, dict[str, torch.Tensor]], networks: dict[str, torch.nn.Module],
+                            z: torch.Tensor, images: torch.Tensor, spatial: int, lr_mul: float = 0.01,
                             mode: str = "LayerNorm", rel: float = 1e-4) -> None:
     """Each of our networks given ("g_ema", "e_ema", "d") against the reference math on the same inputs."""
+    assert networks and set(networks) <= {"g_ema", "e_ema", "d"}, f"{name}: nothing or unknown networks to compare"
     with torch.no_grad():
         if "g_ema" in networks:
             g, ref = networks["g_ema"], states["g_ema"]

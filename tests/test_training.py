@@ -122,24 +122,33 @@ def test_resume_is_bit_exact(tmp_path: Path) -> None:
 
 def test_resume_with_changes_applies_and_records_them(tmp_path: Path) -> None:
     run_in_memory(tmp_path, 3, resume=False)
-    cfg = TrainConfig(batch=4, iters=5, perceptual="none", num_workers=0)
-    changes = {"lambda_x_rec": 10.0, "lr": 0.001}
-    run = TrainingRun(TINY, cfg, SeededImages(24, TINY.size, 0), tmp_path, device="cpu", resume=tmp_path,
-                      resume_changes=changes, progress=False)
+
+    def resume(**changes: object) -> TrainingRun:
+        return TrainingRun(TINY, TrainConfig(batch=4, perceptual="none", num_workers=0), SeededImages(24, TINY.size, 0),
+                           tmp_path, device="cpu", resume=tmp_path, resume_changes=changes, progress=False)
+
+    # an unchanged value, an unchanged fixed field and a new total are no change to record
+    quiet = resume(iters=4, lambda_x_rec=1.0, batch=4)
+    assert quiet.cfg.iters == 4 and quiet.resume_record is None and quiet.history == []
+    assert not (tmp_path / "events.jsonl").exists()
+    assert resume().cfg.iters == 3  # no --iters on resume: the saved total, not the 1.4M default
+
+    run = resume(iters=5, lambda_x_rec=10.0, lr=0.001)
     assert run.cfg.lambda_x_rec == 10.0 and run.cfg.lr == 0.001
     assert run.cfg.d_reg_every == 2 and run.cfg.checkpoint_every == 3  # the rest as saved, not the defaults
     assert run.trainer.g_optim.param_groups[0]["lr"] == 0.001
     assert run.trainer.d_optim.param_groups[0]["lr"] == pytest.approx(0.001 * 2 / 3)
+    record = {"iteration": 3, "resumed_with_changes": {"lambda_x_rec": {"was": 1.0, "now": 10.0},
+                                                       "lr": {"was": 0.002, "now": 0.001}}}
     event = json.loads((tmp_path / "events.jsonl").read_text().splitlines()[-1])
-    assert event["iteration"] == 3
-    assert event["resumed_with_changes"] == {"lambda_x_rec": {"was": 1.0, "now": 10.0},
-                                             "lr": {"was": 0.002, "now": 0.001}}
+    assert {k: event[k] for k in record} == record
     run.run()
     saved = load_checkpoint(latest_checkpoint(tmp_path))
     assert saved.training is not None and saved.training["train_config"]["lambda_x_rec"] == 10.0
-    with pytest.raises(ValueError, match="d_reg_every: cannot change when resuming"):
-        TrainingRun(TINY, cfg, SeededImages(24, TINY.size, 0), tmp_path, device="cpu", resume=tmp_path,
-                    resume_changes={"d_reg_every": 4}, progress=False)
+    assert saved.training["history"] == [record]  # travels with the checkpoints, not only in the run's log
+    assert resume(iters=6).history == [record]
+    with pytest.raises(ValueError, match=r"ckpt-0000005\.safetensors: cannot change batch, d_reg_every when resuming"):
+        resume(d_reg_every=4, batch=8)
 
 
 def test_nan_stops_the_run_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ def release_model(
         "train_config": training.get("train_config"),
         "trained_on_device": ckpt.provenance.get("device"),
         "trained_with": {k: ckpt.provenance.get(k) for k in ("stylemapgan_version", "torch_version")},
-        "training_history": training_history(src, training.get("iteration")),
+        "training_history": training.get("history", []),  # settings changed on resume, up to this checkpoint
         "metrics": metrics,
     }
     provenance = {**ckpt.provenance, "source": f"release of {src.name}", "card": card}
@@ -65,15 +65,6 @@ def release_model(
     save_checkpoint(out, released)
     atomic_write_bytes(Path(out).with_suffix(".md"), card_markdown(card, ckpt).encode())
     return released
-
-
-def training_history(checkpoint: Path, iteration: int | None) -> list[dict[str, Any]]:
-    """Settings changed on resume (the run's events.jsonl, beside its checkpoints/ folder) up to this checkpoint."""
-    events = checkpoint.parent.parent / "events.jsonl"
-    if checkpoint.parent.name != "checkpoints" or not events.exists():
-        return []
-    records = [json.loads(line) for line in events.read_text().splitlines() if line.strip()]
-    return [r for r in records if iteration is None or r.get("iteration", 0) <= iteration]
 
 
 @torch.no_grad()
@@ -122,10 +113,12 @@ def card_markdown(card: dict[str, Any], ckpt: Checkpoint) -> str:
             lines += ["", "Local edits per part (the reference's part pasted into the source through its mask):", "",
                       "| part | MSE_src | MSE_ref | MSE_src < MSE_ref |", "|---|---|---|---|"]
             for part in parts:
-                src, ref = metrics.pop(f"local_edit.{part}.mse_src"), metrics.pop(f"local_edit.{part}.mse_ref")
-                lines.append(f"| {part} | {_fmt(src)} | {_fmt(ref)} | {'yes' if src < ref else 'NO'} |")
+                src, ref = metrics.pop(f"local_edit.{part}.mse_src"), metrics.pop(f"local_edit.{part}.mse_ref", None)
+                verdict = "n/a (not scored)" if src is None or ref is None else "yes" if src < ref else "NO"
+                lines.append(f"| {part} | {_fmt(src)} | {_fmt(ref)} | {verdict} |")
         if metrics:
-            lines += ["", "Evaluation settings: " + "; ".join(f"{k} = {_fmt(v)}" for k, v in metrics.items()) + "."]
+            lines += ["", "Other values and settings: " + "; ".join(f"{k} = {_fmt(v)}" for k, v in metrics.items())
+                      + "."]
     lines += ["", "## Config", "", "```json", json.dumps(ckpt.config.to_dict(), indent=2), "```", "",
               f"Parameters: generator {counts['generator'] / 1e6:.2f}M, encoder {counts['encoder'] / 1e6:.2f}M "
               "(the discriminator is not shipped).", "",

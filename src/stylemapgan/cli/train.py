@@ -42,45 +42,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--outdir", required=True, help="run directory: checkpoints, logs, samples")
     p.add_argument("--preset", default="paper-256", choices=sorted(PRESETS), help="model preset (default paper-256)")
-    p.add_argument("--iters", type=int, default=None, help="total iterations (default: 1.4M as the paper)")
+    p.add_argument("--iters", type=int, default=None,
+                   help="total iterations (default: 1.4M as the paper; on --resume, the run's saved total)")
     p.add_argument("--batch", type=int, default=None, help="GLOBAL batch across all processes (default: preset's)")
     p.add_argument("--resume", default=None,
-                   help="run directory or checkpoint to continue (restores everything; loss weights, lr, EMA and "
-                        "interval options given with it replace the saved ones and are recorded in events.jsonl)")
-    p.add_argument("--perceptual", choices=PERCEPTUAL_KINDS, default="stlpips-vgg")
-    p.add_argument("--no-hflip", dest="hflip", action="store_false", help="disable horizontal-flip augmentation")
-    p.add_argument("--seed", type=int, default=0)
+                   help="run directory or checkpoint to continue (restores everything, the model config included). "
+                        "Loss weights, lr, EMA, bf16/tf32 and intervals given with it replace the saved ones and are "
+                        "recorded in the checkpoints' history; batch, seed, perceptual, flips, lazy-R1 interval "
+                        "cannot change")
+    p.add_argument("--perceptual", choices=PERCEPTUAL_KINDS, default=None, help="default stlpips-vgg")
+    p.add_argument("--no-hflip", dest="hflip", action="store_const", const=False, default=None,
+                   help="disable horizontal-flip augmentation")
+    p.add_argument("--seed", type=int, default=None, help="default 0")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast for forward passes")
-    p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls/convs on CUDA")
+    p.add_argument("--bf16", dest="amp_bf16", action="store_const", const=True, default=None,
+                   help="bf16 autocast for forward passes")
+    p.add_argument("--tf32", action="store_const", const=True, default=None, help="allow TF32 matmuls/convs on CUDA")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     for name, kind, text in _TRAIN_OPTIONS:
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None, help=text)
     p.set_defaults(handler=cmd_train)
 
 
+STOPPED_EXIT = 143  # 128 + SIGTERM: saved and stopped early; continue with --resume
+_OTHER_FIELDS = ("iters", "batch", "perceptual", "hflip", "seed", "amp_bf16", "tf32")
+
+
+def given_train_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields set on this command line (options left out are None)."""
+    names = [name for name, _, _ in _TRAIN_OPTIONS] + list(_OTHER_FIELDS)
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 def train_config_from_args(args: argparse.Namespace, preset_batch: int) -> TrainConfig:
-    overrides: dict[str, Any] = {name: getattr(args, name) for name, _, _ in _TRAIN_OPTIONS
-                                 if getattr(args, name) is not None}
-    overrides.update(perceptual=args.perceptual, hflip=args.hflip, seed=args.seed, amp_bf16=args.bf16,
-                     tf32=args.tf32, batch=args.batch or preset_batch)
-    if args.iters is not None:
-        overrides["iters"] = args.iters
-    return TrainConfig(**overrides)
-
-
-def resume_changes_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """On --resume, the options given on this command line replace the run's saved ones (recorded in events.jsonl)."""
-    if args.resume is None:
-        return {}
-    return {name: getattr(args, name) for name, _, _ in _TRAIN_OPTIONS if getattr(args, name) is not None}
+    return TrainConfig(**{"batch": preset_batch, **given_train_options(args)})
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from stylemapgan.data import open_dataset
     from stylemapgan.data.lmdb_format import DatasetError
     from stylemapgan.training.run import TrainingRun
-    from stylemapgan.training.trainer import TrainingDiverged, check_fits, collate_images
+    from stylemapgan.training.trainer import DataMismatchError, TrainingDiverged
 
     preset = get_preset(args.preset)
     try:
@@ -88,22 +90,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     train_data = open_dataset(args.data, split="train")
-    try:  # before the run directory exists, so a mismatch leaves nothing behind
-        check_fits(collate_images([train_data[0]]).shape[-1], preset.model.size)
-    except ValueError as exc:
-        raise CLIError(f"{args.data}: {exc}") from None
     try:
         val_data = open_dataset(args.data, split="test")
     except DatasetError:  # no held-out split (e.g. an official LMDB): no validation
         val_data = None
-    try:
+    try:  # checks data and resume settings before the run directory is written
         run = TrainingRun(
             preset.model, train_config, train_data, args.outdir, val_data=val_data, device=args.device,
-            resume=args.resume, resume_changes=resume_changes_from_args(args), progress=args.progress,
-            data_description={"path": str(args.data), "train_images": len(train_data)},
+            resume=args.resume, resume_changes=given_train_options(args) if args.resume else None,
+            progress=args.progress, data_description={"path": str(args.data), "train_images": len(train_data)},
         )
+    except DataMismatchError as exc:
+        raise CLIError(f"{args.data}: {exc}") from None
     except ValueError as exc:
-        raise CLIError(f"--resume {args.resume}: {exc}" if args.resume else str(exc)) from None
+        raise CLIError(str(exc)) from None
 
     try:
         result = run.run()
@@ -115,4 +115,4 @@ def cmd_train(args: argparse.Namespace) -> int:
     if run.dist.is_main:
         how = "stopped by signal" if result.stopped_by_signal else "finished"
         print(f"{how} at iteration {result.iteration}; last checkpoint: {result.last_checkpoint}")
-    return 0
+    return STOPPED_EXIT if result.stopped_by_signal else 0  # so `make` and scripts do not go on as if finished

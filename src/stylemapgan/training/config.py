@@ -42,7 +42,7 @@ class TrainConfig:
             raise ValueError(f"batch: must be >= 1, got {self.batch}")
         if self.perceptual not in PERCEPTUAL_KINDS:
             raise ValueError(f"perceptual: must be one of {PERCEPTUAL_KINDS}, got {self.perceptual!r}")
-        for name in ("d_reg_every", "checkpoint_every", "keep_checkpoints", "log_every"):
+        for name in ("d_reg_every", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every", "val_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
 
@@ -63,10 +63,10 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-# What a resumed run may change (loss weights, EMA, R1 weight, lr, intervals). The rest fixes the state layout
-# or the data stream (batch, perceptual network, seed, D's lazy-R1 betas) and stays as the run was started.
+# What a resumed run may change (loss weights, EMA, R1 weight, lr, intervals, precision). The rest fixes the state
+# layout or the data stream (batch, perceptual network, seed, flips, D's lazy-R1 betas): as the run was started.
 RESUME_CHANGEABLE = frozenset({
     "iters", "lr", "ema_decay", "r1_gamma", "lambda_adv", "lambda_w_rec", "lambda_d", "lambda_indomain_d",
     "lambda_x_rec", "lambda_perceptual", "lambda_indomain_e", "checkpoint_every", "keep_checkpoints", "log_every",
-    "sample_every", "val_every", "val_count", "num_workers",
+    "sample_every", "val_every", "val_count", "num_workers", "amp_bf16", "tf32",
 })

@@ -29,7 +29,14 @@ from stylemapgan.checkpoint.io import (
 from stylemapgan.config import ModelConfig
 from stylemapgan.training.config import RESUME_CHANGEABLE, TrainConfig
 from stylemapgan.training.distributed import DistInfo, all_mean, barrier, init_from_env, shutdown
-from stylemapgan.training.trainer import Trainer, TrainingDiverged, collate_images, fit_to_model
+from stylemapgan.training.trainer import (
+    DataMismatchError,
+    Trainer,
+    TrainingDiverged,
+    check_fits,
+    collate_images,
+    fit_to_model,
+)
 from stylemapgan.utils.images import make_grid, save_png
 
 CHECKPOINT_GLOB = "ckpt-*.safetensors"
@@ -141,28 +148,26 @@ class TrainingRun:
         if device.type == "cuda" and self.dist.enabled:
             device = torch.device("cuda", self.dist.local_rank)
             torch.cuda.set_device(device)
-        if train_config.tf32 and device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
         self.run_dir = Path(run_dir)
         self.val_data = val_data
         self.progress = progress and self.dist.is_main
         self.data_description = data_description or {}
         resume_ckpt = None
-        self.resume_changes: dict[str, tuple[Any, Any]] = {}  # field: (saved, new) for a resumed run
+        self.history: list[dict[str, Any]] = []  # settings changed on resume, saved in every checkpoint
+        self.resume_record: dict[str, Any] | None = None  # this resume's entry in the history, if any
         if resume is not None:
             resume_path = latest_checkpoint(resume)
             resume_ckpt = load_checkpoint(resume_path)
             if resume_ckpt.training is None:
                 raise CheckpointError(f"{resume_path}: has no training state (an inference-only checkpoint)")
             model_config = resume_ckpt.config
-            saved = TrainConfig.from_dict(resume_ckpt.training["train_config"])
-            changes = {"iters": train_config.iters, **(resume_changes or {})}
-            fixed = sorted(set(changes) - RESUME_CHANGEABLE)
-            if fixed:
-                raise ValueError(f"{', '.join(fixed)}: cannot change when resuming (fixed when the run started)")
-            train_config = saved.replace(**changes)
-            self.resume_changes = {k: (getattr(saved, k), v) for k, v in changes.items() if getattr(saved, k) != v}
+            train_config = self._resumed_config(resume_path, resume_ckpt.training, train_config, resume_changes)
+        if len(train_data) == 0:
+            raise DataMismatchError("no training images")
+        check_fits(collate_images([train_data[0]]).shape[-1], model_config.size)  # before anything is written
+        if train_config.tf32 and device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         from stylemapgan.losses import build_perceptual
 
         perceptual = build_perceptual(train_config.perceptual)
@@ -171,15 +176,32 @@ class TrainingRun:
         )
         if resume_ckpt is not None:
             self.trainer.load_state(resume_ckpt.networks, resume_ckpt.training)
-            self.trainer.set_lr(train_config.lr)  # the optimizer states carry the old lr
+            self.trainer.set_lr(train_config.lr)  # the optimizer states carry the saved lr
         self.cfg = train_config
         self.logger = RunLogger(self.run_dir, self.dist.is_main)
-        if self.resume_changes:
-            self.logger.event(self.trainer.iteration, resumed_with_changes={
-                k: {"was": old, "now": new} for k, (old, new) in self.resume_changes.items() if k != "iters"})
+        if self.resume_record is not None:
+            self.logger.event(**self.resume_record)
         fixed = torch.Generator().manual_seed(train_config.seed + 12345)
         self.fixed_z = torch.randn(16, model_config.latent_channels, generator=fixed).to(device)
         self.fixed_real = self._fixed_validation_images(8)
+
+    def _resumed_config(self, path: Path, training: dict[str, Any], given: TrainConfig,
+                        changes: dict[str, Any] | None) -> TrainConfig:
+        """The saved config with `changes` applied (default: only `iters` from `given`); the history grows by one
+        record when something other than `iters` changes."""
+        saved = TrainConfig.from_dict(training["train_config"])
+        self.history = list(training.get("history", []))
+        changes = {"iters": given.iters} if changes is None else changes
+        differ = {k: v for k, v in changes.items() if getattr(saved, k) != v}
+        fixed = sorted(set(differ) - RESUME_CHANGEABLE)
+        if fixed:
+            raise ValueError(f"{path}: cannot change {', '.join(fixed)} when resuming (fixed when the run started)")
+        recorded = {k: {"was": getattr(saved, k), "now": v} for k, v in differ.items() if k != "iters"}
+        if recorded:  # replaces a record left at the same iteration by an attempt that saved nothing since
+            self.resume_record = {"iteration": int(training["iteration"]), "resumed_with_changes": recorded}
+            self.history = [r for r in self.history if r["iteration"] < self.resume_record["iteration"]]
+            self.history.append(self.resume_record)
+        return saved.replace(**changes)
 
     def _fixed_validation_images(self, count: int) -> torch.Tensor | None:
         if self.val_data is None or len(self.val_data) == 0:
@@ -198,7 +220,8 @@ class TrainingRun:
                            "data": self.data_description, "world_size": self.dist.world_size,
                            "device": str(t.device)})
         path = checkpoint_path(self.run_dir, t.iteration)
-        save_checkpoint(path, Checkpoint(t.model_config, t.networks_state(), t.training_state(), provenance))
+        training = {**t.training_state(), "history": self.history}
+        save_checkpoint(path, Checkpoint(t.model_config, t.networks_state(), training, provenance))
         existing = sorted((self.run_dir / "checkpoints").glob(CHECKPOINT_GLOB))
         for old in existing[: -self.cfg.keep_checkpoints]:
             old.unlink(missing_ok=True)

@@ -53,10 +53,15 @@ def fit_to_model(images: torch.Tensor, size: int) -> torch.Tensor:
     return images if stored == size else F.avg_pool2d(images, stored // size)
 
 
+class DataMismatchError(ValueError):
+    """The training data cannot feed this model (empty, or images of an unusable size)."""
+
+
 def check_fits(stored: int, size: int) -> None:
     """Stored images must be the model's size or an integer multiple of it (checked before a run starts)."""
     if stored < size or stored % size:
-        raise ValueError(f"dataset images are {stored}px; the model needs {size}px (or an integer multiple of it)")
+        raise DataMismatchError(
+            f"dataset images are {stored}px; the model needs {size}px (or an integer multiple of it)")
 
 
 def set_requires_grad(module: nn.Module, flag: bool) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from stylemapgan.data.images import RESIZE_FILTERS
@@ -19,11 +19,12 @@ def check_seed(seed: int) -> int:
     return int(seed)
 
 
-def check_sizes(name: str, sizes: tuple[int, ...] | list[int], low: int, high: int, why: str = "") -> tuple[int, ...]:
+def check_sizes(name: str, sizes: Iterable[int], low: int, high: int, why: str = "") -> tuple[int, ...]:
     """The requested output sizes, sorted and unique, each within what the builder can make."""
-    out = tuple(sorted({int(s) for s in sizes}))
+    given = [int(s) for s in sizes]
+    out = tuple(sorted(set(given)))
     if not out or any(not low <= s <= high for s in out):
-        raise DatasetError(f"{name} sizes must be {low}..{high}{f' ({why})' if why else ''}, got {list(sizes)}")
+        raise DatasetError(f"{name} sizes must be {low}..{high}{f' ({why})' if why else ''}, got {given}")
     return out
 
 

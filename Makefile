@@ -5,7 +5,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install test lint demo bench clean train-default samples-default
+.PHONY: install test lint demo bench clean train-default release-default samples-default
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -52,13 +52,18 @@ train-default: install
 	$(DEFAULT_TRAIN) --iters 2078 $(if $(wildcard $(DEFAULT_RUN)/checkpoints),--resume $(DEFAULT_RUN))
 	$(DEFAULT_TRAIN) --iters 2568 --resume $(DEFAULT_RUN) --lambda-x-rec 10
 	$(DEFAULT_TRAIN) --iters $(DEFAULT_ITERS) --resume $(DEFAULT_RUN) --lambda-x-rec 10 --ema-decay 0.995
-	$(MAKE) samples-default
+	$(MAKE) release-default
+
+# Ship the run's latest checkpoint: sample faces, release (EMA G + E, card), eval into the card, directions, gallery.
+release-default: install
+	test -d $(MODEL_DIR)/cartoon-faces-samples || $(MAKE) samples-default
 	$(DEFAULT_RELEASE)
 	$(PY) -m stylemapgan eval --ckpt $(MODEL_DIR)/cartoon-faces.safetensors --data $(DEFAULT_DATA) \
 		--metrics fid,kid,fid_lerp,recon,local_edit --num 200 --real-split test --out $(DEFAULT_RUN)/eval/report.json
 	$(DEFAULT_RELEASE) --metrics $(DEFAULT_RUN)/eval/report.json
 	$(PY) -m stylemapgan directions --ckpt cartoon-faces --data $(DEFAULT_DATA) --limit 4000 --quiet \
 		--attribute has_glasses female has_facial_hair --pca 4 --out $(MODEL_DIR)/cartoon-faces-directions.safetensors
+	bash scripts/gallery.sh docs/gallery
 
 # The bundled model's sample faces: the first 16 test faces of the seed-0 dataset, with part masks and labels.
 samples-default: install

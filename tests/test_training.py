@@ -132,6 +132,7 @@ def test_resume_with_changes_applies_and_records_them(tmp_path: Path) -> None:
     assert quiet.cfg.iters == 4 and quiet.resume_record is None and quiet.history == []
     assert not (tmp_path / "events.jsonl").exists()
     assert resume().cfg.iters == 3  # no --iters on resume: the saved total, not the 1.4M default
+    assert resume(lambda_x_rec=5.0).resume_record is None  # already at its total: nothing runs, nothing recorded
 
     run = resume(iters=5, lambda_x_rec=10.0, lr=0.001)
     assert run.cfg.lambda_x_rec == 10.0 and run.cfg.lr == 0.001

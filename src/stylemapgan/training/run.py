@@ -197,7 +197,9 @@ class TrainingRun:
         if fixed:
             raise ValueError(f"{path}: cannot change {', '.join(fixed)} when resuming (fixed when the run started)")
         recorded = {k: {"was": getattr(saved, k), "now": v} for k, v in differ.items() if k != "iters"}
-        if recorded:  # replaces a record left at the same iteration by an attempt that saved nothing since
+        # recorded only if training will run; replaces a record left at the same iteration by an attempt that
+        # saved nothing since
+        if recorded and int(training["iteration"]) < changes.get("iters", saved.iters):
             self.resume_record = {"iteration": int(training["iteration"]), "resumed_with_changes": recorded}
             self.history = [r for r in self.history if r["iteration"] < self.resume_record["iteration"]]
             self.history.append(self.resume_record)

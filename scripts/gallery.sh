@@ -11,16 +11,17 @@ mkdir -p "$OUT"
 
 # Reconstructions of held-out faces (encoder, one pass): inputs and outputs side by side
 $S project test:0 test:1 test:2 test:3 test:4 test:5 --outdir "$WORK/proj" --quiet
-# Local edits: paste the reference's hair / eyes / mouth into the source (part masks of both faces, w+ blending)
-for part in hair eyes mouth; do
-    $S edit --source test:0 --reference test:5 --mask "$part" --mode w_plus --outdir "$WORK/edit-$part" --quiet
+# Local edits: paste the reference's hair / eyes / mouth into the source (the reference's part mask, w+ blending)
+for edit in hair:1 eyes:5 mouth:1; do
+    part=${edit%%:*}
+    $S edit --source test:0 --reference "test:${edit##*:}" --mask "$part" --mode w_plus --outdir "$WORK/edit-$part" --quiet
 done
 # Interpolation in stylemap space
 $S interpolate test:0 test:5 --frames 8 --outdir "$WORK/lerp" --quiet
 # Attribute edit with the bundled directions, when the model ships them
 DIRS=src/stylemapgan/assets/models/cartoon-faces-directions.safetensors
 if [ -f "$DIRS" ]; then
-    $S attribute test:0 --directions "$DIRS" --attribute has_glasses --strength=-2,0,2,4 --outdir "$WORK/attr" --quiet
+    $S attribute test:0 --directions "$DIRS" --attribute has_glasses --strength=-5,0,10,20 --outdir "$WORK/attr" --quiet
 fi
 
 .venv/bin/python - "$WORK" "$OUT" <<'PY'
@@ -51,7 +52,8 @@ edits = [row([work / f"edit-{p}" / "test0_recon.png", work / f"edit-{p}" / "refe
          for p in ("hair", "eyes", "mouth")]
 save("local-edits.png", edits)
 save("interpolation.png", [row(sorted((work / "lerp" / "interp_frames").glob("*.png")))])
-attr = sorted((work / "attr").glob("*.png")) if (work / "attr").exists() else []
+frames = (work / "attr").glob("*_has_glasses_[+-]*.png") if (work / "attr").exists() else []
+attr = sorted(frames, key=lambda p: float(p.stem.rsplit("_", 1)[1]))  # by strength; the strip is left out
 if attr:
     save("attribute.png", [row(attr)])
 PY

@@ -3,7 +3,6 @@ shifts, feathering, mixing, interpolation, generation, projection and direction 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,14 +30,7 @@ from stylemapgan.editing import (
 from stylemapgan.editing.directions import apply_direction
 from stylemapgan.editing.masks import FileMask, PartMask, feather, pool_avg_threshold, pool_max, shift_and_zero
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """The machine is shared: one intra-op thread avoids oneDNN spin contention on tiny convs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _checkpoint(tmp_path_factory: pytest.TempPathFactory, preset: str) -> Path:

@@ -4,7 +4,6 @@ recomputation, for every kind of mask, shifts, several references and several fr
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -19,12 +18,7 @@ from stylemapgan.networks import Encoder, Generator
 TOL = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _editor(preset: str) -> Editor:

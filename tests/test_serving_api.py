@@ -33,13 +33,7 @@ uvicorn = pytest.importorskip("uvicorn")
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """The machine is shared: one intra-op thread (tiny convs gain nothing from more)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ---- fixtures: a tiny model, a gallery dataset with part masks, servers ---------------------------------------

@@ -146,7 +146,7 @@ def test_mean_stylemap_is_deterministic() -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [("size", 48), ("size", 2048), ("latent_spatial_size", 3), ("latent_spatial_size", 64),
-     ("normalize_mode", "GroupNorm"), ("lr_mul", 0.0), ("channel_max", 0)],
+     ("normalize_mode", "GroupNorm"), ("lr_mul", 0.0), ("channel_max", 0), ("encoder_channel_base", 16)],
 )
 def test_bad_config_names_the_field(field: str, value: object) -> None:
     with pytest.raises(ConfigError, match=field):
@@ -167,3 +167,17 @@ def test_official_channel_table() -> None:
     c4 = ModelConfig(channel_multiplier=4)
     assert c4.channels(64) == 1024 and c4.channels(32) == 512
     assert ModelConfig(channel_max=128).channels(16) == 128
+
+
+def test_encoder_channel_base_widens_only_the_encoder() -> None:
+    base = get_preset("cpu-64-small").model
+    wide = base.replace(encoder_channel_base=4 * base.channel_base)
+    assert base.encoder_channel_base is None  # official: the encoder shares the generator's table
+    assert [wide.encoder_channels(r) for r in (8, 16, 32, 64)] == [4 * base.channels(r) for r in (8, 16, 32, 64)]
+    assert [wide.channels(r) for r in (8, 16, 32, 64)] == [base.channels(r) for r in (8, 16, 32, 64)]
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    assert count(Generator(wide)) == count(Generator(base))
+    assert count(Discriminator(wide)) == count(Discriminator(base))
+    assert count(Encoder(wide)) > 10 * count(Encoder(base))
+    assert Encoder(wide)(torch.zeros(2, 3, 64, 64)).shape == (2, *base.stylemap_shape)
+    assert ModelConfig.from_dict({k: v for k, v in base.to_dict().items() if k != "encoder_channel_base"}) == base

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from stylemapgan.checkpoint import load_checkpoint
 from stylemapgan.config import get_preset
+from stylemapgan.networks import Encoder
 from stylemapgan.training.config import TrainConfig
 from stylemapgan.training.run import TrainingRun, latest_checkpoint
 from stylemapgan.training.trainer import Trainer, TrainingDiverged
@@ -150,6 +151,81 @@ def test_resume_with_changes_applies_and_records_them(tmp_path: Path) -> None:
     assert resume(iters=6).history == [record]
     with pytest.raises(ValueError, match=r"ckpt-0000005\.safetensors: cannot change batch, d_reg_every when resuming"):
         resume(d_reg_every=4, batch=8)
+
+
+def test_frozen_generator_fits_only_the_encoder_to_the_ema_generator() -> None:
+    t = tiny_trainer(freeze_generator=True)
+    with torch.no_grad():  # make the live G differ from its EMA, so using the wrong one would show
+        for p in t.generator.parameters():
+            p.add_(0.5)
+    frozen = {name: [p.clone() for p in net.parameters()] for name, net in
+              (("generator", t.generator), ("g_ema", t.g_ema))}
+    e_before = [p.clone() for p in t.encoder.parameters()]
+    d_before = [p.clone() for p in t.discriminator.parameters()]
+
+    real = t.next_batch()
+    losses = t.generator_step()
+    assert set(losses) == {"e_w_rec"}  # no adversarial update of G
+    assert grads_of(t.encoder)[0] and grads_of(t.generator)[1] and grads_of(t.g_ema)[1]
+    t.reconstruction_step(real)
+    assert grads_of(t.generator)[1] and grads_of(t.g_ema)[1]
+
+    for _ in range(2):
+        t.train_step()
+    for name, net in (("generator", t.generator), ("g_ema", t.g_ema)):
+        assert all(torch.equal(a, b) for a, b in zip(frozen[name], net.parameters(), strict=True)), name
+    assert not all(torch.equal(a, b) for a, b in zip(e_before, t.encoder.parameters(), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(d_before, t.discriminator.parameters(), strict=True))
+
+
+def test_frozen_generator_reconstruction_uses_the_ema_generator() -> None:
+    t = tiny_trainer(freeze_generator=True, lambda_indomain_e=0.0)
+    with torch.no_grad():
+        for p in t.generator.parameters():
+            p.mul_(0.0)  # a live G that draws nothing: its loss would differ from the EMA's by far
+    real = t.next_batch()
+    with torch.no_grad():
+        via_ema = torch.nn.functional.mse_loss(t.g_ema.decode(t.encoder(real)), real).item()
+    assert t.reconstruction_step(real)["x_rec"] == pytest.approx(via_ema, rel=1e-5)
+
+
+def test_resume_with_a_wider_encoder_keeps_g_and_d_and_widens_the_encoder(tmp_path: Path) -> None:
+    run_in_memory(tmp_path, 3, resume=False)
+    saved = load_checkpoint(latest_checkpoint(tmp_path))
+    wide = TINY.channel_base * 2
+
+    def resume(model_changes: dict[str, object], **changes: object) -> TrainingRun:
+        return TrainingRun(TINY, TrainConfig(batch=4, perceptual="none", num_workers=0), SeededImages(24, TINY.size, 0),
+                           tmp_path, device="cpu", resume=tmp_path, resume_changes=changes,
+                           model_changes=model_changes, progress=False)
+
+    run = resume({"encoder_channel_base": wide}, iters=5, freeze_generator=True)
+    t = run.trainer
+    assert t.model_config.encoder_channel_base == wide
+    assert t.encoder.from_rgb.weight.shape[0] == 2 * saved.networks["encoder"]["from_rgb.weight"].shape[0]
+    for net in ("generator", "g_ema", "discriminator"):
+        state = getattr(t, net).state_dict()
+        assert all(torch.equal(state[k], v) for k, v in saved.networks[net].items()), net
+    images = torch.stack([SeededImages(4, TINY.size, 1)[i] for i in range(4)])
+    for name in ("encoder", "e_ema"):  # the wider encoders compute what the saved ones did
+        narrow = Encoder(TINY)
+        narrow.load_state_dict(saved.networks[name])
+        with torch.no_grad():
+            assert torch.allclose(getattr(t, name)(images), narrow(images), atol=1e-5), name
+    assert not t.e_optim.state  # the widened encoder starts a new Adam state
+    record = {"iteration": 3, "resumed_with_changes": {
+        "freeze_generator": {"was": False, "now": True}, "encoder_channel_base": {"was": None, "now": wide}}}
+    assert run.history == [record]
+    run.run()
+    last = load_checkpoint(latest_checkpoint(tmp_path))
+    assert last.config.encoder_channel_base == wide and last.training["history"] == [record]
+    assert all(torch.equal(last.networks["g_ema"][k], v) for k, v in saved.networks["g_ema"].items())
+    again = resume({}, iters=6)  # the wider encoder is now the run's own: resumes like any other
+    assert again.trainer.model_config.encoder_channel_base == wide and again.history == [record]
+    with pytest.raises(ValueError, match=r"ckpt-0000005\.safetensors: cannot change channel_base when resuming"):
+        resume({"channel_base": wide})
+    with pytest.raises(ValueError, match=r"ckpt-0000005\.safetensors: encoder_channel_base can only grow"):
+        resume({"encoder_channel_base": TINY.channel_base})
 
 
 def test_nan_stops_the_run_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:

@@ -38,6 +38,9 @@ class ModelConfig:
     # channel_base * channel_multiplier // r above, uncapped; channel_max (if set) caps every width.
     channel_base: int = 16384
     channel_max: int | None = None
+    # Our extension: the encoder's own channel_base (None: the generator's, as official). A wider encoder costs
+    # little at edit time (it runs once per image) and is where a small model's reconstructions are limited.
+    encoder_channel_base: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or not _is_power_of_two(self.size) or not 8 <= self.size <= 1024:
@@ -59,18 +62,25 @@ class ModelConfig:
             raise ConfigError(f"normalize_mode: must be one of {NORMALIZE_MODES}, got {self.normalize_mode!r}")
         if self.channel_base < 32:
             raise ConfigError(f"channel_base: must be >= 32, got {self.channel_base!r}")
+        if self.encoder_channel_base is not None and self.encoder_channel_base < 32:
+            raise ConfigError(f"encoder_channel_base: must be >= 32 or None, got {self.encoder_channel_base!r}")
         if self.channel_max is not None and self.channel_max < 1:
             raise ConfigError(f"channel_max: must be >= 1 or None, got {self.channel_max!r}")
 
-    def channels(self, resolution: int) -> int:
-        """Feature width at a resolution (the official channel table by default)."""
+    def channels(self, resolution: int, *, base: int | None = None) -> int:
+        """Feature width at a resolution (the official channel table by default; `base` replaces channel_base)."""
+        base = self.channel_base if base is None else base
         if resolution <= 32:
-            width = self.channel_base // 32
+            width = base // 32
         else:
-            width = self.channel_base * self.channel_multiplier // resolution
+            width = base * self.channel_multiplier // resolution
         if self.channel_max is not None:
             width = min(width, self.channel_max)
         return max(1, width)
+
+    def encoder_channels(self, resolution: int) -> int:
+        """The encoder's feature width at a resolution: the generator's unless encoder_channel_base is set."""
+        return self.channels(resolution, base=self.encoder_channel_base)
 
     @property
     def log_size(self) -> int:

@@ -58,6 +58,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bf16", dest="amp_bf16", action="store_const", const=True, default=None,
                    help="bf16 autocast for forward passes")
     p.add_argument("--tf32", action="store_const", const=True, default=None, help="allow TF32 matmuls/convs on CUDA")
+    p.add_argument("--freeze-generator", dest="freeze_generator", action="store_const", const=True, default=None,
+                   help="keep G and its EMA fixed and fit E (and D) to the EMA generator: a new or wider encoder "
+                        "for a trained model")
+    p.add_argument("--no-freeze-generator", dest="freeze_generator", action="store_const", const=False,
+                   help="train G again (after --freeze-generator)")
+    p.add_argument("--encoder-channel-base", type=int, default=None,
+                   help="the encoder's channel_base (default: the generator's, as official). With --resume it may "
+                        "grow: the trained encoder is widened, computing the same function, and trains on")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     for name, kind, text in _TRAIN_OPTIONS:
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None, help=text)
@@ -65,13 +73,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 STOPPED_EXIT = 143  # 128 + SIGTERM: saved and stopped early; continue with --resume
-_OTHER_FIELDS = ("iters", "batch", "perceptual", "hflip", "seed", "amp_bf16", "tf32")
+_OTHER_FIELDS = ("iters", "batch", "perceptual", "hflip", "seed", "amp_bf16", "tf32", "freeze_generator")
 
 
 def given_train_options(args: argparse.Namespace) -> dict[str, Any]:
     """The TrainConfig fields set on this command line (options left out are None)."""
     names = [name for name, _, _ in _TRAIN_OPTIONS] + list(_OTHER_FIELDS)
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def given_model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ModelConfig fields set on this command line (applied to the preset, or to the resumed model)."""
+    return {} if args.encoder_channel_base is None else {"encoder_channel_base": args.encoder_channel_base}
 
 
 def train_config_from_args(args: argparse.Namespace, preset_batch: int) -> TrainConfig:
@@ -98,6 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = TrainingRun(
             preset.model, train_config, train_data, args.outdir, val_data=val_data, device=args.device,
             resume=args.resume, resume_changes=given_train_options(args) if args.resume else None,
+            model_changes=given_model_options(args),
             progress=args.progress, data_description={"path": str(args.data), "train_images": len(train_data)},
         )
     except DataMismatchError as exc:

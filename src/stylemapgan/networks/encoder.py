@@ -15,7 +15,7 @@ class Encoder(nn.Module):
     def __init__(self, config: ModelConfig, *, impl: str = "fast") -> None:
         super().__init__()
         self.config = config
-        ch = config.channels
+        ch = config.encoder_channels
         self.from_rgb = ConvLayer(3, ch(config.size), 1)
         blocks = []
         r = config.size

@@ -35,6 +35,9 @@ class TrainConfig:
     val_count: int = 64
     num_workers: int = 2
     amp_bf16: bool = False  # autocast in bf16 (CUDA, or CPU with support)
+    # Our extension: G and its EMA stay fixed; E is fitted to the EMA generator (the one that ships) with E's
+    # official losses, and D keeps training so E's in-domain term stays meaningful. For a new or wider encoder.
+    freeze_generator: bool = False
     tf32: bool = False
 
     def __post_init__(self) -> None:
@@ -68,5 +71,9 @@ class TrainConfig:
 RESUME_CHANGEABLE = frozenset({
     "iters", "lr", "ema_decay", "r1_gamma", "lambda_adv", "lambda_w_rec", "lambda_d", "lambda_indomain_d",
     "lambda_x_rec", "lambda_perceptual", "lambda_indomain_e", "checkpoint_every", "keep_checkpoints", "log_every",
-    "sample_every", "val_every", "val_count", "num_workers", "amp_bf16", "tf32",
+    "sample_every", "val_every", "val_count", "num_workers", "amp_bf16", "tf32", "freeze_generator",
 })
+
+# Model config fields a resumed run may change: the encoder's width, upwards only. The saved encoder is widened
+# into the new one computing the same function (`networks.widen`), with a fresh Adam state.
+RESUME_CHANGEABLE_MODEL = frozenset({"encoder_channel_base"})

@@ -27,7 +27,7 @@ from stylemapgan.checkpoint.io import (
     save_checkpoint,
 )
 from stylemapgan.config import ModelConfig
-from stylemapgan.training.config import RESUME_CHANGEABLE, TrainConfig
+from stylemapgan.training.config import RESUME_CHANGEABLE, RESUME_CHANGEABLE_MODEL, TrainConfig
 from stylemapgan.training.distributed import DistInfo, all_mean, barrier, init_from_env, shutdown
 from stylemapgan.training.trainer import (
     DataMismatchError,
@@ -139,6 +139,7 @@ class TrainingRun:
         device: str | torch.device | None = None,
         resume: str | Path | None = None,
         resume_changes: dict[str, Any] | None = None,
+        model_changes: dict[str, Any] | None = None,
         dist_info: DistInfo | None = None,
         data_description: dict[str, Any] | None = None,
         progress: bool = True,
@@ -153,6 +154,7 @@ class TrainingRun:
         self.progress = progress and self.dist.is_main
         self.data_description = data_description or {}
         resume_ckpt = None
+        widen_encoder = False
         self.history: list[dict[str, Any]] = []  # settings changed on resume, saved in every checkpoint
         self.resume_record: dict[str, Any] | None = None  # this resume's entry in the history, if any
         if resume is not None:
@@ -160,8 +162,12 @@ class TrainingRun:
             resume_ckpt = load_checkpoint(resume_path)
             if resume_ckpt.training is None:
                 raise CheckpointError(f"{resume_path}: has no training state (an inference-only checkpoint)")
-            model_config = resume_ckpt.config
-            train_config = self._resumed_config(resume_path, resume_ckpt.training, train_config, resume_changes)
+            model_config = self._resumed_model(resume_path, resume_ckpt.config, model_changes or {})
+            train_config = self._resumed_config(resume_path, resume_ckpt.training, train_config, resume_changes,
+                                                model_was=resume_ckpt.config, model_now=model_config)
+            widen_encoder = model_config != resume_ckpt.config
+        else:
+            model_config = model_config.replace(**(model_changes or {}))
         if len(train_data) == 0:
             raise DataMismatchError("no training images")
         check_fits(collate_images([train_data[0]]).shape[-1], model_config.size)  # before anything is written
@@ -175,7 +181,7 @@ class TrainingRun:
             model_config, train_config, train_data, device=device, dist_info=self.dist, perceptual=perceptual
         )
         if resume_ckpt is not None:
-            self.trainer.load_state(resume_ckpt.networks, resume_ckpt.training)
+            self.trainer.load_state(resume_ckpt.networks, resume_ckpt.training, widen_encoder=widen_encoder)
             self.trainer.set_lr(train_config.lr)  # the optimizer states carry the saved lr
         self.cfg = train_config
         self.logger = RunLogger(self.run_dir, self.dist.is_main)
@@ -185,10 +191,25 @@ class TrainingRun:
         self.fixed_z = torch.randn(16, model_config.latent_channels, generator=fixed).to(device)
         self.fixed_real = self._fixed_validation_images(8)
 
+    @staticmethod
+    def _resumed_model(path: Path, saved: ModelConfig, changes: dict[str, Any]) -> ModelConfig:
+        """The saved model config; only the encoder may change, and only grow (it is widened, see `widen_into`)."""
+        differ = sorted(k for k, v in changes.items() if getattr(saved, k) != v)
+        fixed = [k for k in differ if k not in RESUME_CHANGEABLE_MODEL]
+        if fixed:
+            raise ValueError(f"{path}: cannot change {', '.join(fixed)} when resuming (the saved weights fix it)")
+        resumed = saved.replace(**changes)
+        narrower = [r for r in saved.style_resolutions if resumed.encoder_channels(r) < saved.encoder_channels(r)]
+        if narrower:
+            raise ValueError(f"{path}: encoder_channel_base can only grow when resuming (the encoder is widened); "
+                             f"{resumed.encoder_channel_base} is narrower than the saved encoder")
+        return resumed
+
     def _resumed_config(self, path: Path, training: dict[str, Any], given: TrainConfig,
-                        changes: dict[str, Any] | None) -> TrainConfig:
+                        changes: dict[str, Any] | None, *, model_was: ModelConfig,
+                        model_now: ModelConfig) -> TrainConfig:
         """The saved config with `changes` applied (default: only `iters` from `given`); the history grows by one
-        record when something other than `iters` changes."""
+        record when something other than `iters` changes (model config changes included)."""
         saved = TrainConfig.from_dict(training["train_config"])
         self.history = list(training.get("history", []))
         changes = {"iters": given.iters} if changes is None else changes
@@ -197,6 +218,8 @@ class TrainingRun:
         if fixed:
             raise ValueError(f"{path}: cannot change {', '.join(fixed)} when resuming (fixed when the run started)")
         recorded = {k: {"was": getattr(saved, k), "now": v} for k, v in differ.items() if k != "iters"}
+        recorded.update({k: {"was": getattr(model_was, k), "now": getattr(model_now, k)}
+                         for k in sorted(RESUME_CHANGEABLE_MODEL) if getattr(model_was, k) != getattr(model_now, k)})
         # recorded only if training will run; replaces a record left at the same iteration by an attempt that
         # saved nothing since
         if recorded and int(training["iteration"]) < changes.get("iters", saved.iters):
@@ -286,8 +309,9 @@ class TrainingRun:
                     if bar is not None:
                         bar.update(1)
                         rate = bar.format_dict.get("rate") or 0.0
-                        bar.set_postfix(img_s=f"{rate * cfg.batch:.1f}", g=f"{losses['g_adv']:.3f}",
-                                        d=f"{losses['d_adv']:.3f}", rec=f"{losses['x_rec']:.4f}", refresh=False)
+                        g_adv = f"{losses['g_adv']:.3f}" if "g_adv" in losses else "frozen"
+                        bar.set_postfix(img_s=f"{rate * cfg.batch:.1f}", g=g_adv, d=f"{losses['d_adv']:.3f}",
+                                        rec=f"{losses['x_rec']:.4f}", refresh=False)
                     if i % cfg.sample_every == 0:
                         self.write_samples()
                     if i % cfg.val_every == 0:

@@ -5,6 +5,9 @@ detached fakes. (2) D step: logistic loss + in-domain term softplus(D(G(E(x)))).
 `d_reg_every` iterations (from iteration 0). (4) Reconstruction step: MSE + LPIPS + softplus(-D(G(E(x))))
 updates E and G together. (5) EMA of G and E.
 
+With `freeze_generator` (our extension) the G updates and G's EMA are skipped and every step uses the EMA
+generator, so E is fitted to the generator that ships; E's and D's losses are unchanged.
+
 All randomness of an iteration (z, flips) comes from the trainer's own CPU generator, and data order from the
 resumable sampler, so a run stopped at iteration N and resumed equals an uninterrupted one, bit for bit on CPU.
 """
@@ -24,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from stylemapgan.config import ModelConfig
 from stylemapgan.networks import Discriminator, Encoder, Generator
+from stylemapgan.networks.widen import widen_into
 from stylemapgan.training.config import TrainConfig
 from stylemapgan.training.distributed import DistInfo, average_gradients
 from stylemapgan.training.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
@@ -152,21 +156,34 @@ class Trainer:
         return nullcontext()
 
     # ----- the four updates ----------------------------------------------------------------------------
+    @property
+    def active_generator(self) -> nn.Module:
+        """The generator the steps use: the live one, or its EMA when the generator is frozen."""
+        return self.g_ema if self.cfg.freeze_generator else self.generator
+
     def generator_step(self) -> dict[str, torch.Tensor]:
         """G: non-saturating loss. E: MSE between a generated stylemap and E of its (detached) image."""
-        g, e, d = self.generator, self.encoder, self.discriminator
-        set_requires_grad(g, True)
+        g, e, d = self.active_generator, self.encoder, self.discriminator
+        frozen = self.cfg.freeze_generator
+        set_requires_grad(g, not frozen)
         set_requires_grad(e, True)
         set_requires_grad(d, False)
         z = self.noise()
-        with self._autocast():
-            stylemap = g.mapping(z)
-            fake = g.decode(stylemap)
-            adv = g_nonsaturating_loss(d(fake).float())
-        self.g_optim.zero_grad(set_to_none=True)
-        (adv * self.cfg.lambda_adv).backward()
-        average_gradients(g, self.dist)
-        self.g_optim.step()
+        losses: dict[str, torch.Tensor] = {}
+        if frozen:
+            with torch.no_grad(), self._autocast():
+                stylemap = g.mapping(z)
+                fake = g.decode(stylemap)
+        else:
+            with self._autocast():
+                stylemap = g.mapping(z)
+                fake = g.decode(stylemap)
+                adv = g_nonsaturating_loss(d(fake).float())
+            self.g_optim.zero_grad(set_to_none=True)
+            (adv * self.cfg.lambda_adv).backward()
+            average_gradients(g, self.dist)
+            self.g_optim.step()
+            losses["g_adv"] = adv.detach()
 
         with self._autocast():
             w_rec = F.mse_loss(e(fake.detach()).float(), stylemap.detach().float())
@@ -174,11 +191,11 @@ class Trainer:
         (w_rec * self.cfg.lambda_w_rec).backward()
         average_gradients(e, self.dist)
         self.e_optim.step()
-        return {"g_adv": adv.detach(), "e_w_rec": w_rec.detach()}
+        return {**losses, "e_w_rec": w_rec.detach()}
 
     def discriminator_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """D: logistic loss on real vs G(z), plus G(E(x)) as an extra fake (the in-domain term)."""
-        g, e, d = self.generator, self.encoder, self.discriminator
+        g, e, d = self.active_generator, self.encoder, self.discriminator
         set_requires_grad(g, False)
         set_requires_grad(e, False)
         set_requires_grad(d, True)
@@ -215,9 +232,10 @@ class Trainer:
         return {"r1": r1.detach()}
 
     def reconstruction_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
-        """E and G together: MSE(x, G(E(x))) + LPIPS + softplus(-D(G(E(x))))."""
-        g, e, d = self.generator, self.encoder, self.discriminator
-        set_requires_grad(g, True)
+        """E and G together (E alone when G is frozen): MSE(x, G(E(x))) + LPIPS + softplus(-D(G(E(x))))."""
+        g, e, d = self.active_generator, self.encoder, self.discriminator
+        frozen = self.cfg.freeze_generator
+        set_requires_grad(g, not frozen)
         set_requires_grad(e, True)
         set_requires_grad(d, False)
         with self._autocast():
@@ -234,9 +252,10 @@ class Trainer:
         self.g_optim.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(e, self.dist)
-        average_gradients(g, self.dist)
         self.e_optim.step()
-        self.g_optim.step()
+        if not frozen:
+            average_gradients(g, self.dist)
+            self.g_optim.step()
         return {"x_rec": x_rec.detach(), "perceptual": percept.detach(), "e_indomain": indomain.detach()}
 
     def train_step(self) -> dict[str, float]:
@@ -247,7 +266,8 @@ class Trainer:
         if self.iteration % self.cfg.d_reg_every == 0:
             losses.update(self.r1_step(real))
         losses.update(self.reconstruction_step(real))
-        ema_update(self.g_ema, self.generator, self.cfg.ema_decay)
+        if not self.cfg.freeze_generator:
+            ema_update(self.g_ema, self.generator, self.cfg.ema_decay)
         ema_update(self.e_ema, self.encoder, self.cfg.ema_decay)
         names = list(losses)
         values = torch.stack([losses[n].float() for n in names]).tolist()
@@ -288,16 +308,26 @@ class Trainer:
             for group in optim.param_groups:
                 group["lr"] = lr * scale
 
-    def load_state(self, networks: dict[str, dict[str, torch.Tensor]], training: dict[str, Any]) -> None:
+    def load_state(self, networks: dict[str, dict[str, torch.Tensor]], training: dict[str, Any], *,
+                   widen_encoder: bool = False) -> None:
+        """Restore a saved state. `widen_encoder`: this trainer's E is wider than the saved one (a resume that
+        raises encoder_channel_base); E and its EMA are grown from the saved ones computing the same function
+        (`widen_into`), and E's Adam state starts afresh."""
         self.generator.load_state_dict(networks["generator"])
-        self.encoder.load_state_dict(networks["encoder"])
         self.discriminator.load_state_dict(networks["discriminator"])
         self.g_ema.load_state_dict(networks["g_ema"])
-        self.e_ema.load_state_dict(networks["e_ema"])
         optimizers = training["optimizers"]
         self.g_optim.load_state_dict(optimizers["g"])
-        self.e_optim.load_state_dict(optimizers["e"])
         self.d_optim.load_state_dict(optimizers["d"])
+        if widen_encoder:
+            new_channels = copy.deepcopy(self.encoder)  # E and its EMA get the same initial new channels
+            widen_into(self.encoder, networks["encoder"])
+            widen_into(new_channels, networks["e_ema"])
+            self.e_ema.load_state_dict(new_channels.state_dict())
+        else:
+            self.encoder.load_state_dict(networks["encoder"])
+            self.e_ema.load_state_dict(networks["e_ema"])
+            self.e_optim.load_state_dict(optimizers["e"])
         self.rng.set_state(training["rng"]["trainer"])
         torch.set_rng_state(training["rng"]["torch"])
         if self.device.type == "cuda" and "cuda" in training["rng"]:

@@ -181,3 +181,23 @@ def test_encoder_channel_base_widens_only_the_encoder() -> None:
     assert count(Encoder(wide)) > 10 * count(Encoder(base))
     assert Encoder(wide)(torch.zeros(2, 3, 64, 64)).shape == (2, *base.stylemap_shape)
     assert ModelConfig.from_dict({k: v for k, v in base.to_dict().items() if k != "encoder_channel_base"}) == base
+
+
+def test_widening_keeps_the_function_and_refuses_to_narrow() -> None:
+    from stylemapgan.networks.widen import WidenError, widen_into
+
+    base = get_preset("tiny").model
+    torch.manual_seed(0)
+    narrow = Encoder(base).eval()
+    with torch.no_grad():  # trained-looking weights: non-zero biases everywhere
+        for p in narrow.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    wide = Encoder(base.replace(encoder_channel_base=3 * base.channel_base)).eval()
+    widen_into(wide, narrow.state_dict())
+    x = torch.randn(3, 3, base.size, base.size)
+    with torch.no_grad():
+        assert torch.allclose(wide(x), narrow(x), atol=1e-5)
+        wide.blocks[0].conv2.weight[:, -1].add_(1.0)  # once the zeroed weights move, new channels count
+        assert not torch.allclose(wide(x), narrow(x), atol=1e-3)
+    with pytest.raises(WidenError, match=r"from_rgb\.weight"):
+        widen_into(Encoder(base), wide.state_dict())

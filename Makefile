@@ -35,7 +35,9 @@ PORT ?= 7860
 # Recipe (CPU budget): the official objective up to iteration 2078; then the image MSE weighted 10x
 # (--lambda-x-rec 10) for faithful reconstructions; from 2568 on, EMA decay 0.995 instead of 0.999 so the shipped
 # EMA networks do not lag far behind a model that is still improving fast; from 3567 on, the MSE weighted 20x;
-# Adam lr annealed: 0.001 from 4576, 0.0005 from 5107.
+# Adam lr annealed: 0.001 from 4576, 0.0005 from 5107. From 8250 on, the encoder is the limit on
+# reconstructions: it is widened to channel_base 4096 (computing the same function) and fitted alone to the
+# frozen EMA generator at lr 0.001, from 8590 without E's in-domain adversarial term.
 # Every step resumes the run if it exists; the checkpoints' history (and the card) records each change.
 DEFAULT_DATA ?= data/cartoon-faces-64
 DEFAULT_RUN ?= runs/cartoon-faces
@@ -61,7 +63,9 @@ train-default: install
 	$(DEFAULT_TRAIN) --iters 3567 --resume $(DEFAULT_RUN) --lambda-x-rec 10 --ema-decay 0.995
 	$(DEFAULT_TRAIN) --iters 4576 --resume $(DEFAULT_RUN) --lambda-x-rec 20
 	$(DEFAULT_TRAIN) --iters 5107 --resume $(DEFAULT_RUN) --lr 0.001
-	$(DEFAULT_TRAIN) --iters $(DEFAULT_ITERS) --resume $(DEFAULT_RUN) --lr 0.0005
+	$(DEFAULT_TRAIN) --iters 8250 --resume $(DEFAULT_RUN) --lr 0.0005
+	$(DEFAULT_TRAIN) --iters 8590 --resume $(DEFAULT_RUN) --encoder-channel-base 4096 --freeze-generator --lr 0.001
+	$(DEFAULT_TRAIN) --iters $(DEFAULT_ITERS) --resume $(DEFAULT_RUN) --lambda-indomain-e 0
 	$(MAKE) release-default
 
 # Ship the run's latest checkpoint: sample faces, release (EMA G + E, card), eval into the card, directions, gallery.

@@ -178,15 +178,34 @@ def test_frozen_generator_fits_only_the_encoder_to_the_ema_generator() -> None:
     assert not all(torch.equal(a, b) for a, b in zip(d_before, t.discriminator.parameters(), strict=True))
 
 
-def test_frozen_generator_reconstruction_uses_the_ema_generator() -> None:
+def test_frozen_generator_steps_all_use_the_ema_generator() -> None:
     t = tiny_trainer(freeze_generator=True, lambda_indomain_e=0.0)
     with torch.no_grad():
         for p in t.generator.parameters():
-            p.mul_(0.0)  # a live G that draws nothing: its loss would differ from the EMA's by far
+            p.mul_(0.0)  # a live G that draws nothing: its losses would differ from the EMA's by far
+    g, e, d, mse = t.g_ema, t.encoder, t.discriminator, torch.nn.functional.mse_loss
     real = t.next_batch()
+    rng = t.rng.get_state()
+    with torch.no_grad():  # what each step computes when it uses the EMA generator
+        stylemap = g.mapping(t.noise())
+        w_rec = mse(e(g.decode(stylemap)), stylemap).item()
+    t.rng.set_state(rng)
+    assert t.generator_step()["e_w_rec"] == pytest.approx(w_rec, rel=1e-5)
+    e_now = [p.clone() for p in e.parameters()]
     with torch.no_grad():
-        via_ema = torch.nn.functional.mse_loss(t.g_ema.decode(t.encoder(real)), real).item()
+        indomain_d = torch.nn.functional.softplus(d(g.decode(e(real)))).mean().item()
+    assert t.discriminator_step(real)["d_indomain"] == pytest.approx(indomain_d, rel=1e-5)
+    assert all(torch.equal(a, b) for a, b in zip(e_now, e.parameters(), strict=True))
+    with torch.no_grad():
+        via_ema = mse(g.decode(e(real)), real).item()
     assert t.reconstruction_step(real)["x_rec"] == pytest.approx(via_ema, rel=1e-5)
+
+
+def test_freezing_a_random_generator_is_refused(tmp_path: Path) -> None:
+    cfg = TrainConfig(batch=4, iters=1, perceptual="none", num_workers=0, freeze_generator=True)
+    with pytest.raises(ValueError, match="freeze_generator: needs a trained generator"):
+        TrainingRun(TINY, cfg, SeededImages(8, TINY.size, 0), tmp_path / "run", device="cpu", progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_resume_with_a_wider_encoder_keeps_g_and_d_and_widens_the_encoder(tmp_path: Path) -> None:
@@ -213,6 +232,8 @@ def test_resume_with_a_wider_encoder_keeps_g_and_d_and_widens_the_encoder(tmp_pa
         with torch.no_grad():
             assert torch.allclose(getattr(t, name)(images), narrow(images), atol=1e-5), name
     assert not t.e_optim.state  # the widened encoder starts a new Adam state
+    n = saved.networks["encoder"]["from_rgb.weight"].shape[0]  # E and its EMA get the same new channels
+    assert torch.equal(t.encoder.from_rgb.weight[n:], t.e_ema.from_rgb.weight[n:])
     record = {"iteration": 3, "resumed_with_changes": {
         "freeze_generator": {"was": False, "now": True}, "encoder_channel_base": {"was": None, "now": wide}}}
     assert run.history == [record]
@@ -226,6 +247,8 @@ def test_resume_with_a_wider_encoder_keeps_g_and_d_and_widens_the_encoder(tmp_pa
         resume({"channel_base": wide})
     with pytest.raises(ValueError, match=r"ckpt-0000005\.safetensors: encoder_channel_base can only grow"):
         resume({"encoder_channel_base": TINY.channel_base})
+    capped = last.config.replace(channel_max=4)  # every width capped: a larger base changes nothing
+    assert TrainingRun._resumed_model(Path("x"), capped, {"encoder_channel_base": 4 * wide}) == capped
 
 
 def test_nan_stops_the_run_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
@@ -295,4 +318,31 @@ def test_cli_refuses_data_smaller_than_the_model_before_creating_the_run(tmp_pat
     assert proc.stderr.strip().splitlines() == [
         f"stylemapgan train: error: {data}: dataset images are 32px; the model needs 64px (or an integer multiple "
         "of it)"]
+    assert not out.exists()
+
+
+def test_cli_encoder_options_reach_the_configs() -> None:
+    from stylemapgan.cli import build_parser
+    from stylemapgan.cli.train import given_model_options, given_train_options
+
+    parse = build_parser().parse_args
+    base = ["train", "--data", "d", "--outdir", "o"]
+    args = parse([*base, "--resume", "o", "--encoder-channel-base", "4096", "--freeze-generator"])
+    assert given_model_options(args) == {"encoder_channel_base": 4096}
+    assert given_train_options(args) == {"freeze_generator": True}
+    assert given_train_options(parse([*base, "--no-freeze-generator"])) == {"freeze_generator": False}
+    plain = parse(base)
+    assert given_model_options(plain) == {} and given_train_options(plain) == {}
+
+
+def test_cli_freezing_a_new_run_is_refused_before_creating_it(tmp_path: Path) -> None:
+    from face_fixtures import write_face_dataset
+
+    data = write_face_dataset(tmp_path / "faces", size=16, count=4)
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "stylemapgan", "train", "--data", str(data), "--outdir", str(out),
+                           "--preset", "tiny", "--iters", "1", "--num-workers", "0", "--freeze-generator"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("stylemapgan train: error: freeze_generator: needs")
     assert not out.exists()

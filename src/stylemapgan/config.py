@@ -104,7 +104,11 @@ class ModelConfig:
         return self.latent_channels if self.small_generator else self.channels(resolution)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """All fields; extensions left at their default (None) are omitted, so older readers load the file."""
+        data = dataclasses.asdict(self)
+        if data["encoder_channel_base"] is None:
+            del data["encoder_channel_base"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

@@ -47,9 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=None, help="GLOBAL batch across all processes (default: preset's)")
     p.add_argument("--resume", default=None,
                    help="run directory or checkpoint to continue (restores everything, the model config included). "
-                        "Loss weights, lr, EMA, bf16/tf32 and intervals given with it replace the saved ones and are "
-                        "recorded in the checkpoints' history; batch, seed, perceptual, flips, lazy-R1 interval "
-                        "cannot change")
+                        "Loss weights, lr, EMA, bf16/tf32, intervals, --freeze-generator and a larger "
+                        "--encoder-channel-base given with it replace the saved ones and are recorded in the "
+                        "checkpoints' history; batch, seed, perceptual, flips, lazy-R1 interval cannot change")
     p.add_argument("--perceptual", choices=PERCEPTUAL_KINDS, default=None, help="default stlpips-vgg")
     p.add_argument("--no-hflip", dest="hflip", action="store_const", const=False, default=None,
                    help="disable horizontal-flip augmentation")
@@ -59,10 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="bf16 autocast for forward passes")
     p.add_argument("--tf32", action="store_const", const=True, default=None, help="allow TF32 matmuls/convs on CUDA")
     p.add_argument("--freeze-generator", dest="freeze_generator", action="store_const", const=True, default=None,
-                   help="keep G and its EMA fixed and fit E (and D) to the EMA generator: a new or wider encoder "
-                        "for a trained model")
+                   help="with --resume: keep G and its EMA fixed and fit E (and D) to the EMA generator, e.g. after "
+                        "widening the encoder")
     p.add_argument("--no-freeze-generator", dest="freeze_generator", action="store_const", const=False,
-                   help="train G again (after --freeze-generator)")
+                   help="train G again (after --freeze-generator; E, fitted to G's EMA, meets the live G again)")
     p.add_argument("--encoder-channel-base", type=int, default=None,
                    help="the encoder's channel_base (default: the generator's, as official). With --resume it may "
                         "grow: the trained encoder is widened, computing the same function, and trains on")

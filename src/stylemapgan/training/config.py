@@ -36,7 +36,8 @@ class TrainConfig:
     num_workers: int = 2
     amp_bf16: bool = False  # autocast in bf16 (CUDA, or CPU with support)
     # Our extension: G and its EMA stay fixed; E is fitted to the EMA generator (the one that ships) with E's
-    # official losses, and D keeps training so E's in-domain term stays meaningful. For a new or wider encoder.
+    # official losses, and D keeps training so E's in-domain term stays meaningful. For a resumed run whose
+    # encoder limits reconstructions (e.g. just widened).
     freeze_generator: bool = False
     tf32: bool = False
 

@@ -168,6 +168,8 @@ class TrainingRun:
             widen_encoder = model_config != resume_ckpt.config
         else:
             model_config = model_config.replace(**(model_changes or {}))
+            if train_config.freeze_generator:
+                raise ValueError("freeze_generator: needs a trained generator (--resume); a new run's is random")
         if len(train_data) == 0:
             raise DataMismatchError("no training images")
         check_fits(collate_images([train_data[0]]).shape[-1], model_config.size)  # before anything is written
@@ -193,16 +195,23 @@ class TrainingRun:
 
     @staticmethod
     def _resumed_model(path: Path, saved: ModelConfig, changes: dict[str, Any]) -> ModelConfig:
-        """The saved model config; only the encoder may change, and only grow (it is widened, see `widen_into`)."""
+        """The saved model config; only the encoder may change, and only grow (it is widened, see `widen_into`).
+        A value that leaves every encoder width as it is (e.g. capped by channel_max) is no change."""
+        unknown = sorted(set(changes) - set(saved.to_dict()) - RESUME_CHANGEABLE_MODEL)
+        if unknown:
+            raise ValueError(f"unknown model config field(s): {', '.join(unknown)}")
         differ = sorted(k for k, v in changes.items() if getattr(saved, k) != v)
         fixed = [k for k in differ if k not in RESUME_CHANGEABLE_MODEL]
         if fixed:
             raise ValueError(f"{path}: cannot change {', '.join(fixed)} when resuming (the saved weights fix it)")
         resumed = saved.replace(**changes)
-        narrower = [r for r in saved.style_resolutions if resumed.encoder_channels(r) < saved.encoder_channels(r)]
-        if narrower:
+        was = [saved.encoder_channels(r) for r in saved.style_resolutions]
+        now = [resumed.encoder_channels(r) for r in saved.style_resolutions]
+        if now == was:
+            return saved
+        if any(n < w for n, w in zip(now, was, strict=True)):
             raise ValueError(f"{path}: encoder_channel_base can only grow when resuming (the encoder is widened); "
-                             f"{resumed.encoder_channel_base} is narrower than the saved encoder")
+                             f"{resumed.encoder_channel_base} gives widths {now}, narrower than the saved {was}")
         return resumed
 
     def _resumed_config(self, path: Path, training: dict[str, Any], given: TrainConfig,
@@ -290,6 +299,9 @@ class TrainingRun:
         last: Path | None = None
         stopped = False
         start_iter, start_time = t.iteration, time.time()
+        if start_iter >= cfg.iters and self.dist.is_main:  # e.g. a recipe step the run has already passed
+            print(f"nothing to train: {self.run_dir} is at iteration {start_iter}, the total is {cfg.iters}; "
+                  "settings given with --resume were not applied", file=sys.stderr)
         bar = None
         if self.progress:
             from tqdm import tqdm

@@ -37,7 +37,8 @@ PORT ?= 7860
 # EMA networks do not lag far behind a model that is still improving fast; from 3567 on, the MSE weighted 20x;
 # Adam lr annealed: 0.001 from 4576, 0.0005 from 5107. From 8250 on, the encoder is the limit on
 # reconstructions: it is widened to channel_base 4096 (computing the same function) and fitted alone to the
-# frozen EMA generator at lr 0.001, from 8590 without E's in-domain adversarial term.
+# frozen EMA generator at lr 0.001, from 8590 without E's in-domain adversarial term; from 9821 G trains
+# again too (lr 0.0005, still without that term): the validation MSE fell about 3x faster than with E alone.
 # Every step resumes the run if it exists; the checkpoints' history (and the card) records each change.
 DEFAULT_DATA ?= data/cartoon-faces-64
 DEFAULT_RUN ?= runs/cartoon-faces
@@ -65,7 +66,8 @@ train-default: install
 	$(DEFAULT_TRAIN) --iters 5107 --resume $(DEFAULT_RUN) --lr 0.001
 	$(DEFAULT_TRAIN) --iters 8250 --resume $(DEFAULT_RUN) --lr 0.0005
 	$(DEFAULT_TRAIN) --iters 8590 --resume $(DEFAULT_RUN) --encoder-channel-base 4096 --freeze-generator --lr 0.001
-	$(DEFAULT_TRAIN) --iters $(DEFAULT_ITERS) --resume $(DEFAULT_RUN) --lambda-indomain-e 0
+	$(DEFAULT_TRAIN) --iters 9821 --resume $(DEFAULT_RUN) --lambda-indomain-e 0
+	$(DEFAULT_TRAIN) --iters $(DEFAULT_ITERS) --resume $(DEFAULT_RUN) --no-freeze-generator --lr 0.0005
 	$(MAKE) release-default
 
 # Ship the run's latest checkpoint: sample faces, release (EMA G + E, card), eval into the card, directions, gallery.

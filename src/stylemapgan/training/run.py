@@ -7,6 +7,7 @@ The run directory holds `checkpoints/ckpt-NNNNNNN.safetensors`, `log.jsonl` (eve
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -197,7 +198,7 @@ class TrainingRun:
     def _resumed_model(path: Path, saved: ModelConfig, changes: dict[str, Any]) -> ModelConfig:
         """The saved model config; only the encoder may change, and only grow (it is widened, see `widen_into`).
         A value that leaves every encoder width as it is (e.g. capped by channel_max) is no change."""
-        unknown = sorted(set(changes) - set(saved.to_dict()) - RESUME_CHANGEABLE_MODEL)
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(ModelConfig)})
         if unknown:
             raise ValueError(f"unknown model config field(s): {', '.join(unknown)}")
         differ = sorted(k for k, v in changes.items() if getattr(saved, k) != v)

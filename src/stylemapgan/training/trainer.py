@@ -170,15 +170,11 @@ class Trainer:
         set_requires_grad(d, False)
         z = self.noise()
         losses: dict[str, torch.Tensor] = {}
-        if frozen:
-            with torch.no_grad(), self._autocast():
-                stylemap = g.mapping(z)
-                fake = g.decode(stylemap)
-        else:
-            with self._autocast():
-                stylemap = g.mapping(z)
-                fake = g.decode(stylemap)
-                adv = g_nonsaturating_loss(d(fake).float())
+        with torch.no_grad() if frozen else nullcontext(), self._autocast():
+            stylemap = g.mapping(z)
+            fake = g.decode(stylemap)
+            adv = None if frozen else g_nonsaturating_loss(d(fake).float())
+        if adv is not None:
             self.g_optim.zero_grad(set_to_none=True)
             (adv * self.cfg.lambda_adv).backward()
             average_gradients(g, self.dist)

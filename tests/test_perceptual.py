@@ -136,3 +136,33 @@ def test_lpips_package_is_optional() -> None:
         pytest.skip("the optional `lpips` package is installed")
     with pytest.raises(ImportError, match="pip install lpips"):
         build_perceptual("lpips-vgg")
+
+
+@needs_weights
+def test_constant_input_records_no_graph(lpips: PerceptualLoss, pairs: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """A reconstruction loss against a fixed image back-propagates the trunk for one side only.
+
+    Counts the activations autograd keeps for backward: with one input needing a gradient it must keep
+    about half of what it keeps when both do, and the distance and its gradient must not change."""
+    x, y = pairs
+
+    def run(x_grad: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
+        xi, yi = x.clone().requires_grad_(x_grad), y.clone().requires_grad_(True)
+        saved = 0
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            nonlocal saved
+            saved += t.numel()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            dist = lpips(xi, yi)
+        dist.sum().backward()
+        assert yi.grad is not None
+        return dist.detach(), yi.grad, saved
+
+    d_one, g_one, saved_one = run(x_grad=False)
+    d_both, g_both, saved_both = run(x_grad=True)
+    torch.testing.assert_close(d_one, d_both)
+    torch.testing.assert_close(g_one, g_both)
+    assert saved_one <= 0.55 * saved_both

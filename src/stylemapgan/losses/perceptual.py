@@ -195,15 +195,21 @@ class PerceptualLoss(nn.Module):
             x, y = x.to(dtype), y.to(dtype)
             if self.external is not None:
                 return self.external(x, y).reshape(x.shape[0])
-            n = x.shape[0]
-            h = (torch.cat([x, y]) - self.shift) / self.scale  # one trunk pass for both images
-            dist = x.new_zeros(n)
-            for feat, head in zip(self.trunk(h), self.heads, strict=True):
-                # Unit-normalise over channels. vector_norm keeps the gradient finite at an all-zero feature
-                # vector, where the upstream sqrt(sum(f^2)) gives NaN; the values are identical.
-                feat = feat / (torch.linalg.vector_norm(feat, dim=1, keepdim=True) + 1e-10)
-                dist = dist + head((feat[:n] - feat[n:]).square()).mean((1, 2, 3))
+            # One trunk pass per input, not one over torch.cat([x, y]): when only one side needs a gradient
+            # (a reconstruction loss against a real image), autograd then records and back-propagates the
+            # trunk for that side alone, which saves a quarter of the LPIPS cost of a training step.
+            dist = x.new_zeros(x.shape[0])
+            for fx, fy, head in zip(self._unit_features(x), self._unit_features(y), self.heads, strict=True):
+                dist = dist + head((fx - fy).square()).mean((1, 2, 3))
             return dist
+
+    def _unit_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Trunk features at the tap points, unit-normalised over channels.
+
+        vector_norm keeps the gradient finite at an all-zero feature vector, where the upstream
+        sqrt(sum(f^2)) gives NaN; the values are identical."""
+        feats = self.trunk((x - self.shift) / self.scale)
+        return [f / (torch.linalg.vector_norm(f, dim=1, keepdim=True) + 1e-10) for f in feats]
 
 
 def build_perceptual(kind: str) -> PerceptualLoss | None:

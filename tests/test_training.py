@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from stylemapgan.checkpoint import load_checkpoint
@@ -60,7 +61,7 @@ def test_each_step_updates_the_right_networks() -> None:
 
     t.discriminator.zero_grad(set_to_none=True)
     losses = t.reconstruction_step(real)
-    assert set(losses) == {"x_rec", "perceptual", "e_indomain"}
+    assert set(losses) == {"x_rec", "e_indomain"}  # this trainer has no LPIPS network
     assert grads_of(t.generator)[0] and grads_of(t.encoder)[0] and grads_of(t.discriminator)[1]
     # the reconstruction path never uses the mapping network
     assert all(p.grad is None for p in t.generator.mapping.parameters())
@@ -91,6 +92,27 @@ def test_perceptual_term_used_when_enabled() -> None:
                 num_workers=0), SeededImages(8, 32, 0), perceptual=build_perceptual("stlpips-alex"))
     losses = t.train_step()
     assert losses["perceptual"] > 0
+
+
+def test_terms_with_weight_zero_are_neither_computed_nor_logged() -> None:
+    """With lambda_indomain_e = 0 the reconstruction step runs no D forward and logs no e_indomain, and E's
+    gradient is that of the weighted MSE alone."""
+    cfg = TrainConfig(batch=2, perceptual="none", num_workers=0, lambda_indomain_e=0.0, lambda_x_rec=3.0)
+    t, ref = (Trainer(TINY, cfg, SeededImages(8, TINY.size, 0)) for _ in range(2))
+    real = t.next_batch()
+    d_calls: list[int] = []
+    hook = t.discriminator.register_forward_hook(lambda *_: d_calls.append(1))
+    losses = t.reconstruction_step(real)
+    assert set(losses) == {"x_rec"} and not d_calls
+    t.cfg = TrainConfig(batch=2, perceptual="none", num_workers=0)  # official weight 1: D runs once
+    assert set(t.reconstruction_step(real)) == {"x_rec", "e_indomain"} and len(d_calls) == 1
+    hook.remove()
+
+    t, ref = (Trainer(TINY, cfg, SeededImages(8, TINY.size, 0)) for _ in range(2))
+    t.reconstruction_step(real)
+    (3.0 * F.mse_loss(ref.generator.decode(ref.encoder(real)), real)).backward()
+    for got, want in zip(t.encoder.parameters(), ref.encoder.parameters(), strict=True):
+        torch.testing.assert_close(got.grad, want.grad)
 
 
 def run_in_memory(run_dir: Path, iters: int, resume: bool) -> TrainingRun:

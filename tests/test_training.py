@@ -85,20 +85,25 @@ def test_full_iteration_losses_finite_and_ema_moves() -> None:
     assert t.d_optim.param_groups[0]["betas"][1] == pytest.approx(0.99 ** (2 / 3))
 
 
-def test_perceptual_term_used_when_enabled() -> None:
+def test_perceptual_term_used_when_enabled_and_skipped_at_weight_zero() -> None:
     from stylemapgan.losses import build_perceptual
 
+    lpips = build_perceptual("stlpips-alex")
+    assert lpips is not None
     t = Trainer(TINY.replace(size=32, latent_spatial_size=8), TrainConfig(batch=2, perceptual="stlpips-alex",
-                num_workers=0), SeededImages(8, 32, 0), perceptual=build_perceptual("stlpips-alex"))
-    losses = t.train_step()
-    assert losses["perceptual"] > 0
+                num_workers=0), SeededImages(8, 32, 0), perceptual=lpips)
+    calls: list[int] = []
+    lpips.register_forward_hook(lambda *_: calls.append(1))
+    assert t.train_step()["perceptual"] > 0 and len(calls) == 1
+    t.cfg = t.cfg.replace(lambda_perceptual=0.0)
+    assert "perceptual" not in t.train_step() and len(calls) == 1
 
 
 def test_terms_with_weight_zero_are_neither_computed_nor_logged() -> None:
     """With lambda_indomain_e = 0 the reconstruction step runs no D forward and logs no e_indomain, and E's
     gradient is that of the weighted MSE alone."""
     cfg = TrainConfig(batch=2, perceptual="none", num_workers=0, lambda_indomain_e=0.0, lambda_x_rec=3.0)
-    t, ref = (Trainer(TINY, cfg, SeededImages(8, TINY.size, 0)) for _ in range(2))
+    t = Trainer(TINY, cfg, SeededImages(8, TINY.size, 0))
     real = t.next_batch()
     d_calls: list[int] = []
     hook = t.discriminator.register_forward_hook(lambda *_: d_calls.append(1))

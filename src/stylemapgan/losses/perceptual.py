@@ -197,7 +197,7 @@ class PerceptualLoss(nn.Module):
                 return self.external(x, y).reshape(x.shape[0])
             # One trunk pass per input, not one over torch.cat([x, y]): when only one side needs a gradient
             # (a reconstruction loss against a real image), autograd then records and back-propagates the
-            # trunk for that side alone, which saves a quarter of the LPIPS cost of a training step.
+            # trunk for that side alone.
             dist = x.new_zeros(x.shape[0])
             for fx, fy, head in zip(self._unit_features(x), self._unit_features(y), self.heads, strict=True):
                 dist = dist + head((fx - fy).square()).mean((1, 2, 3))

@@ -237,8 +237,8 @@ class Trainer:
         with self._autocast():
             rec = g.decode(e(real)).float()
             terms = {"x_rec": (F.mse_loss(rec, real), self.cfg.lambda_x_rec)}
-            # The optional terms are neither computed nor logged at weight 0: D's forward and backward here
-            # cost ~5% of a step, LPIPS' about a third.
+            # The optional terms are neither computed nor logged at weight 0 (D's pass and LPIPS' are a
+            # noticeable share of a CPU step; benchmarks/bench_training_objectives.py measures it).
             if self.perceptual is not None and self.cfg.lambda_perceptual:
                 terms["perceptual"] = (self.perceptual(real, rec).mean().float(), self.cfg.lambda_perceptual)
             if self.cfg.lambda_indomain_e:

@@ -212,6 +212,26 @@ def test_projection_methods(tiny: Editor) -> None:
         tiny.project(targets, "sgd")
 
 
+def test_refine_continues_from_the_current_stylemap(tiny: Editor) -> None:
+    target = _images(1, 16, 11)
+    handle = tiny.encode(target)
+    encoder_mse = float((tiny.reconstruct(handle).clamp(-1, 1) - target).square().mean())
+    refined = tiny.refine(handle, target, ProjectionOptions(steps=20, lr=0.05, perceptual_weight=0.0))
+    assert refined.steps == 20
+    assert refined.mse_before == pytest.approx(encoder_mse, abs=1e-5)
+    assert refined.mse_after < 0.9 * refined.mse_before
+    rendered = tiny.decode(tiny.stylemap(refined.handle)).clamp(-1, 1)
+    assert float((rendered - target).square().mean()) == pytest.approx(refined.mse_after, abs=1e-5)
+    # from the refined handle it starts where the last one ended (the hybrid projection from E would not)
+    again = tiny.refine(refined.handle, target, ProjectionOptions(steps=5, lr=0.05, perceptual_weight=0.0))
+    assert again.mse_before == pytest.approx(refined.mse_after, abs=1e-6) and again.mse_after <= again.mse_before
+    # a time limit stops after the first step; the stylemap kept is still the best seen
+    quick = tiny.refine(handle, target, ProjectionOptions(steps=50, lr=0.05, perceptual_weight=0.0, time_limit_s=0.0))
+    assert quick.steps == 1 and quick.mse_after <= quick.mse_before
+    with pytest.raises(EditingError, match="image"):
+        tiny.refine(handle, _images(1, 8, 0), ProjectionOptions(steps=1))
+
+
 def test_projection_with_lpips(cpu32_path: Path) -> None:
     from stylemapgan.losses import build_perceptual
 

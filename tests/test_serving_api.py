@@ -474,6 +474,51 @@ def test_samples_interpolation_reconstruction_parts_attributes(serve: Callable[.
     assert np.abs(np.asarray(decode_png(zero.body), np.int16) - np.asarray(decode_png(moved.body), np.int16)).max() > 0
 
 
+def _mse_vs(pixels_png: bytes, reference_png: bytes) -> float:
+    """MSE of two model-sized PNGs on the [-1, 1] scale the model cards use."""
+    a = np.asarray(decode_png(pixels_png).convert("RGB"), np.float64) / 127.5 - 1
+    b = np.asarray(decode_png(reference_png).convert("RGB"), np.float64) / 127.5 - 1
+    return float(np.mean((a - b) ** 2))
+
+
+def test_refine_makes_a_closer_upload_and_respects_its_limits(serve: Callable[..., Running]) -> None:
+    srv = serve(ServerLimits(max_refine_steps=40))
+    b = srv.browser()
+    original = b.get("/api/images/g_0").body
+    encoder_recon = b.post("/api/reconstruct", {"id": "g_0"}).body
+    reply = b.post("/api/refine", {"id": "g_0", "steps": 40})
+    assert reply.status == 200 and "infer;dur=" in reply.headers["server-timing"]
+    refined = reply.json()
+    assert refined["id"].startswith("u_") and refined["kind"] == "upload" and refined["from"] == "gallery"
+    assert refined["stylemap"] == "refined" and refined["steps"] == 40
+    assert refined["parts"] is True  # same pixels as the gallery image: its part masks still apply
+    assert refined["mse_after"] < 0.9 * refined["mse_before"]
+    # the reported figures are what /api/reconstruct renders (up to PNG rounding)
+    assert _mse_vs(encoder_recon, original) == pytest.approx(refined["mse_before"], abs=1e-3)
+    refined_recon = b.post("/api/reconstruct", {"id": refined["id"]}).body
+    assert _mse_vs(refined_recon, original) == pytest.approx(refined["mse_after"], abs=1e-3)
+    assert refined["id"] in [u["id"] for u in b.get("/api/info").json()["uploads"]]
+    npz = np.load(io.BytesIO(b.get(f"/api/images/{refined['id']}/stylemap.npz").body))
+    assert json.loads(str(npz["meta"]))["stylemap"] == "refined"
+    kept = b.request("POST", f"/api/images/{refined['id']}/keep").json()
+    npz = np.load(io.BytesIO(b.get(f"/api/images/{kept['id']}/stylemap.npz").body))
+    assert json.loads(str(npz["meta"]))["stylemap"] == "refined"  # a copy keeps its origin
+    assert b.post("/api/edit", edit_body(16, source=refined["id"])).status == 200
+    # refining again starts from the refined stylemap, so it never gets worse
+    again = b.post("/api/refine", {"id": refined["id"], "steps": 10}).json()
+    assert again["mse_before"] == pytest.approx(refined["mse_after"], abs=1e-6)
+    assert again["mse_after"] <= again["mse_before"]
+    too_many = b.post("/api/refine", {"id": "g_0", "steps": 41})
+    assert too_many.status == 422 and too_many.error.startswith("steps:")
+    assert b.post("/api/refine", {"id": "g_0", "steps": 0}).status == 422
+    assert b.post("/api/refine", {"id": "u_nothing", "steps": 5}).status == 404
+    assert srv.browser().post("/api/refine", {"id": refined["id"]}).status == 404  # another session's upload
+    assert b.post("/api/refine", {"id": "g_2"}).json()["steps"] == 40  # default 100, capped by the limit
+    # the time limit stops a refine after its first step, keeping the best stylemap so far
+    quick = serve(ServerLimits(max_refine_seconds=0.0)).browser().post("/api/refine", {"id": "g_1", "steps": 40})
+    assert quick.status == 200 and quick.json()["steps"] == 1
+
+
 def test_serve_cli_errors(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from stylemapgan.cli import main
 

@@ -1,7 +1,7 @@
 """End to end in a real headless Chromium (Debian's `chromium`, driven by Playwright's Python package): start
 `stylemapgan serve` as a subprocess on a free port, pick a source and a reference from the gallery, paint a
-stroke with the mouse, see the result change, apply a one-click part mask, download the result PNG, and get
-an upload of the wrong type refused with a message in the page.
+stroke with the mouse, see the result change, apply a one-click part mask, download the result PNG, refine the
+source's stylemap, and get an upload of the wrong type refused with a message in the page.
 
 Screenshots (before / after the edit) go to $STYLEMAPGAN_SCREENSHOTS when set, else to the test's tmp folder.
 With CI=true a browser that cannot start fails the test instead of skipping it.
@@ -193,6 +193,15 @@ def test_paint_edit_and_download_in_chromium(server_url: str, browser_page: Any,
         timeout=30_000,
     )
 
+    # refine the source: a new upload becomes the source, with the MSE before and after in the page
+    wait_idle(page)
+    page.fill("#refine-steps", "20")
+    page.click("#refine")
+    page.wait_for_function("() => document.getElementById('refine-info').textContent.includes('→')", timeout=30_000)
+    found = re.search(r"MSE ([\d.]+) → ([\d.]+) \((\d+) steps", page.text_content("#refine-info") or "")
+    assert found and float(found[2]) < float(found[1]) and found[3] == "20"
+    assert page.locator("#uploads .thumb").count() == 1
+
     # the other tools: samples, interpolation, attribute sliders, and a result used as the next source
     page.click("#extras summary:has-text('Random samples')")
     page.click("#generate")
@@ -212,10 +221,10 @@ def test_paint_edit_and_download_in_chromium(server_url: str, browser_page: Any,
         "old => document.getElementById('attr-canvas').toDataURL('image/png') !== old", arg=neutral, timeout=30_000
     )
     page.click("#use-result")
-    page.wait_for_selector("#uploads .thumb", timeout=30_000)
+    page.wait_for_function("() => document.querySelectorAll('#uploads .thumb').length >= 2", timeout=30_000)
     page.click("#slot-source")
     page.click("#samples .thumb >> nth=0")  # a sample as the source: kept as an upload
-    page.wait_for_function("() => document.querySelectorAll('#uploads .thumb').length >= 2", timeout=30_000)
+    page.wait_for_function("() => document.querySelectorAll('#uploads .thumb').length >= 3", timeout=30_000)
     wait_idle(page)
     page.screenshot(path=str(shots / "serving-tools.png"), full_page=True)
 

@@ -10,6 +10,7 @@ together is the same as optimising each image alone. The best stylemap seen for 
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ class ProjectionOptions:
     perceptual_weight: float = 1.0
     pti_steps: int = 0
     pti_lr: float = 3e-4
+    time_limit_s: float | None = None  # stop the stylemap optimisation early (keeping the best so far): servers
 
 
 Initialiser = Callable[[Generator, Encoder, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -105,14 +107,18 @@ def optimise_stylemaps(
     perceptual: nn.Module | None,
     progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
-    """Adam on the stylemaps; returns the best stylemap per image, its loss, and the mean loss per step."""
+    """Adam on the stylemaps; returns the best stylemap per image, its loss, and the mean loss per step taken
+    (fewer than `options.steps` when `options.time_limit_s` ran out)."""
     stylemap = init.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([stylemap], lr=options.lr)
     best = stylemap.detach().clone()
     best_loss = torch.full((targets.shape[0],), float("inf"), device=targets.device)
     history: list[float] = []
+    deadline = None if options.time_limit_s is None else time.perf_counter() + options.time_limit_s
     with torch.enable_grad():
         for _ in tqdm(range(options.steps), desc="optimise", leave=False, disable=None if progress else True):
+            if deadline is not None and history and time.perf_counter() > deadline:
+                break
             loss = per_sample_loss(generator.decode(stylemap), targets, perceptual, options)
             with torch.no_grad():  # loss of the current stylemap, before this step changes it
                 improved = loss < best_loss

@@ -12,6 +12,8 @@ Routes (JSON errors are `{"error": "one line"}` with a 4xx status; 409 means "su
     POST /api/images/ID/keep                 copy a result into the session's uploads (to edit it further)
     DELETE /api/images/ID                    forget an upload
     POST /api/edit | reconstruct | attributes | interpolate   JSON -> PNG (timings in headers)
+    POST /api/refine                         JSON {id, steps} -> a new upload whose stylemap is optimised
+                                             towards the image (hybrid projection), with MSE before/after
     POST /api/samples                        JSON -> {"images": [...]}
     GET  /api/stats                          queue and cache counters
 
@@ -43,14 +45,22 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from stylemapgan.editing import Direction, EditingError, Editor, PartMask, mask_from_parts
+from stylemapgan.editing import (
+    Direction,
+    EditingError,
+    Editor,
+    PartMask,
+    ProjectionOptions,
+    Refinement,
+    mask_from_parts,
+)
 from stylemapgan.serving.engine import InferenceEngine, Timing, encoding_bytes, ensure_handle, to_pixels
 from stylemapgan.serving.errors import ApiError, Busy, Superseded
 from stylemapgan.serving.gallery import Gallery
 from stylemapgan.serving.limits import ServerLimits
 from stylemapgan.serving.store import ID_PATTERN, ImageRecord, Session, SessionStore, new_id
 from stylemapgan.serving.uploads import check_declared_type, decode_mask, decode_upload, max_mask_chars, safe_name
-from stylemapgan.utils.images import png_bytes
+from stylemapgan.utils.images import from_uint8, png_bytes
 
 log = logging.getLogger("stylemapgan.serving")
 
@@ -113,6 +123,12 @@ class InterpolateIn(Sequenced):
     frames: int = Field(9, ge=2, le=256)
 
 
+class RefineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    id: ImageId
+    steps: int | None = Field(None, ge=1)  # at most limits.max_refine_steps; None: 100 (or that limit, if lower)
+
+
 class SamplesIn(Sequenced):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     trunc: float = Field(1.0, ge=0.0, le=2.0)
@@ -164,6 +180,13 @@ def load_static() -> dict[str, tuple[bytes, str]]:
         if entry.is_file() and suffix in STATIC_TYPES:
             files[entry.name] = (entry.read_bytes(), STATIC_TYPES[suffix])
     return files
+
+
+def stylemap_origin(record: ImageRecord) -> str:
+    """Where a record's stylemap comes from: exact (a sample's own), refined (optimised), encoder (E(image))."""
+    if record.stylemap is None:
+        return "encoder"
+    return str(record.meta.get("stylemap", "exact"))
 
 
 def host_allowed(host_header: str, allowed: Sequence[str]) -> bool:
@@ -457,8 +480,9 @@ def create_app(
 
         sm, _ = await on_worker(work)
         meta = {"model_id": editor.model_id, "image_id": record.id, "kind": record.kind,
-                "stylemap": "exact" if record.stylemap is not None else "encoder",
-                "note": "exact: the sample's own stylemap; encoder: E(image) of the shown image"}
+                "stylemap": stylemap_origin(record),
+                "note": "exact: the sample's own stylemap; encoder: E(image) of the shown image; "
+                        "refined: E(image) optimised towards the image"}
         return Response(await in_thread(npz_bytes, sm, meta), media_type="application/octet-stream",
                         headers={"Content-Disposition": f'attachment; filename="stylemapgan-{record.id}.npz"',
                                  "Cache-Control": "no-store"})
@@ -489,7 +513,7 @@ def create_app(
         session = session_of(request)
         record = state.find(session, image_id)
         copy = ImageRecord(new_id("u"), record.name, "upload", record.pixels, record.stylemap, record.label_map,
-                           record.handle, {"from": record.kind})
+                           record.handle, {"from": record.kind, "stylemap": stylemap_origin(record)})
         state.sessions.uploads.put(session.id, copy.id, copy)
         return copy.describe()
 
@@ -543,6 +567,31 @@ def create_app(
         pixels, timing = await on_worker(lambda ed: to_pixels(ed.reconstruct(ensure_handle(ed, record)))[0],
                                          still_wanted)
         return await image_result(session, pixels, "result", "reconstruction", timing, started, body.seq)
+
+    @app.post("/api/refine")
+    async def refine(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        session = session_of(request)
+        body = await body_of(request, RefineIn)
+        steps = min(100, limits.max_refine_steps) if body.steps is None else body.steps
+        if steps > limits.max_refine_steps:
+            raise ApiError(422, f"steps: at most {limits.max_refine_steps}")
+        record = state.find(session, body.id)
+        # MSE only (~20 ms a step for the bundled model on 2 cores); the time limit bounds how long it holds
+        # the worker that every other request waits for
+        options = ProjectionOptions(steps=steps, perceptual_weight=0.0, time_limit_s=limits.max_refine_seconds)
+
+        def work(ed: Editor) -> tuple[Refinement, torch.Tensor]:
+            refined = ed.refine(ensure_handle(ed, record), from_uint8(record.pixels), options)
+            return refined, ed.stylemap(refined.handle).detach().cpu().clone()
+
+        (refined, stylemap), timing = await on_worker(work)
+        copy = ImageRecord(new_id("u"), record.name, "upload", record.pixels, stylemap, record.label_map,
+                           refined.handle, {"from": record.kind, "stylemap": "refined", "steps": refined.steps,
+                                            "mse_before": round(refined.mse_before, 6),
+                                            "mse_after": round(refined.mse_after, 6)})
+        state.sessions.uploads.put(session.id, copy.id, copy)
+        return JSONResponse(copy.describe(), headers=timing_headers(timing, started))
 
     @app.post("/api/attributes")
     async def attributes(request: Request) -> Response:

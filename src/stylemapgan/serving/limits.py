@@ -28,6 +28,8 @@ class ServerLimits:
     max_pending_jobs: int = 32  # queued inference jobs over all sessions; beyond this: 503, try again
     max_samples: int = 8
     max_interpolation_frames: int = 16
+    max_refine_steps: int = 500  # optimisation steps of one refine request (~20 ms each at 64 px on 2 cores)
+    max_refine_seconds: float = 20.0  # a refine holds the model worker: it stops (keeping its best) after this
     max_shift_fraction: float = 1.0  # |shift| <= this * model size
     encoding_cache_mb: float = 1024.0  # the editor's encodings (a w+ entry: ~3.5 MB at cpu-64, ~120 MB at 256 px)
 

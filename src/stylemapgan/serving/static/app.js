@@ -543,6 +543,34 @@ const reconRequest = new LatestRequest(async (resp, rtt) => {
   $("recon-latency").textContent = timingText(resp, rtt);
 });
 
+async function refineSource() {
+  if (!state.source) { showMessage("refining needs a source image", "info"); return; }
+  const limit = state.info.limits.max_refine_steps;
+  const steps = Math.min(limit, Math.max(1, Math.floor(Number($("refine-steps").value) || 100)));
+  const source = state.source;
+  $("refine").disabled = true;
+  $("refine-info").textContent = `refining ${source.name} (${steps} steps)…`;
+  busy(+1);
+  try {
+    const t0 = performance.now();
+    const resp = await fetch("/api/refine", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ id: source.id, steps }),
+    });
+    if (!resp.ok) { showMessage(`refine: ${await errorText(resp)}`); $("refine-info").textContent = ""; return; }
+    const desc = await resp.json();
+    addUploadThumb(desc);
+    $("refine-info").textContent =
+      `reconstruction MSE ${desc.mse_before.toFixed(4)} → ${desc.mse_after.toFixed(4)} ` +
+      `(${desc.steps} steps, ${((performance.now() - t0) / 1000).toFixed(1)} s); the refined copy is now the source`;
+    await pick(desc, "source");
+  } catch (err) {
+    showMessage(`refine failed (${err.message || err})`);
+  } finally {
+    $("refine").disabled = false;
+    busy(-1);
+  }
+}
+
 function requestReconstruction() {
   reconRequest.trigger(() => (state.source ? { url: "/api/reconstruct", body: { id: state.source.id } } : null), true);
 }
@@ -629,6 +657,7 @@ function setupControls() {
     if (key === "z" && !ev.shiftKey) { ev.preventDefault(); undo(); }
     else if ((key === "z" && ev.shiftKey) || key === "y") { ev.preventDefault(); redo(); }
   });
+  $("refine").addEventListener("click", refineSource);
   $("use-result").addEventListener("click", () => {
     if (state.resultId) pick({ id: state.resultId, name: "result" }, "source");
   });
@@ -655,6 +684,7 @@ function setupInfo(info) {
   state.scale = Math.max(1, Math.ceil(256 / state.size));
   const m = info.model;
   $("model-info").textContent = `${m.name} · ${m.size}px · stylemap ${m.stylemap_shape.join("×")} · ${m.device}`;
+  $("refine-steps").max = String(info.limits.max_refine_steps);
   $("brush-size").max = String(Math.max(4, Math.round(state.size / 3)));
   $("brush-size").value = String(Math.max(1, Math.round(state.size / 12)));
   $("brush-size").dispatchEvent(new Event("input"));

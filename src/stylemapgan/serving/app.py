@@ -126,7 +126,7 @@ class InterpolateIn(Sequenced):
 class RefineIn(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     id: ImageId
-    steps: int | None = Field(None, ge=1)  # at most limits.max_refine_steps; None: 100 (or that limit, if lower)
+    steps: int | None = Field(None, ge=1)  # at most limits.max_refine_steps; None: DEFAULT_REFINE_STEPS (capped)
 
 
 class SamplesIn(Sequenced):
@@ -180,6 +180,16 @@ def load_static() -> dict[str, tuple[bytes, str]]:
         if entry.is_file() and suffix in STATIC_TYPES:
             files[entry.name] = (entry.read_bytes(), STATIC_TYPES[suffix])
     return files
+
+
+DEFAULT_REFINE_STEPS = 100
+
+
+def refine_options(steps: int = DEFAULT_REFINE_STEPS, time_limit_s: float | None = None) -> ProjectionOptions:
+    """The page's Refine: MSE only (~20 ms a step for the bundled model on 2 cores, where LPIPS would cost more
+    than the generator), Adam at the projection default lr; the time limit bounds how long it holds the one
+    worker every other request waits for. `benchmarks/bench_refine.py` measures it."""
+    return ProjectionOptions(steps=steps, perceptual_weight=0.0, time_limit_s=time_limit_s)
 
 
 def stylemap_origin(record: ImageRecord) -> str:
@@ -573,13 +583,11 @@ def create_app(
         started = time.perf_counter()
         session = session_of(request)
         body = await body_of(request, RefineIn)
-        steps = min(100, limits.max_refine_steps) if body.steps is None else body.steps
+        steps = min(DEFAULT_REFINE_STEPS, limits.max_refine_steps) if body.steps is None else body.steps
         if steps > limits.max_refine_steps:
             raise ApiError(422, f"steps: at most {limits.max_refine_steps}")
         record = state.find(session, body.id)
-        # MSE only (~20 ms a step for the bundled model on 2 cores); the time limit bounds how long it holds
-        # the worker that every other request waits for
-        options = ProjectionOptions(steps=steps, perceptual_weight=0.0, time_limit_s=limits.max_refine_seconds)
+        options = refine_options(steps, limits.max_refine_seconds)
 
         def work(ed: Editor) -> tuple[Refinement, torch.Tensor]:
             refined = ed.refine(ensure_handle(ed, record), from_uint8(record.pixels), options)

@@ -490,7 +490,7 @@ def test_refine_makes_a_closer_upload_and_respects_its_limits(serve: Callable[..
     assert reply.status == 200 and "infer;dur=" in reply.headers["server-timing"]
     refined = reply.json()
     assert refined["id"].startswith("u_") and refined["kind"] == "upload" and refined["from"] == "gallery"
-    assert refined["stylemap"] == "refined" and refined["steps"] == 40
+    assert refined["stylemap"] == "refined" and refined["steps"] == 40 and refined["name"].endswith("(refined)")
     assert refined["parts"] is True  # same pixels as the gallery image: its part masks still apply
     assert refined["mse_after"] < 0.9 * refined["mse_before"]
     # the reported figures are what /api/reconstruct renders (up to PNG rounding)
@@ -517,6 +517,23 @@ def test_refine_makes_a_closer_upload_and_respects_its_limits(serve: Callable[..
     # the time limit stops a refine after its first step, keeping the best stylemap so far
     quick = serve(ServerLimits(max_refine_seconds=0.0)).browser().post("/api/refine", {"id": "g_1", "steps": 40})
     assert quick.status == 200 and quick.json()["steps"] == 1
+
+
+def test_one_refine_at_a_time(serve: Callable[..., Running]) -> None:
+    srv = serve(ServerLimits(max_refine_steps=10**6, max_refine_seconds=3.0))
+    first, second = srv.browser(), srv.browser()
+    replies: list[Reply] = []
+    worker = threading.Thread(target=lambda: replies.append(first.post("/api/refine", {"id": "g_0", "steps": 10**6})))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while srv.engine.pending == 0:  # the first refine is on the worker, where it stays for 3 s
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    busy = second.post("/api/refine", {"id": "g_1", "steps": 5})
+    assert busy.status == 503 and busy.error.startswith("refine:")
+    worker.join(timeout=30)
+    assert replies[0].status == 200 and replies[0].json()["steps"] < 10**6  # stopped by the time limit
+    assert second.post("/api/refine", {"id": "g_1", "steps": 5}).status == 200  # free again
 
 
 def test_serve_cli_errors(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

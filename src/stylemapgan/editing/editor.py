@@ -573,7 +573,13 @@ class Editor:
     ) -> Refinement:
         """Optimise the stylemap of `item` (an image or handle: the encoder's, an exact or an already refined
         stylemap) towards `target`: hybrid projection starting from whatever encoding the item has. The encoder
-        is one pass and underfits fine detail; a hundred Adam steps typically halve the reconstruction error."""
+        is one pass and underfits fine detail; a hundred Adam steps typically halve the reconstruction error.
+
+        The MSEs are of the plain fp32 generator's clamped render (what the optimisation sees), and the result
+        is never worse than the start by that measure: if it were, the start's handle is returned.
+        `options.pti_steps` is ignored (tuning the generator would change every other image's edits)."""
+        if options.steps < 0:
+            raise EditingError(f"steps: must be >= 0, got {options.steps}")
         target = self.prepare(target)
         start = self.stylemap(item)
         if perceptual is not None:
@@ -583,4 +589,6 @@ class Editor:
         best, _, history = optimise_stylemaps(self.generator, target, start, options, perceptual)
         with torch.no_grad():
             after, _ = reconstruction_metrics(self.generator.decode(best), target, None)
+        if float(after[0]) > float(before[0]):  # the loss is unclamped: clamping can reorder near-equal maps
+            return Refinement(self.add_stylemap(start), float(before[0]), float(before[0]), len(history))
         return Refinement(self.add_stylemap(best), float(before[0]), float(after[0]), len(history))

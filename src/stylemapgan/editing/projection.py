@@ -33,7 +33,9 @@ class ProjectionOptions:
     perceptual_weight: float = 1.0
     pti_steps: int = 0
     pti_lr: float = 3e-4
-    time_limit_s: float | None = None  # stop the stylemap optimisation early (keeping the best so far): servers
+    # Stop the stylemap optimisation early, keeping the best so far (servers: a bound on one request's work).
+    # Checked before each step; the first step always runs.
+    time_limit_s: float | None = None
 
 
 Initialiser = Callable[[Generator, Encoder, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -151,6 +151,7 @@ class ServerState:
     upload_slots: anyio.Semaphore
     cpu_limiter: anyio.CapacityLimiter
     started: float = field(default_factory=time.time)
+    refines_running: int = 0  # changed only on the event loop
 
     @property
     def editor(self) -> Editor:
@@ -593,8 +594,16 @@ def create_app(
             refined = ed.refine(ensure_handle(ed, record), from_uint8(record.pixels), options)
             return refined, ed.stylemap(refined.handle).detach().cpu().clone()
 
-        (refined, stylemap), timing = await on_worker(work)
-        copy = ImageRecord(new_id("u"), record.name, "upload", record.pixels, stylemap, record.label_map,
+        # a refine holds the one worker for up to max_refine_seconds: a bounded number at once, so a burst of
+        # them cannot stall every page's edits for minutes
+        if state.refines_running >= max(1, limits.concurrent_refines):
+            raise ApiError(503, "refine: another refine is running; try again when it has finished")
+        state.refines_running += 1
+        try:
+            (refined, stylemap), timing = await on_worker(work)
+        finally:
+            state.refines_running -= 1
+        copy = ImageRecord(new_id("u"), f"{record.name} (refined)", "upload", record.pixels, stylemap, record.label_map,
                            refined.handle, {"from": record.kind, "stylemap": "refined", "steps": refined.steps,
                                             "mse_before": round(refined.mse_before, 6),
                                             "mse_after": round(refined.mse_after, 6)})

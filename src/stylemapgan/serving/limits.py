@@ -11,8 +11,8 @@ class ServerLimits:
     """Upload, memory and queue bounds.
 
     The defaults keep a busy server under a few hundred MB at 256 px: every cached image is a uint8 array at
-    model size (plus, for samples, its stylemap), and the editor's encoding cache holds at most as many
-    entries as the stores below plus the gallery.
+    model size (plus, for samples and refined uploads, its stylemap), and the editor's encoding cache holds at
+    most as many entries as the stores below plus the gallery.
     """
 
     max_upload_bytes: int = 10 * 1024 * 1024  # a large phone JPEG; checked while the body streams in
@@ -30,6 +30,7 @@ class ServerLimits:
     max_interpolation_frames: int = 16
     max_refine_steps: int = 500  # optimisation steps of one refine request (~20 ms each at 64 px on 2 cores)
     max_refine_seconds: float = 20.0  # a refine holds the model worker: it stops (keeping its best) after this
+    concurrent_refines: int = 1  # over all sessions; another one meanwhile gets 503 (edits queue behind a refine)
     max_shift_fraction: float = 1.0  # |shift| <= this * model size
     encoding_cache_mb: float = 1024.0  # the editor's encodings (a w+ entry: ~3.5 MB at cpu-64, ~120 MB at 256 px)
 

@@ -546,7 +546,9 @@ const reconRequest = new LatestRequest(async (resp, rtt) => {
 async function refineSource() {
   if (!state.source) { showMessage("refining needs a source image", "info"); return; }
   const limit = state.info.limits.max_refine_steps;
-  const steps = Math.min(limit, Math.max(1, Math.floor(Number($("refine-steps").value) || 100)));
+  const asked = Math.floor(Number($("refine-steps").value));
+  const steps = Math.min(limit, Number.isFinite(asked) && asked >= 1 ? asked : 100);
+  $("refine-steps").value = String(steps);
   const source = state.source;
   $("refine").disabled = true;
   $("refine-info").textContent = `refining ${source.name} (${steps} steps)…`;
@@ -559,10 +561,12 @@ async function refineSource() {
     if (!resp.ok) { showMessage(`refine: ${await errorText(resp)}`); $("refine-info").textContent = ""; return; }
     const desc = await resp.json();
     addUploadThumb(desc);
+    const still = state.source === source; // the user may have picked another source meanwhile
     $("refine-info").textContent =
       `reconstruction MSE ${desc.mse_before.toFixed(4)} → ${desc.mse_after.toFixed(4)} ` +
-      `(${desc.steps} steps, ${((performance.now() - t0) / 1000).toFixed(1)} s); the refined copy is now the source`;
-    await pick(desc, "source");
+      `(${desc.steps} steps, ${((performance.now() - t0) / 1000).toFixed(1)} s); ` +
+      (still ? "the refined copy is now the source" : "kept in your uploads");
+    if (still) await pick(desc, "source");
   } catch (err) {
     showMessage(`refine failed (${err.message || err})`);
   } finally {

@@ -17,7 +17,7 @@ import torch
 from stylemapgan.checkpoint.io import load_checkpoint
 from stylemapgan.losses import build_perceptual
 from stylemapgan.models import resolve_checkpoint
-from stylemapgan.perf.bench import _RandomImages
+from stylemapgan.perf.bench import RandomImages
 from stylemapgan.training.config import TrainConfig
 from stylemapgan.training.trainer import Trainer
 
@@ -37,7 +37,7 @@ def main() -> None:
     config = load_checkpoint(resolve_checkpoint(args.ckpt)).config
     for name, settings in OBJECTIVES.items():
         cfg = TrainConfig(batch=16, num_workers=0, **settings)
-        trainer = Trainer(config, cfg, _RandomImages(64, config.size), perceptual=build_perceptual(cfg.perceptual))
+        trainer = Trainer(config, cfg, RandomImages(64, config.size), perceptual=build_perceptual(cfg.perceptual))
         for _ in range(2):
             trainer.train_step()
         times = []

@@ -264,7 +264,7 @@ def bench_config(name: str, opts: BenchOptions, peak: dict[str, float]) -> dict[
 # ---- training --------------------------------------------------------------------------------------------
 
 
-class _RandomImages(torch.utils.data.Dataset):
+class RandomImages(torch.utils.data.Dataset):
     def __init__(self, count: int, size: int) -> None:
         self.images = torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
@@ -289,7 +289,7 @@ def bench_training(preset: str, perceptual: str, opts: BenchOptions) -> dict[str
     device = torch.device(opts.device)
     cfg = TrainConfig(batch=batch, perceptual=perceptual, num_workers=0)
     module = build_perceptual(perceptual)
-    trainer = Trainer(config, cfg, _RandomImages(4 * batch, config.size), device=device, perceptual=module)
+    trainer = Trainer(config, cfg, RandomImages(4 * batch, config.size), device=device, perceptual=module)
     for net in (trainer.generator, trainer.encoder, trainer.discriminator):
         set_impl(net, opts.impl)
     times = time_calls(trainer.train_step, opts.train_iters, device)

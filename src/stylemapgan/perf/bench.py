@@ -265,6 +265,8 @@ def bench_config(name: str, opts: BenchOptions, peak: dict[str, float]) -> dict[
 
 
 class RandomImages(torch.utils.data.Dataset):
+    """Fixed random images in memory: training benchmarks time the model, not decoding or disk."""
+
     def __init__(self, count: int, size: int) -> None:
         self.images = torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
 

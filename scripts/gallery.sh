@@ -11,6 +11,9 @@ mkdir -p "$OUT"
 
 # Reconstructions of held-out faces (encoder, one pass): inputs and outputs side by side
 $S project test:0 test:1 test:2 test:3 test:4 test:5 --outdir "$WORK/proj" --quiet
+# ... and refined: the encoder's stylemaps optimised towards the inputs (the web editor's Refine source)
+$S project test:0 test:1 test:2 test:3 test:4 test:5 --method hybrid --steps 100 --lpips none \
+    --outdir "$WORK/refined" --quiet
 # Local edits: paste the reference's hair / eyes / mouth into the source (the reference's part mask, w+ blending)
 for edit in hair:1 eyes:5 mouth:1; do
     part=${edit%%:*}
@@ -46,7 +49,8 @@ def save(name: str, rows: list[np.ndarray]) -> None:
 
 stems = [f"test{i}" for i in range(6)]
 save("reconstructions.png", [row([work / "proj" / f"{s}_input.png" for s in stems]),
-                             row([work / "proj" / f"{s}.png" for s in stems])])
+                             row([work / "proj" / f"{s}.png" for s in stems]),
+                             row([work / "refined" / f"{s}.png" for s in stems])])
 edits = [row([work / f"edit-{p}" / "test0_recon.png", work / f"edit-{p}" / "reference1_recon.png",
               work / f"edit-{p}" / "test0_mask1.png", work / f"edit-{p}" / "test0_edit.png"])
          for p in ("hair", "eyes", "mouth")]

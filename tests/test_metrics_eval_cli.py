@@ -107,6 +107,7 @@ def test_eval_end_to_end_with_cache_hit(tmp_path: Path) -> None:
     assert m["recon"]["projection"] == "encoder"
     edit = m["local_edit"]
     assert set(edit["per_part"]) == set(PARTS) and edit["edit_mode"] == "w_plus" and edit["pairs_per_part"] == 4
+    assert (edit["projection"], edit["projection_steps"]) == ("encoder", 0)
     assert all(v["pairs"] + v["skipped_empty"] == 4 for v in edit["per_part"].values())
     assert 0 < edit["mse_src"] < 4 and 0 < edit["mse_ref"] < 4
     for metric in m.values():

@@ -138,3 +138,29 @@ def test_masks_from_a_folder(tmp_path: Path) -> None:
     assert names == ["background", "hair", "eyes"] and int(maps[0].max()) == 2
     with pytest.raises(MetricsError, match="no mask file for test image 2"):
         load_mask_folder(tmp_path, 3, 16)
+
+
+def test_pool_projection_hybrid_matches_project(editor: Editor) -> None:
+    """local_edit's pool through `--projection hybrid`: the same stylemaps as `project` (no cache entries), each
+    reconstructing its image better than the encoder's one pass; the encoder path stays the plain encoder."""
+    from stylemapgan.editing.projection import ProjectionOptions, project
+    from stylemapgan.metrics.evaluate import encode_pool
+
+    torch.manual_seed(0)
+    images = torch.rand(3, 3, editor.size, editor.size) * 2 - 1
+    dataset = [{"image": img} for img in images]
+    options = ProjectionOptions(steps=5, perceptual_weight=0.0)
+    cached = editor.cache_info().size
+
+    enc, kept = encode_pool(editor, dataset, [0, 1, 2], batch=2, keep_images=True)
+    hyb, _ = encode_pool(editor, dataset, [0, 1, 2], batch=2, method="hybrid", projection=options)
+    assert kept is not None and kept.dtype == torch.uint8 and kept.shape == (3, 3, editor.size, editor.size)
+    with torch.no_grad():
+        assert torch.allclose(enc, editor.encoder(images), atol=1e-6)
+        expected = torch.cat([project(editor.generator, editor.encoder, images[s : s + 2], "hybrid", options
+                                      ).stylemaps for s in (0, 2)])
+        assert torch.allclose(hyb, expected, atol=1e-5)
+        err_enc = mse_per_image(editor.generator.decode(enc), images)
+        err_hyb = mse_per_image(editor.generator.decode(hyb), images)
+    assert bool((err_hyb < err_enc).all())
+    assert editor.cache_info().size == cached

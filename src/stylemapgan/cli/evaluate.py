@@ -94,10 +94,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stats-cache", default=None, help="folder for cached real statistics")
     p.add_argument("--no-stats-cache", action="store_true", help="neither read nor write cached real statistics")
     p.add_argument("--projection", choices=("encoder", "optimize", "hybrid"), default="encoder",
-                   help="how recon projects images (paper: encoder)")
+                   help="how recon and local_edit turn real images into stylemaps (paper: encoder; "
+                   "hybrid with --lpips none is the web editor's Refine)")
     p.add_argument("--projection-steps", type=int, default=100, help="optimisation steps (optimize, hybrid)")
     p.add_argument("--lpips", choices=("stlpips-vgg", "stlpips-alex", "lpips-vgg", "none"), default="stlpips-vgg",
-                   help="LPIPS network for recon (default: shift-tolerant VGG; lpips-vgg needs torchvision)")
+                   help="LPIPS network for recon, also the projection's loss term (default: shift-tolerant VGG; "
+                   "lpips-vgg needs torchvision)")
     p.add_argument("--edit-mode", choices=("w", "w_plus"), default="w_plus",
                    help="local_edit blend (official CelebA-HQ protocol: w_plus; AFHQ used w)")
     p.add_argument("--parts", default=None,

@@ -34,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from stylemapgan.editing.editor import Editor, edit_mode
-from stylemapgan.editing.projection import ProjectionOptions, projection_method
+from stylemapgan.editing.projection import ProjectionOptions, project, projection_method
 from stylemapgan.metrics.errors import MetricsError
 from stylemapgan.metrics.fid import FeatureStats, fid_from_stats, kernel_inception_distance
 from stylemapgan.metrics.inception import InceptionFeatures, to_uint8
@@ -132,18 +132,33 @@ def generated_batches(editor: Editor, count: int, seed: int, batch: int) -> Iter
         yield images
 
 
-@torch.no_grad()
 def encode_pool(
-    editor: Editor, dataset: Any, indices: Sequence[int], batch: int, keep_images: bool = False
+    editor: Editor,
+    dataset: Any,
+    indices: Sequence[int],
+    batch: int,
+    keep_images: bool = False,
+    method: str = "encoder",
+    projection: ProjectionOptions | None = None,
+    perceptual: torch.nn.Module | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Encoder stylemaps of dataset items (straight through the encoder: no cache entries for a whole pool),
-    and optionally the images as uint8 (4x smaller than floats; the data are 8-bit anyway)."""
+    """Stylemaps of dataset items by `method` (straight through the projection, not the Editor's cache: no cache
+    entries for a whole pool), and optionally the images as uint8 (4x smaller than floats; the data are 8-bit).
+    The encoder alone is one pass; "hybrid" optimises each batch from the encoder's map (the web editor's Refine
+    when `perceptual` is None)."""
+    plan = projection_method(method)
+    mean = editor.mean_stylemap() if plan.needs_mean else None
     stylemaps, kept = [], []
     for start in range(0, len(indices), batch):
-        images = _load_images(dataset, indices[start : start + batch])
-        stylemaps.append(editor.encoder(images.to(editor.device)))
+        images = _load_images(dataset, indices[start : start + batch]).to(editor.device)
+        if plan.optimises:
+            result = project(editor.generator, editor.encoder, images, method, projection, perceptual, mean)
+            stylemaps.append(result.stylemaps.detach())
+        else:
+            with torch.no_grad():
+                stylemaps.append(editor.encoder(images))
         if keep_images:
-            kept.append(to_uint8(images))
+            kept.append(to_uint8(images.cpu()))
     if not stylemaps:
         raise MetricsError("no images to encode")
     return torch.cat(stylemaps), (torch.cat(kept) if keep_images else None)
@@ -329,16 +344,20 @@ def evaluate(
             }
 
     # ---- reconstruction ----------------------------------------------------------------------------------
+    # One projection for every metric that turns real images into stylemaps; its LPIPS is also its loss term.
+    optimises = projection_method(options.projection).optimises
+    proj_options = ProjectionOptions(steps=options.projection_steps)
+    projection_steps = options.projection_steps if optimises else 0
     perceptual = None
-    if "recon" in want:
+    if "recon" in want or ("local_edit" in want and optimises):
         from stylemapgan.losses.perceptual import build_perceptual
 
-        t0 = time.perf_counter()
         perceptual = build_perceptual(options.lpips)
         if perceptual is not None:
             perceptual = perceptual.to(editor.device)
+    if "recon" in want:
+        t0 = time.perf_counter()
         count = min(options.num or RECON_DEFAULT, len(test))
-        proj_options = ProjectionOptions(steps=options.projection_steps)
         mses: list[torch.Tensor] = []
         lpips: list[torch.Tensor] = []
         bar = _bar(count, f"reconstruction ({options.projection})", options.progress)
@@ -357,7 +376,7 @@ def evaluate(
             "lpips": float(torch.cat(lpips).mean()) if lpips else None,
             "lpips_kind": options.lpips, "num": count, "images": f"first {count} of the test split",
             "projection": options.projection,
-            "projection_steps": options.projection_steps if projection_method(options.projection).optimises else 0,
+            "projection_steps": projection_steps,
             "wall_s": round(recon_s, 3),
         }
 
@@ -380,7 +399,8 @@ def evaluate(
             mask_source = "dataset part masks"
         parts = list(options.parts) if options.parts else list(part_names)
         indices = {p: part_indices(p, part_names) for p in parts}
-        stylemaps, images = encode_pool(editor, test, list(range(pool)), options.batch, keep_images=True)
+        stylemaps, images = encode_pool(editor, test, list(range(pool)), options.batch, keep_images=True,
+                                        method=options.projection, projection=proj_options, perceptual=perceptual)
         assert images is not None
         total = len(parts) * min(pairs_per_part, pool // 2)
         bar = _bar(total, f"local editing ({options.edit_mode})", options.progress)
@@ -404,6 +424,7 @@ def evaluate(
             "mse_src": sum(src_vals) / len(src_vals) if src_vals else None,
             "mse_ref": sum(ref_vals) / len(ref_vals) if ref_vals else None,
             "parts_scored": len(scored), "pairs_per_part": pairs_per_part, "pool": f"first {pool} test images",
+            "projection": options.projection, "projection_steps": projection_steps,
             "edit_mode": options.edit_mode, "pooling": spec.default_pooling, "masks": mask_source,
             "pairing": "greedy disjoint pairs by descending part-mask IoU (official pair_masks.py)",
             "per_part": per_part, "wall_s": round(edit_s, 3),

@@ -114,7 +114,8 @@ def test_eval_end_to_end_with_cache_hit(tmp_path: Path) -> None:
         assert metric["wall_s"] >= 0
 
     for text in ("| FID |", "| KID |", "| FID-lerp |", "Reconstruction LPIPS", "MSE_src", "MSE_ref",
-                 file_sha256(ckpt), report["feature_network"]["sha256"], "lanczos", "| disc |"):
+                 file_sha256(ckpt), report["feature_network"]["sha256"], "lanczos", "| disc |",
+                 "stylemaps by encoder)"):
         assert text in markdown
 
     # second run: real statistics come from the cache, faster, same numbers

@@ -86,8 +86,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in metric_rows(report)]
     edit = report.get("metrics", {}).get("local_edit")
     if edit:
+        steps = edit.get("projection_steps") or 0
+        projection = edit.get("projection", "encoder") + (f" {steps} steps" if steps else "")
         out += ["", f"## Local editing per part ({edit['edit_mode']} mode, {edit['pooling']} pooling, "
-                    f"{edit['masks']})", ""]
+                    f"{edit['masks']}, stylemaps by {projection})", ""]
         out += ["| part | MSE_src | MSE_ref | pairs | mean IoU |", "|---|---:|---:|---:|---:|"]
         for part, v in edit["per_part"].items():
             out.append(f"| {part} | {_fmt(v['mse_src'])} | {_fmt(v['mse_ref'])} | {v['pairs']} | "

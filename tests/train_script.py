@@ -1,11 +1,14 @@
 """A training process for the distributed and signal tests: a seeded in-memory dataset, the real TrainingRun.
 
-Usage: python train_script.py RUN_DIR ITERS BATCH [--resume] [--dump FILE]
+Usage: python train_script.py RUN_DIR ITERS BATCH [--resume] [--dump FILE] [--poison-rank R]
 Under torchrun each rank dumps its final networks to FILE.rank<R> (safetensors) so tests can compare them.
+--poison-rank R: rank R's images are NaN, and nothing but D's own step reads D (no in-domain term for E, no R1),
+so only rank R sees a non-finite loss in the first iteration.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import torch
@@ -33,7 +36,12 @@ def main() -> None:
     model = get_preset("tiny").model
     cfg = TrainConfig(batch=batch, iters=iters, perceptual="none", num_workers=0, d_reg_every=2,
                       checkpoint_every=2, sample_every=1000, val_every=1000, log_every=1)
-    run = TrainingRun(model, cfg, SeededImages(64, model.size, 0), run_dir, val_data=SeededImages(8, model.size, 1),
+    data = SeededImages(64, model.size, 0)
+    if "--poison-rank" in sys.argv:
+        cfg = cfg.replace(lambda_indomain_e=0.0, r1_gamma=0.0)
+        if os.environ.get("RANK") == sys.argv[sys.argv.index("--poison-rank") + 1]:
+            data.images.fill_(float("nan"))
+    run = TrainingRun(model, cfg, data, run_dir, val_data=SeededImages(8, model.size, 1),
                       device="cpu", resume=run_dir if "--resume" in sys.argv else None, progress=False)
     result = run.run()
     if dump:

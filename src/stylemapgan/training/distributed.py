@@ -2,7 +2,9 @@
 
 Gradients are averaged explicitly per network before each optimizer step rather than through DDP wrappers:
 G is updated through two different paths (z -> image and stylemap -> image), and explicit averaging syncs
-every parameter that received a gradient on any path, with no unused-parameter bookkeeping.
+the parameters that received a gradient in this step, with no unused-parameter bookkeeping. Every rank runs the
+same graph, so that set is the same on all ranks; a parameter without one keeps `grad` None, as in a single
+process (a zero gradient instead would still be an Adam step: its moments and step count would drift).
 """
 
 from __future__ import annotations
@@ -41,13 +43,12 @@ def init_from_env(device_type: str) -> DistInfo:
 
 
 def average_gradients(module: nn.Module, info: DistInfo) -> None:
-    """All-reduce (mean) every gradient of `module` in one flat buffer."""
+    """All-reduce (mean) every gradient of `module` in one flat buffer (parameters with no gradient skipped)."""
     if not info.enabled:
         return
-    params = [p for p in module.parameters() if p.requires_grad]
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
+    params = [p for p in module.parameters() if p.requires_grad and p.grad is not None]
+    if not params:
+        return
     flat = torch.cat([p.grad.reshape(-1) for p in params])
     dist.all_reduce(flat)
     flat /= info.world_size
@@ -59,6 +60,7 @@ def average_gradients(module: nn.Module, info: DistInfo) -> None:
 
 
 def all_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Mean over ranks. `value` must be on the training device (NCCL reduces CUDA tensors only)."""
     if info.enabled:
         value = value.clone()
         dist.all_reduce(value)

@@ -323,7 +323,8 @@ class TrainingRun:
                         bar.update(1)
                         rate = bar.format_dict.get("rate") or 0.0
                         g_adv = f"{losses['g_adv']:.3f}" if "g_adv" in losses else "frozen"
-                        bar.set_postfix(img_s=f"{rate * cfg.batch:.1f}", g=g_adv, d=f"{losses['d_adv']:.3f}",
+                        d_adv = f"{losses['d_adv']:.3f}" if "d_adv" in losses else "off"
+                        bar.set_postfix(img_s=f"{rate * cfg.batch:.1f}", g=g_adv, d=d_adv,
                                         rec=f"{losses['x_rec']:.4f}", refresh=False)
                     if i % cfg.sample_every == 0:
                         self.write_samples()
@@ -332,7 +333,7 @@ class TrainingRun:
                     if i % cfg.checkpoint_every == 0 or i == cfg.iters:
                         last = self.save() or last
                         barrier(self.dist)
-                    flag = torch.tensor([1.0 if stop.requested else 0.0])
+                    flag = torch.tensor([1.0 if stop.requested else 0.0], device=self.trainer.device)
                     if all_mean(flag, self.dist).item() > 0:
                         stopped = True
                         if i % cfg.checkpoint_every != 0:

@@ -30,7 +30,7 @@ from stylemapgan.config import ModelConfig
 from stylemapgan.networks import Discriminator, Encoder, Generator
 from stylemapgan.networks.widen import widen_into
 from stylemapgan.training.config import TrainConfig
-from stylemapgan.training.distributed import DistInfo, average_gradients
+from stylemapgan.training.distributed import DistInfo, all_mean, average_gradients
 from stylemapgan.training.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from stylemapgan.training.sampler import ResumableBatchSampler
 
@@ -267,7 +267,7 @@ class Trainer:
         losses = self.generator_step()
         if self.trains_discriminator:
             losses.update(self.discriminator_step(real))
-            if self.iteration % self.cfg.d_reg_every == 0:
+            if self.cfg.r1_gamma and self.iteration % self.cfg.d_reg_every == 0:  # weight 0: not computed
                 losses.update(self.r1_step(real))
         losses.update(self.reconstruction_step(real))
         if not self.cfg.freeze_generator:
@@ -276,6 +276,10 @@ class Trainer:
         names = list(losses)
         values = torch.stack([losses[n].float() for n in names]).tolist()
         bad = [f"{n}={v}" for n, v in zip(names, values, strict=True) if not math.isfinite(v)]
+        if self.dist.enabled:  # every rank stops together: one that raised alone would leave the others waiting
+            flag = all_mean(torch.tensor([1.0 if bad else 0.0], device=self.device), self.dist)
+            if flag.item() > 0 and not bad:
+                bad = ["on another rank"]
         if bad:
             raise TrainingDiverged(f"iteration {self.iteration}: non-finite loss ({', '.join(bad)})")
         self.iteration += 1

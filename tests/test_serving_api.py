@@ -342,6 +342,31 @@ def test_malformed_requests_get_4xx(serve: Callable[..., Running]) -> None:
     assert b.post("/api/edit", good).status == 200  # still serving
 
 
+def test_requests_from_other_sites_are_refused_before_they_get_a_session(serve: Callable[..., Running]) -> None:
+    srv = serve(warm_gallery=False)
+    b = srv.browser()
+    sessions = srv.app.state.serving.sessions
+    before = (len(sessions), srv.engine.stats()["completed"])
+    evil = [("POST", "/api/reconstruct", {"Origin": "http://evil.example", "Content-Type": "text/plain"}),
+            ("POST", "/api/refine", {"Origin": "null"}),
+            ("POST", "/api/reconstruct", {"Origin": f"http://localhost:{srv.port + 1}"}),  # another local app
+            ("DELETE", "/api/images/u_0", {"Sec-Fetch-Site": "cross-site"}),
+            ("GET", "/api/images/g_0", {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}),
+            ("GET", "/api/info", {"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "cors"})]
+    for method, path, headers in evil:
+        stranger = Browser(srv.port)  # no cookie, as a cross-site request has (SameSite=Strict)
+        reply = stranger.request(method, path, body=b'{"id": "g_0"}' if method == "POST" else None, headers=headers)
+        assert reply.status == 403 and "another site" in reply.error, (method, path, headers, reply.status)
+        assert stranger.cookie is None and reply.headers["x-frame-options"] == "DENY"
+    assert (len(sessions), srv.engine.stats()["completed"]) == before
+    # the page itself from a link, the page's own requests, and scripts without browser headers all work
+    link = Browser(srv.port).request("GET", "/", headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"})
+    assert link.status == 200
+    own = {"Sec-Fetch-Site": "same-origin", "Origin": f"http://127.0.0.1:{srv.port}"}
+    assert b.request("POST", "/api/reconstruct", json_body={"id": "g_0"}, headers=own).status == 200
+    assert b.post("/api/reconstruct", {"id": "g_0"}).status == 200
+
+
 def test_stale_requests_are_superseded(serve: Callable[..., Running]) -> None:
     srv = serve(warm_gallery=False)  # no warm-up job in the queue: the pending counts below are exact
     b = srv.browser()
@@ -572,3 +597,36 @@ def test_encoding_cache_is_sized_by_memory_and_reencodes(serve: Callable[..., Ru
     again = b.post("/api/edit", body)
     assert again.status == 200 and again.body == first.body
     assert editor.cache_info().size <= 6
+
+
+def test_a_job_cancelled_before_it_runs_frees_its_queue_slot(checkpoint: Path) -> None:
+    """A request that goes away while its job is still queued: the job never runs and its slot comes back
+    (counted inside the job, it leaked, and after max_pending such requests every request got Busy)."""
+    import asyncio
+
+    from stylemapgan.serving.engine import InferenceEngine
+
+    engine = InferenceEngine(Editor.from_checkpoint(checkpoint, "cpu"), max_pending=2)
+    ran: list[str] = []
+
+    async def scenario() -> None:
+        release = threading.Event()
+        blocker = asyncio.ensure_future(engine.run(lambda ed: release.wait(10)))
+        while engine.pending < 1:
+            await asyncio.sleep(0.01)
+        queued = asyncio.ensure_future(engine.run(lambda ed: ran.append("queued")))
+        while engine.pending < 2:
+            await asyncio.sleep(0.01)
+        queued.cancel()
+        release.set()
+        await blocker
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        for _ in range(3):  # the slots are free again: these would be Busy with a leaked count
+            await engine.run(lambda ed: None)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        engine.shutdown()
+    assert ran == [] and engine.pending == 0 and engine.stats()["completed"] == 4

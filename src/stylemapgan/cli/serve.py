@@ -11,7 +11,6 @@ from pathlib import Path
 
 from stylemapgan.cli import CLIError
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 ALL_INTERFACES = ("0.0.0.0", "::", "")
 
 
@@ -71,6 +70,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from stylemapgan.editing import EditingError, Editor, load_directions
     from stylemapgan.models import resolve_checkpoint
     from stylemapgan.serving import ServerLimits, create_app, load_gallery
+    from stylemapgan.serving.app import LOOPBACK_HOSTS
 
     if not 0 <= args.port <= 65535:
         raise CLIError(f"--port: must be in 0..65535, got {args.port}")
@@ -109,7 +109,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
 
     all_interfaces = args.host in ALL_INTERFACES
-    allowed_hosts = ["*"] if all_interfaces else sorted({*LOOPBACK, args.host.lower()})
+    allowed_hosts = ["*"] if all_interfaces else sorted({*LOOPBACK_HOSTS, args.host.lower()})
     app = create_app(editor, gallery=gallery, directions=directions, limits=limits, allowed_hosts=allowed_hosts,
                      model_name=Path(checkpoint).stem, direction_range=args.direction_range)
     sock = _bind(args.host, args.port)

@@ -1,6 +1,7 @@
 """The web editor's HTTP layer: a FastAPI app over one `Editor`, with per-browser sessions.
 
-Routes (JSON errors are `{"error": "one line"}` with a 4xx status; 409 means "superseded by a newer request"):
+Routes (JSON errors are `{"error": "one line"}`, 4xx for the request, 503 when busy, 500 for a bug; 409 means
+"superseded by a newer request"):
 
     GET  /                                   the page (static/index.html); /static/NAME its script and style
     GET  /api/info                           model, gallery, directions, limits, this session's uploads
@@ -16,6 +17,11 @@ Routes (JSON errors are `{"error": "one line"}` with a 4xx status; 409 means "su
                                              towards the image (hybrid projection), with MSE before/after
     POST /api/samples                        JSON -> {"images": [...]}
     GET  /api/stats                          queue and cache counters
+
+Requests that another web page made the browser send (Sec-Fetch-Site cross-site or same-site, or an Origin
+other than this server on a POST or DELETE) are refused with 403 before they get a session: any page the user
+visits could otherwise queue edits on the one worker or use up the sessions. Opening the page from a link is
+allowed. Scripts and curl send neither header and are unaffected.
 
 No model maths here: every image operation is one `Editor` call on the inference thread (see engine.py).
 Requests that carry `seq` (and `client`, one id per page) are "latest wins" per page and request kind: an
@@ -34,6 +40,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import anyio
 import numpy as np
@@ -67,6 +74,7 @@ log = logging.getLogger("stylemapgan.serving")
 SESSION_COOKIE = "stylemapgan_session"
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png"}
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -200,6 +208,19 @@ def stylemap_origin(record: ImageRecord) -> str:
     return str(record.meta.get("stylemap", "exact"))
 
 
+def from_another_site(request: Request) -> bool:
+    """Did another web page make the browser send this? (See the module docstring.)"""
+    fetch_site = request.headers.get("sec-fetch-site", "").lower()
+    if fetch_site in ("cross-site", "same-site"):  # same-site: another port of localhost is another app
+        opens_page = request.url.path == "/" and request.method == "GET" and (
+            request.headers.get("sec-fetch-mode", "").lower() == "navigate")
+        return not opens_page
+    origin = request.headers.get("origin")
+    if origin is not None and request.method not in ("GET", "HEAD", "OPTIONS"):
+        return urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
+    return False
+
+
 def host_allowed(host_header: str, allowed: Sequence[str]) -> bool:
     """Host header (without port) in the allowed list: a DNS-rebinding page cannot talk to a local server."""
     host = host_header.strip().lower()
@@ -274,12 +295,13 @@ def create_app(
     gallery: Gallery | None = None,
     directions: dict[str, Direction] | None = None,
     limits: ServerLimits | None = None,
-    allowed_hosts: Sequence[str] | None = None,
+    allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
     model_name: str = "model",
     direction_range: float = 10.0,
     warm_gallery: bool = True,
 ) -> FastAPI:
-    """The editor app. `allowed_hosts` None accepts any Host header (tests); the CLI passes the bound names."""
+    """The editor app. `allowed_hosts`: the Host names it answers to (a DNS-rebinding page cannot reach a local
+    server); ["*"] answers to any, for a server bound to every interface."""
     limits = limits or ServerLimits()
     gallery = gallery or Gallery()
     editor.cache_size = limits.encoding_capacity(encoding_bytes(editor), len(gallery))  # bounded memory
@@ -307,7 +329,7 @@ def create_app(
 
     app = FastAPI(title="stylemapgan editor", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.serving = state
-    allowed = [h.lower() for h in allowed_hosts] if allowed_hosts is not None else ["*"]
+    allowed = [h.lower() for h in allowed_hosts]
 
     # ---- middleware and error shapes ----
 
@@ -315,6 +337,9 @@ def create_app(
     async def sessions_and_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
         if not host_allowed(request.headers.get("host", ""), allowed):
             return JSONResponse({"error": "host not allowed"}, status_code=400, headers=SECURITY_HEADERS)
+        if from_another_site(request):
+            return JSONResponse({"error": "refused: a request from another site"}, status_code=403,
+                                headers=SECURITY_HEADERS)
         created = False
         if request.url.path.startswith("/static/") or request.url.path == "/api/stats":
             session = None  # stateless: a script or a crawler asking for these does not use up a session

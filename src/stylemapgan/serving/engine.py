@@ -66,23 +66,27 @@ class InferenceEngine:
         queued = time.perf_counter()
 
         def job() -> tuple[T, Timing]:
-            try:
-                started = time.perf_counter()
-                if still_wanted is not None and not still_wanted():
-                    with self._count_lock:
-                        self.superseded += 1
-                    raise Superseded()
-                with self.lock, torch.no_grad():
-                    result = fn(self.editor)
-                done = time.perf_counter()
+            started = time.perf_counter()
+            if still_wanted is not None and not still_wanted():
                 with self._count_lock:
-                    self.completed += 1
-                return result, Timing((started - queued) * 1000, (done - started) * 1000)
-            finally:
-                with self._count_lock:
-                    self._pending -= 1
+                    self.superseded += 1
+                raise Superseded()
+            with self.lock, torch.no_grad():
+                result = fn(self.editor)
+            done = time.perf_counter()
+            with self._count_lock:
+                self.completed += 1
+            return result, Timing((started - queued) * 1000, (done - started) * 1000)
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+        def release(_: object) -> None:
+            with self._count_lock:
+                self._pending -= 1
+
+        # Counted down when the job ends in any way, including being cancelled before it started (the awaiting
+        # request went away): a count kept inside `job` would leak then, until every request got Busy.
+        future = self._executor.submit(job)
+        future.add_done_callback(release)
+        return await asyncio.wrap_future(future)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

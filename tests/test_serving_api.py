@@ -571,6 +571,8 @@ def test_serve_cli_errors(checkpoint: Path, tmp_path: Path, capsys: pytest.Captu
     assert main(["serve", "--ckpt", str(checkpoint), "--directions", str(tmp_path / "none.safetensors")]) == 2
     assert "--directions" in capsys.readouterr().err
     assert main(["serve", "--ckpt", str(tmp_path / "missing.safetensors")]) == 2
+    assert main(["serve", "--ckpt", str(checkpoint), "--modulation-cache-mb", "0"]) == 2
+    assert "--modulation-cache-mb" in capsys.readouterr().err
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
@@ -582,9 +584,10 @@ def test_serve_cli_errors(checkpoint: Path, tmp_path: Path, capsys: pytest.Captu
 
 
 def test_encoding_cache_is_sized_by_memory_and_reencodes(serve: Callable[..., Running]) -> None:
-    srv = serve(ServerLimits(encoding_cache_mb=1e-6, max_references=2))
+    srv = serve(ServerLimits(encoding_cache_mb=1e-6, max_references=2, modulation_cache_mb=1e-6))
     editor = srv.app.state.serving.editor
     assert editor.cache_size == 6  # the floor: two edits' worth of images, whatever the budget
+    assert editor.modulation_cache_bytes == 1  # (1e-6 MB) the editor then keeps only the newest image's
     b = srv.browser()
     ids = [b.upload(image_bytes((24, 24), noise=True, seed=i)).json()["id"] for i in range(8)]
     assert editor.cache_info().size <= 6

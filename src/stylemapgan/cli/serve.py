@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-sessions", type=int, default=64, help="browser sessions kept (LRU; default 64)")
     p.add_argument("--cache-mb", type=float, default=1024.0,
                    help="memory for cached encodings (w+ style tensors included; default 1024)")
+    p.add_argument("--modulation-cache-mb", type=float, default=1024.0,
+                   help="memory for the per-image modulations fast edits reuse (default 1024)")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(handler=cmd_serve)
 
@@ -77,8 +79,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for name in ("gallery_count", "max_sessions"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')}: must be >= 1")
-    if min(args.max_upload_mb, args.max_upload_megapixels, args.cache_mb) <= 0:
-        raise CLIError("--max-upload-mb / --max-upload-megapixels / --cache-mb: must be > 0")
+    if min(args.max_upload_mb, args.max_upload_megapixels, args.cache_mb, args.modulation_cache_mb) <= 0:
+        raise CLIError("--max-upload-mb / --max-upload-megapixels / --cache-mb / --modulation-cache-mb: must be > 0")
     if args.threads is not None:
         if args.threads < 1:
             raise CLIError(f"--threads: must be >= 1, got {args.threads}")
@@ -89,6 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_upload_pixels=int(args.max_upload_megapixels * 1_000_000),
         max_sessions=args.max_sessions,
         encoding_cache_mb=args.cache_mb,
+        modulation_cache_mb=args.modulation_cache_mb,
     )
     checkpoint = resolve_checkpoint(args.ckpt)
     device = resolve_device(args.device)

@@ -305,6 +305,7 @@ def create_app(
     limits = limits or ServerLimits()
     gallery = gallery or Gallery()
     editor.cache_size = limits.encoding_capacity(encoding_bytes(editor), len(gallery))  # bounded memory
+    editor.modulation_cache_bytes = int(limits.modulation_cache_mb * 1024 * 1024)
     engine = InferenceEngine(editor, limits.max_pending_jobs)
     state = ServerState(
         engine=engine,

@@ -10,9 +10,11 @@ from typing import Any
 class ServerLimits:
     """Upload, memory and queue bounds.
 
-    The defaults keep a busy server under a few hundred MB at 256 px: every cached image is a uint8 array at
-    model size (plus, for samples and refined uploads, its stylemap), and the editor's encoding cache holds at
-    most as many entries as the stores below plus the gallery.
+    Memory: the stores keep at most `cached_images` uint8 images at model size (plus, for samples and refined
+    uploads, their stylemaps): a few MB at 64 px, ~100 MB at 256 px. The editor's two caches are bounded
+    apart: encodings by `encoding_cache_mb` (but never fewer than two edits' worth of entries) and the
+    per-image modulations a fast edit reuses by `modulation_cache_mb`. So the defaults bound a server at
+    roughly 2 GB plus the model, whatever its traffic; lower the two cache budgets for a small machine.
     """
 
     max_upload_bytes: int = 10 * 1024 * 1024  # a large phone JPEG; checked while the body streams in
@@ -33,6 +35,7 @@ class ServerLimits:
     concurrent_refines: int = 1  # over all sessions; another one meanwhile gets 503 (edits queue behind a refine)
     max_shift_fraction: float = 1.0  # |shift| <= this * model size
     encoding_cache_mb: float = 1024.0  # the editor's encodings (a w+ entry: ~3.5 MB at cpu-64, ~120 MB at 256 px)
+    modulation_cache_mb: float = 1024.0  # the editor's per-image modulations (fast edits); least recent dropped
 
     @property
     def cached_images(self) -> int:

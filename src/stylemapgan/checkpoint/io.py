@@ -182,7 +182,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     tensors, metadata = _read_safetensors(path, data)
     if metadata.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path}: not a stylemapgan checkpoint (safetensors file without our metadata)")
-    if int(metadata.get("format_version", "0")) > FORMAT_VERSION:
+    try:
+        version = int(metadata.get("format_version", "0"))
+    except ValueError:
+        raise CheckpointError(f"{path}: format_version {metadata['format_version']!r} is not a number") from None
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: written by a newer stylemapgan (format {metadata['format_version']}); upgrade to read it"
         )

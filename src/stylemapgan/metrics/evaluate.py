@@ -12,6 +12,10 @@ Metrics (names as in `--metrics`):
 - recon: first N (default 500) test images, MSE and LPIPS (`reconstruction.py`).
 - local_edit: MSE_src / MSE_ref per part, pairs matched by mask IoU (`local_editing.py`).
 
+recon and local_edit turn real images into stylemaps by `projection` (paper: the encoder; optimize and hybrid
+optimise the stylemaps, with the LPIPS network as the loss's second term). fid_lerp always uses the encoder:
+it measures the encoder's latent space.
+
 `num` caps every metric's count at once (generated images for fid/kid/fid_lerp, reconstructed images, pairs per
 part); the defaults are the paper's. Every image a metric scores is clamped and rounded to 8 bits first.
 """
@@ -344,7 +348,7 @@ def evaluate(
             }
 
     # ---- reconstruction ----------------------------------------------------------------------------------
-    # One projection for every metric that turns real images into stylemaps; its LPIPS is also its loss term.
+    # recon and local_edit share the projection settings; its LPIPS is also the projection's loss term.
     optimises = projection_method(options.projection).optimises
     proj_options = ProjectionOptions(steps=options.projection_steps)
     projection_steps = options.projection_steps if optimises else 0

@@ -9,8 +9,9 @@ Protocol, per part (a part is one of the dataset's part names, or a `+`-union of
    order), and taken greedily when neither image is used yet. So every pool image is in at most one pair and
    P / 2 pairs result, the best-matched first. The lower index is the source, the higher the reference.
 3. Edit: mask = union of the source's and the reference's part masks (image space, model resolution). Source
-   and reference are encoded with the encoder and the reference's region is pasted with the Editor's blend
-   (mode "w_plus" by default, as the official CelebA-HQ protocol; "w" was used for AFHQ) at strength 1,
+   and reference are encoded with the encoder (the paper's protocol; `--projection hybrid` optimises the
+   stylemaps from there first, as the web editor's Refine does) and the reference's region is pasted with the
+   Editor's blend (mode "w_plus" by default, as the official CelebA-HQ protocol; "w" was used for AFHQ) at strength 1,
    pooling the mask per layer as that mode does in the Editor (w_plus: average + threshold 0.5; w: max).
 4. Scores, per pair, against the real (not reconstructed) images, result rounded to 8 bits:
    MSE_src = mean over pixels outside the mask (all channels) of (result - source)^2;

@@ -228,6 +228,11 @@ def test_refine_continues_from_the_current_stylemap(tiny: Editor) -> None:
     # a time limit stops after the first step; the stylemap kept is still the best seen
     quick = tiny.refine(handle, target, ProjectionOptions(steps=50, lr=0.05, perceptual_weight=0.0, time_limit_s=0.0))
     assert quick.steps == 1 and quick.mse_after <= quick.mse_before
+    assert refined.improved
+    # a step that only makes it worse: the start is kept, and says so
+    worse = tiny.refine(handle, target, ProjectionOptions(steps=2, lr=1e4, perceptual_weight=0.0))
+    assert not worse.improved and worse.mse_after == worse.mse_before == pytest.approx(encoder_mse, abs=1e-5)
+    assert torch.equal(tiny.stylemap(worse.handle), tiny.stylemap(handle))
     with pytest.raises(EditingError, match="image"):
         tiny.refine(handle, _images(1, 8, 0), ProjectionOptions(steps=1))
 

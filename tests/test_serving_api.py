@@ -211,7 +211,9 @@ def test_page_info_and_static_files(serve: Callable[..., Running]) -> None:
     assert info["model"]["size"] == 16 and info["parts"] == PARTS[1:]
     assert [g["id"] for g in info["gallery"]["images"]] == ["g_0", "g_1", "g_2", "g_3"]
     assert all(g["parts"] for g in info["gallery"]["images"])
-    assert decode_png(b.get("/api/images/g_0").body).size == (16, 16)
+    gallery_image = b.get("/api/images/g_0")
+    assert decode_png(gallery_image.body).size == (16, 16)
+    assert gallery_image.headers["cache-control"] == "no-cache"  # g_0 is another image after a restart
     other_host = b.request("GET", "/api/info", headers={"Host": "attacker.example"})
     assert other_host.status == 400 and "host" in other_host.error
 
@@ -224,7 +226,8 @@ def test_uploads_and_their_limits(serve: Callable[..., Running]) -> None:
         assert reply.status == 200, reply.body
         desc = reply.json()
         assert desc["id"].startswith("u_") and (desc["width"], desc["height"]) == (40, 24) and "<" not in desc["name"]
-        assert decode_png(b.get(f"/api/images/{desc['id']}").body).size == (16, 16)
+        uploaded = b.get(f"/api/images/{desc['id']}")
+        assert decode_png(uploaded.body).size == (16, 16) and "max-age" in uploaded.headers["cache-control"]
     assert b.upload(image_bytes(), "application/octet-stream").status == 200  # type sniffed from the bytes
     assert len(b.get("/api/info").json()["uploads"]) == 4
 
@@ -517,7 +520,7 @@ def test_refine_makes_a_closer_upload_and_respects_its_limits(serve: Callable[..
     assert refined["id"].startswith("u_") and refined["kind"] == "upload" and refined["from"] == "gallery"
     assert refined["stylemap"] == "refined" and refined["steps"] == 40 and refined["name"].endswith("(refined)")
     assert refined["parts"] is True  # same pixels as the gallery image: its part masks still apply
-    assert refined["mse_after"] < 0.9 * refined["mse_before"]
+    assert refined["mse_after"] < 0.9 * refined["mse_before"] and refined["improved"] is True
     # the reported figures are what /api/reconstruct renders (up to PNG rounding)
     assert _mse_vs(encoder_recon, original) == pytest.approx(refined["mse_before"], abs=1e-3)
     refined_recon = b.post("/api/reconstruct", {"id": refined["id"]}).body

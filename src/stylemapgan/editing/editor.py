@@ -130,6 +130,11 @@ class Refinement:
     mse_after: float
     steps: int  # optimisation steps taken (fewer than asked when the options' time limit ran out)
 
+    @property
+    def improved(self) -> bool:
+        """False when no step beat the start (the start's stylemap is then what `handle` holds)."""
+        return self.mse_after < self.mse_before
+
 
 @dataclass(frozen=True)
 class CacheInfo:
@@ -575,8 +580,8 @@ class Editor:
         stylemap) towards `target`: hybrid projection starting from whatever encoding the item has. The encoder
         is one pass and underfits fine detail; a hundred Adam steps typically halve the reconstruction error.
 
-        The MSEs are of the plain fp32 generator's clamped render (what the optimisation sees), and the result
-        is never worse than the start by that measure: if it were, the start's handle is returned.
+        The MSEs are of the plain fp32 generator's clamped render (the optimisation's loss is unclamped), and the
+        result is never worse than the start by that measure: if it were, the start's stylemap is returned.
         `options.pti_steps` is ignored (tuning the generator would change every other image's edits)."""
         if options.steps < 0:
             raise EditingError(f"steps: must be >= 0, got {options.steps}")

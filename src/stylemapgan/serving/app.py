@@ -14,7 +14,8 @@ Routes (JSON errors are `{"error": "one line"}`, 4xx for the request, 503 when b
     DELETE /api/images/ID                    forget an upload
     POST /api/edit | reconstruct | attributes | interpolate   JSON -> PNG (timings in headers)
     POST /api/refine                         JSON {id, steps} -> a new upload whose stylemap is optimised
-                                             towards the image (hybrid projection), with MSE before/after
+                                             towards the image (hybrid projection), with MSE before/after;
+                                             {"id": null, "improved": false, ...} if no step beat the start
     POST /api/samples                        JSON -> {"images": [...]}
     GET  /api/stats                          queue and cache counters
 
@@ -208,6 +209,12 @@ def stylemap_origin(record: ImageRecord) -> str:
     return str(record.meta.get("stylemap", "exact"))
 
 
+def cache_policy(record: ImageRecord) -> str:
+    """Uploads and results have random ids, never reused: the browser may keep them. Gallery ids (g_0, g_1, ...)
+    mean other images after a restart with another gallery, so those are checked again each time."""
+    return "no-cache" if record.kind == "gallery" else "private, max-age=3600"
+
+
 def from_another_site(request: Request) -> bool:
     """Did another web page make the browser send this? (See the module docstring.)"""
     fetch_site = request.headers.get("sec-fetch-site", "").lower()
@@ -376,7 +383,8 @@ def create_app(
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse({"error": f"internal error ({type(exc).__name__})"}, status_code=500)
+        return JSONResponse({"error": f"internal error ({type(exc).__name__})"}, status_code=500,
+                            headers=SECURITY_HEADERS)  # this response bypasses the middleware
 
     # ---- helpers bound to this app ----
 
@@ -498,7 +506,7 @@ def create_app(
     async def image(request: Request, image_id: ImageId) -> Response:
         record = state.find(session_of(request), image_id)
         png = await in_thread(png_bytes, record.pixels)
-        return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+        return Response(png, media_type="image/png", headers={"Cache-Control": cache_policy(record)})
 
     @app.get("/api/images/{image_id}/download")
     async def download(request: Request, image_id: ImageId) -> Response:
@@ -543,7 +551,7 @@ def create_app(
             png = await in_thread(render)
         except EditingError as exc:
             raise ApiError(400, str(exc)) from None
-        return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+        return Response(png, media_type="image/png", headers={"Cache-Control": cache_policy(record)})
 
     @app.post("/api/images/{image_id}/keep")
     async def keep(request: Request, image_id: ImageId) -> dict[str, Any]:
@@ -629,12 +637,14 @@ def create_app(
             (refined, stylemap), timing = await on_worker(work)
         finally:
             state.refines_running -= 1
+        scores = {"steps": refined.steps, "mse_before": round(refined.mse_before, 6),
+                  "mse_after": round(refined.mse_after, 6)}
+        if not refined.improved:  # nothing to keep: no copy that only claims to be refined
+            return JSONResponse({"id": None, "improved": False, **scores}, headers=timing_headers(timing, started))
         copy = ImageRecord(new_id("u"), f"{record.name} (refined)", "upload", record.pixels, stylemap, record.label_map,
-                           refined.handle, {"from": record.kind, "stylemap": "refined", "steps": refined.steps,
-                                            "mse_before": round(refined.mse_before, 6),
-                                            "mse_after": round(refined.mse_after, 6)})
+                           refined.handle, {"from": record.kind, "stylemap": "refined", **scores})
         state.sessions.uploads.put(session.id, copy.id, copy)
-        return JSONResponse(copy.describe(), headers=timing_headers(timing, started))
+        return JSONResponse({**copy.describe(), "improved": True}, headers=timing_headers(timing, started))
 
     @app.post("/api/attributes")
     async def attributes(request: Request) -> Response:
@@ -719,4 +729,7 @@ async def _warm_gallery(state: ServerState, batch: int = 8) -> None:
         try:
             await state.engine.run(work)
         except Busy:
+            return
+        except Exception:  # a warm-up is an optimisation: the first edit of that image encodes it instead
+            log.exception("gallery warm-up stopped")
             return

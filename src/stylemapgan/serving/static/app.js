@@ -287,6 +287,11 @@ async function uploadFile(file) {
     });
     if (!resp.ok) { showMessage(`${file.name}: ${await errorText(resp)}`); return; }
     const desc = await resp.json();
+    if (!desc.improved) {
+      $("refine-info").textContent =
+        `no improvement after ${desc.steps} steps (MSE ${desc.mse_before.toFixed(4)}); the source is unchanged`;
+      return;
+    }
     addUploadThumb(desc);
     await pick(desc);
   } catch (err) {
@@ -560,6 +565,11 @@ async function refineSource() {
     });
     if (!resp.ok) { showMessage(`refine: ${await errorText(resp)}`); $("refine-info").textContent = ""; return; }
     const desc = await resp.json();
+    if (!desc.improved) {
+      $("refine-info").textContent =
+        `no improvement after ${desc.steps} steps (MSE ${desc.mse_before.toFixed(4)}); the source is unchanged`;
+      return;
+    }
     addUploadThumb(desc);
     const still = state.source === source; // the user may have picked another source meanwhile
     $("refine-info").textContent =

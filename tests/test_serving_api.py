@@ -249,6 +249,23 @@ def test_uploads_and_their_limits(serve: Callable[..., Running]) -> None:
     assert len(b.get("/api/info").json()["uploads"]) == 4  # nothing refused was kept
 
 
+def test_a_trickling_upload_times_out_and_frees_its_slot(serve: Callable[..., Running]) -> None:
+    srv = serve(ServerLimits(concurrent_uploads=1, upload_read_seconds=0.5), warm_gallery=False)
+    b = srv.browser()
+    body = image_bytes()
+    slow = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+    try:  # declares the whole body, sends half, then stalls while holding the only upload slot
+        slow.sendall(f"POST /api/upload?fit=crop&name=a.png HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Cookie: {SESSION_COOKIE}={b.cookie}\r\nContent-Type: image/png\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
+        reply = slow.recv(4096).decode("latin-1")
+    finally:
+        slow.close()
+    assert reply.startswith("HTTP/1.1 408") and "longer than 0.5 s" in reply, reply[:300]
+    assert b.upload(body).status == 200  # the slot is free again
+    assert len(b.get("/api/info").json()["uploads"]) == 1
+
+
 def test_sessions_see_only_their_own_uploads(serve: Callable[..., Running]) -> None:
     srv = serve()
     alice, bob = srv.browser(), srv.browser()

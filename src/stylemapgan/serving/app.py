@@ -492,7 +492,11 @@ def create_app(
         session = session_of(request)
         check_declared_type(request.headers.get("content-type"))
         async with state.upload_slots:  # bounds the memory held by bodies and decoded pixels at once
-            data = await read_limited(request, limits.max_upload_bytes, "upload")
+            try:
+                with anyio.fail_after(limits.upload_read_seconds):
+                    data = await read_limited(request, limits.max_upload_bytes, "upload")
+            except TimeoutError:
+                raise ApiError(408, f"upload: the body took longer than {limits.upload_read_seconds:g} s") from None
             pixels, (width, height) = await in_thread(
                 decode_upload, data, state.size, fit, (0, 0, 0), limits.max_upload_pixels
             )

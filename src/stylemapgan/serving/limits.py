@@ -20,6 +20,7 @@ class ServerLimits:
     max_upload_bytes: int = 10 * 1024 * 1024  # a large phone JPEG; checked while the body streams in
     max_upload_pixels: int = 25_000_000  # checked from the header, before any pixel is decoded
     concurrent_uploads: int = 2  # bodies read and decoded at once (each may hold ~3 bytes per pixel)
+    upload_read_seconds: float = 30.0  # a body still arriving after this gets 408 (a trickle cannot hold a slot)
     max_sessions: int = 64  # least recently used session dropped beyond this, with its images
     max_uploads_per_session: int = 16
     max_uploads_total: int = 128

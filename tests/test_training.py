@@ -179,6 +179,20 @@ def test_resume_with_changes_applies_and_records_them(tmp_path: Path) -> None:
     assert resume(iters=6).history == [record]
     with pytest.raises(ValueError, match=r"ckpt-0000005\.safetensors: cannot change batch, d_reg_every when resuming"):
         resume(d_reg_every=4, batch=8)
+    # other training data is a change to record (the batches differ from an uninterrupted run's); a checkpoint
+    # that does not say what it was trained on is not a change
+    def resume_on(data: dict[str, object], iters: int) -> TrainingRun:
+        return TrainingRun(TINY, TrainConfig(batch=4, perceptual="none", num_workers=0), SeededImages(24, TINY.size, 0),
+                           tmp_path, device="cpu", resume=tmp_path, resume_changes={"iters": iters}, progress=False,
+                           data_description=data)
+
+    first, other = {"path": "a", "train_images": 24}, {"path": "b", "train_images": 24}
+    described = resume_on(first, 6)
+    assert saved.provenance["data"] == {} and described.resume_record is None
+    described.run()
+    assert resume_on(first, 7).resume_record is None
+    assert resume_on(other, 7).resume_record == {"iteration": 6, "resumed_with_changes": {
+        "data": {"was": first, "now": other}}}
 
 
 def test_frozen_generator_fits_only_the_encoder_to_the_ema_generator() -> None:

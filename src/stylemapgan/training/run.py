@@ -165,7 +165,8 @@ class TrainingRun:
                 raise CheckpointError(f"{resume_path}: has no training state (an inference-only checkpoint)")
             model_config = self._resumed_model(resume_path, resume_ckpt.config, model_changes or {})
             train_config = self._resumed_config(resume_path, resume_ckpt.training, train_config, resume_changes,
-                                                model_was=resume_ckpt.config, model_now=model_config)
+                                                model_was=resume_ckpt.config, model_now=model_config,
+                                                data_was=resume_ckpt.provenance.get("data"))
             widen_encoder = model_config != resume_ckpt.config
         else:
             model_config = model_config.replace(**(model_changes or {}))
@@ -217,9 +218,10 @@ class TrainingRun:
 
     def _resumed_config(self, path: Path, training: dict[str, Any], given: TrainConfig,
                         changes: dict[str, Any] | None, *, model_was: ModelConfig,
-                        model_now: ModelConfig) -> TrainConfig:
+                        model_now: ModelConfig, data_was: dict[str, Any] | None = None) -> TrainConfig:
         """The saved config with `changes` applied (default: only `iters` from `given`); the history grows by one
-        record when something other than `iters` changes (model config changes included)."""
+        record when something other than `iters` changes (model config changes included, and other training
+        data: the batches then differ from an uninterrupted run's, which the card should say)."""
         saved = TrainConfig.from_dict(training["train_config"])
         self.history = list(training.get("history", []))
         changes = {"iters": given.iters} if changes is None else changes
@@ -230,6 +232,11 @@ class TrainingRun:
         recorded = {k: {"was": getattr(saved, k), "now": v} for k, v in differ.items() if k != "iters"}
         recorded.update({k: {"was": getattr(model_was, k), "now": getattr(model_now, k)}
                          for k in sorted(RESUME_CHANGEABLE_MODEL) if getattr(model_was, k) != getattr(model_now, k)})
+        if data_was and self.data_description and data_was != self.data_description:
+            recorded["data"] = {"was": data_was, "now": self.data_description}
+            if self.dist.is_main:
+                print(f"warning: {path} was trained on {json.dumps(data_was)}; resuming on "
+                      f"{json.dumps(self.data_description)}", file=sys.stderr)
         # recorded only if training will run; replaces a record left at the same iteration by an attempt that
         # saved nothing since
         if recorded and int(training["iteration"]) < changes.get("iters", saved.iters):

@@ -330,8 +330,7 @@ class TrainingRun:
                         bar.update(1)
                         rate = bar.format_dict.get("rate") or 0.0
                         g_adv = f"{losses['g_adv']:.3f}" if "g_adv" in losses else "frozen"
-                        d_adv = f"{losses['d_adv']:.3f}" if "d_adv" in losses else "off"
-                        bar.set_postfix(img_s=f"{rate * cfg.batch:.1f}", g=g_adv, d=d_adv,
+                        bar.set_postfix(img_s=f"{rate * cfg.batch:.1f}", g=g_adv, d=f"{losses['d_adv']:.3f}",
                                         rec=f"{losses['x_rec']:.4f}", refresh=False)
                     if i % cfg.sample_every == 0:
                         self.write_samples()

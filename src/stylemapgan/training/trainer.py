@@ -6,8 +6,8 @@ detached fakes. (2) D step: logistic loss + in-domain term softplus(D(G(E(x)))).
 updates E and G together. (5) EMA of G and E.
 
 With `freeze_generator` (our extension) the G updates and G's EMA are skipped and every step uses the EMA
-generator, so E is fitted to the generator that ships; E's and D's losses are unchanged. If then nothing reads
-D (no in-domain term for E), D's steps are skipped too: about a third of a CPU iteration, for nothing.
+generator, so E is fitted to the generator that ships; E's and D's losses are unchanged (D keeps training, so
+the recipe that froze G for a while reproduces).
 
 All randomness of an iteration (z, flips) comes from the trainer's own CPU generator, and data order from the
 resumable sampler, so a run stopped at iteration N and resumed equals an uninterrupted one, bit for bit on CPU.
@@ -162,11 +162,6 @@ class Trainer:
         """The generator the steps use: the live one, or its EMA when the generator is frozen."""
         return self.g_ema if self.cfg.freeze_generator else self.generator
 
-    @property
-    def trains_discriminator(self) -> bool:
-        """False only when no loss that updates a network reads D: G frozen and lambda_indomain_e == 0."""
-        return not (self.cfg.freeze_generator and self.cfg.lambda_indomain_e == 0)
-
     def generator_step(self) -> dict[str, torch.Tensor]:
         """G: non-saturating loss. E: MSE between a generated stylemap and E of its (detached) image."""
         g, e, d = self.active_generator, self.encoder, self.discriminator
@@ -265,10 +260,9 @@ class Trainer:
         """One full iteration; returns the losses as floats. Raises TrainingDiverged on NaN/inf."""
         real = self.next_batch()
         losses = self.generator_step()
-        if self.trains_discriminator:
-            losses.update(self.discriminator_step(real))
-            if self.cfg.r1_gamma and self.iteration % self.cfg.d_reg_every == 0:  # weight 0: not computed
-                losses.update(self.r1_step(real))
+        losses.update(self.discriminator_step(real))
+        if self.cfg.r1_gamma and self.iteration % self.cfg.d_reg_every == 0:  # weight 0: not computed
+            losses.update(self.r1_step(real))
         losses.update(self.reconstruction_step(real))
         if not self.cfg.freeze_generator:
             ema_update(self.g_ema, self.generator, self.cfg.ema_decay)

@@ -24,16 +24,15 @@ import torch
 from stylemapgan.config import get_preset
 from stylemapgan.editing import Editor, RectangleMask, rectangle_mask
 from stylemapgan.networks import Encoder, Generator
+from stylemapgan.perf.bench import synchronize
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int, device: torch.device) -> float:
     def timed() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         t0 = time.perf_counter()
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         return time.perf_counter() - t0
 
     for _ in range(warmup):

@@ -31,11 +31,17 @@ from stylemapgan.editing import Editor
 from stylemapgan.metrics import EvalOptions, evaluate
 from stylemapgan.metrics.evaluate import PAIRS_DEFAULT, RECON_DEFAULT
 from stylemapgan.metrics.fid import FeatureStats, fid_from_stats, kernel_inception_distance, psd_sqrt
+from stylemapgan.perf.bench import synchronize
 
 
-def timed(fn) -> float:  # type: ignore[no-untyped-def]
+def timed(fn, device: torch.device | None = None) -> float:  # type: ignore[no-untyped-def]
+    """Seconds for one call; with a device, its queued work is waited for on both sides (CUDA is async)."""
+    if device is not None:
+        synchronize(device)
     t0 = time.perf_counter()
     fn()
+    if device is not None:
+        synchronize(device)
     return time.perf_counter() - t0
 
 
@@ -116,13 +122,13 @@ def main() -> None:
     stylemaps = editor.encoder(images.to(device))
 
     def best(fn) -> float:  # type: ignore[no-untyped-def]
-        return min(timed(fn) for _ in range(3)) / k  # min of 3: the least disturbed by other processes
+        return min(timed(fn, device) for _ in range(3)) / k  # min of 3: the least disturbed by other processes
 
     enc = best(lambda: editor.encoder(images.to(device)))
     gen = best(lambda: editor.generate(list(range(k))))
     dec = best(lambda: editor.decode(stylemaps))
     ext = InceptionFeatures(device=device, batch_size=16)
-    warmup = timed(lambda: ext(images)) + timed(lambda: ext(images))
+    warmup = timed(lambda: ext(images), device) + timed(lambda: ext(images), device)
     inc = best(lambda: ext(images))
     consts = constant_costs()
     rates = {"inception_s_per_img": inc, "inception_warmup_s (2 batches)": warmup, "generate_s_per_img": gen,

@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    from stylemapgan.utils.precision import set_tf32
+
+    set_tf32(False)  # plain fp32 unless a command asks (train --tf32); see utils/precision.py
     try:
         return int(args.handler(args) or 0)
     except (CLIError, CheckpointError, ConfigError, DatasetError, FileNotFoundError) as exc:

@@ -57,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--bf16", dest="amp_bf16", action="store_const", const=True, default=None,
                    help="bf16 autocast for forward passes")
-    p.add_argument("--tf32", action="store_const", const=True, default=None, help="allow TF32 matmuls/convs on CUDA")
+    p.add_argument("--tf32", action="store_const", const=True, default=None,
+                   help="allow TF32 matmuls and convs on CUDA (default: plain fp32; PyTorch's default: TF32 convs)")
     p.add_argument("--freeze-generator", dest="freeze_generator", action="store_const", const=True, default=None,
                    help="with --resume: keep G and its EMA fixed and fit E (and D) to the EMA generator, e.g. after "
                         "widening the encoder")

@@ -76,7 +76,8 @@ class Report:
 # ---- measurement primitives ------------------------------------------------------------------------------
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA), so a clock read after it measures compute, not launches."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -85,12 +86,12 @@ def time_calls(fn: Callable[[], object], repeats: int, device: torch.device, war
     """Seconds per call (synchronised on CUDA), after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()
-    _sync(device)
+    synchronize(device)
     times = []
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     return times
 
@@ -110,11 +111,11 @@ def count_gflop(fn: Callable[[], object]) -> float:
 def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
     """Peak memory of tensors allocated during one call, above what was allocated before it (MB)."""
     if device.type == "cuda":
-        _sync(device)
+        synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
         fn()
-        _sync(device)
+        synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20
     from torch.profiler import ProfilerActivity, profile
 

@@ -39,6 +39,7 @@ from stylemapgan.training.trainer import (
     fit_to_model,
 )
 from stylemapgan.utils.images import make_grid, save_png
+from stylemapgan.utils.precision import set_tf32
 
 CHECKPOINT_GLOB = "ckpt-*.safetensors"
 
@@ -149,7 +150,8 @@ class TrainingRun:
         self.dist = dist_info or init_from_env(device.type)
         if device.type == "cuda" and self.dist.enabled:
             device = torch.device("cuda", self.dist.local_rank)
-            torch.cuda.set_device(device)
+        if device.type == "cuda" and device.index is not None:
+            torch.cuda.set_device(device)  # else helpers that use "the current device" (pin_memory) open cuda:0
         self.run_dir = Path(run_dir)
         self.val_data = val_data
         self.progress = progress and self.dist.is_main
@@ -175,9 +177,7 @@ class TrainingRun:
         if len(train_data) == 0:
             raise DataMismatchError("no training images")
         check_fits(collate_images([train_data[0]]).shape[-1], model_config.size)  # before anything is written
-        if train_config.tf32 and device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+        set_tf32(train_config.tf32)  # both ways: PyTorch's default leaves cuDNN's TF32 on
         from stylemapgan.losses import build_perceptual
 
         perceptual = build_perceptual(train_config.perceptual)

@@ -170,13 +170,15 @@ def test_bf16_editor_option_runs_close_to_fp32() -> None:
     fp32 = _editor("cpu-32")
     bf16 = Editor(fp32.generator, fp32.encoder, dtype="bf16")
     mask = _blob(fp32.size, 12)
-    outs = []
-    for editor in (fp32, bf16):
-        src, ref = _handles(editor, 2)
-        outs.append(editor.local_edit(src, [ref], [mask], mode="w_plus"))
-    assert outs[1].dtype == torch.float32
-    scale = outs[0].abs().max().item()
-    assert (outs[1] - outs[0]).abs().max().item() < 0.05 * scale
+    src, ref = _handles(fp32, 2)
+    same = [bf16.add_stylemap(fp32.stylemap(h)) for h in (src, ref)]  # the same stylemaps: only rendering differs
+    for mode, fast in (("w_plus", True), ("w_plus", False), ("w", False)):  # every path in the runner's precision
+        outs = [fp32.local_edit(src, [ref], [mask], mode=mode, fast=fast),
+                bf16.local_edit(same[0], [same[1]], [mask], mode=mode, fast=fast)]
+        assert all(t.dtype == torch.float32 for t in (*bf16.styles(same[0]), *bf16.modulations(same[0])))
+        assert outs[1].dtype == torch.float32
+        scale = outs[0].abs().max().item()
+        assert 0 < (outs[1] - outs[0]).abs().max().item() < 0.05 * scale, (mode, fast)  # bf16, but close
     with pytest.raises(ValueError, match="dtype"):
         Editor(fp32.generator, fp32.encoder, dtype="fp16")
 

@@ -441,7 +441,8 @@ class Editor:
         for start in range(0, len(strengths), self.batch_size):
             chunk = torch.tensor(strengths[start : start + self.batch_size], device=self.device).view(-1, 1, 1, 1)
             pastes = [Paste(layers, [w * chunk for w in weights]) for layers, weights in plans]
-            image = spec.render(self.generator, base, pastes)
+            with self.runner.context():  # the runner's precision (bf16 autocast when asked), like every other path
+                image = spec.render(self.generator, base, pastes).float()
             frames.append(image.expand(chunk.shape[0], -1, -1, -1))
         return torch.cat(frames)
 

@@ -79,12 +79,12 @@ class TorchRunner:
 
     def resize(self, stylemaps: torch.Tensor) -> list[torch.Tensor]:
         with self.context():
-            return self._resize(stylemaps)
+            return [t.float() for t in self._resize(stylemaps)]
 
     def modulations(self, styles: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         with self.context():
             layers = self.generator.synthesis.modulated_layers()
-            return [m.modulation_params(t) for m, t in zip(layers, styles, strict=True)]
+            return [m.modulation_params(t).float() for m, t in zip(layers, styles, strict=True)]
 
     def synthesize(self, mods: Sequence[torch.Tensor]) -> torch.Tensor:
         """Image from [gamma | beta] of every modulated layer (the fast local edit's last step)."""

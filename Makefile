@@ -43,7 +43,7 @@ PORT ?= 7860
 DEFAULT_DATA ?= data/cartoon-faces-64
 DEFAULT_RUN ?= runs/cartoon-faces
 DEFAULT_PRESET ?= cpu-64-small
-DEFAULT_ITERS ?= 23000
+DEFAULT_ITERS ?= 28250
 MODEL_DIR := src/stylemapgan/assets/models
 DEFAULT_TRAIN = OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m stylemapgan train --data $(DEFAULT_DATA) \
 	--outdir $(DEFAULT_RUN) --preset $(DEFAULT_PRESET) --perceptual stlpips-alex --num-workers 0 \
@@ -51,7 +51,7 @@ DEFAULT_TRAIN = OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m stylemapgan trai
 DEFAULT_RELEASE = $(PY) -m stylemapgan release $(DEFAULT_RUN) $(MODEL_DIR)/cartoon-faces.safetensors \
 	--name cartoon-faces --samples $(MODEL_DIR)/cartoon-faces-samples \
 	--description "StyleMapGAN on procedurally drawn cartoon faces (facesjs, Apache-2.0; 10,000 train + 1,000 test \
-faces at 64 px). Trained with our own code on a 2-core AMD EPYC CPU, no GPU: about 10 hours of training over five \
+faces at 64 px). Trained with our own code on a 2-core AMD EPYC CPU, no GPU: about 13 hours of training over six \
 sessions (the first hour on a shared machine). Recipe: make train-default (the official objective, then the \
 settings listed under Training for a CPU budget). Metrics: stylemapgan eval --metrics \
 fid,kid,fid_lerp,recon,local_edit --num 200 --real-split test (200 generated images, 1,000 real test images, \

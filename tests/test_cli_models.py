@@ -72,7 +72,7 @@ def test_release_writes_an_inference_model_and_a_readable_card(tmp_path: Path) -
     proc = run(*common, "--iters", "3", "--resume", str(run_dir), "--lambda-x-rec", "10")
     assert proc.returncode == 0, proc.stderr
     report = {"metrics": {
-        "fid": {"value": 123.456789, "num_generated": 10, "wall_s": 1.0},
+        "fid": {"value": 123.456789, "num_generated": 10, "real_split": "test", "wall_s": 1.0},
         "recon": {"mse": 0.0123, "lpips": 0.2},
         "local_edit": {"mse_src": 0.05, "mse_ref": 0.07,
                        "per_part": {"hair": {"mse_src": 0.04, "mse_ref": 0.09},
@@ -90,7 +90,7 @@ def test_release_writes_an_inference_model_and_a_readable_card(tmp_path: Path) -
     assert card["training_history"][0]["resumed_with_changes"] == {"lambda_x_rec": {"was": 1.0, "now": 10.0}}
     assert 0 < card["metrics"]["bundled_samples_recon_mse"] < 4
     text = out.with_suffix(".md").read_text()
-    assert "| FID (generated vs test split) | 123.5 |  |" in text
+    assert "| FID (generated vs test split) | 123.5 |  |" in text  # the split the report names
     assert "| reconstruction MSE, images in [-1, 1] | 0.0123 | <= 0.02 |" in text
     assert "| hair | 0.04 | 0.09 | yes |" in text and "| background | 0.2 | 0.1 | NO |" in text
     assert "- from iteration 2: lambda_x_rec 1.0 -> 10.0" in text

@@ -69,18 +69,20 @@ def release_model(
 
 @torch.no_grad()
 def samples_reconstruction_mse(ckpt: Checkpoint, samples: str | os.PathLike[str]) -> float:
-    """Encoder-projection MSE (images in [-1, 1]) over a sample dataset's test split, at the model's size."""
+    """Encoder-projection MSE (images in [-1, 1]) over a sample dataset's test split, at the model's size; the
+    reconstruction clamped and rounded to 8 bits, as `stylemapgan eval`'s recon.mse."""
     from stylemapgan.data import open_dataset
+    from stylemapgan.metrics.reconstruction import score_reconstructions
     from stylemapgan.training.trainer import fit_to_model
 
     data = open_dataset(samples, split="test")
     images = fit_to_model(torch.stack([data[i] for i in range(len(data))]), ckpt.config.size)
     rec = build_network(ckpt, "g_ema").decode(build_network(ckpt, "e_ema")(images))
-    return float(torch.mean((rec - images) ** 2))
+    return float(score_reconstructions(rec, images, None).mse.mean())
 
 
 HEADLINE = [  # (label, metric key, target or None): what a user compares first
-    ("FID (generated vs test split)", "fid.value", None),
+    ("FID (generated vs {split} split)", "fid.value", None),
     ("KID", "kid.mean", None),
     ("FID-lerp (interpolations)", "fid_lerp.value", None),
     ("reconstruction MSE, images in [-1, 1]", "recon.mse", "<= 0.02"),
@@ -106,6 +108,7 @@ def card_markdown(card: dict[str, Any], ckpt: Checkpoint) -> str:
         lines += ["| metric | value | target |", "|---|---|---|"]
         for label, key, target in HEADLINE:
             if key in metrics:
+                label = label.replace("{split}", str(metrics.get(f"{key.split('.')[0]}.real_split", "train")))
                 lines.append(f"| {label} | {_fmt(metrics.pop(key))} | {target or ''} |")
         parts = sorted({k.split(".")[1] for k in metrics if k.startswith("local_edit.") and k.endswith(".mse_src")},
                        key=lambda part: list(metrics).index(f"local_edit.{part}.mse_src"))

@@ -4,7 +4,7 @@ MSE_src compares the edited image with the real source outside the mask. Outside
 source's stylemap, so the error there is the reconstruction's (render of the source's own stylemap vs the
 source) and what pasting the reference changes there (edit vs that render: the generator's convolutions carry
 the reference's cells across the mask boundary); the two do not simply add. Inside the mask the same split
-holds for MSE_ref. Renders are clamped, not rounded to 8 bits as in `stylemapgan eval`. This prints both
+holds for MSE_ref. Means over pairs as in `stylemapgan eval`; renders clamped, not rounded to 8 bits. This prints both
 splits for one part, with the stylemaps from the encoder and from the web editor's Refine (hybrid projection,
 MSE only), on the pairs `stylemapgan eval` scores (first 2N test images, paired by mask IoU).
 
@@ -23,13 +23,20 @@ from stylemapgan.data import PreparedDataset
 from stylemapgan.editing import Editor
 from stylemapgan.editing.projection import ProjectionOptions
 from stylemapgan.metrics.evaluate import encode_pool
-from stylemapgan.metrics.local_editing import batched_local_edit, iou_matrix, match_pairs, part_indices, part_masks
+from stylemapgan.metrics.local_editing import (
+    batched_local_edit,
+    iou_matrix,
+    masked_mse,
+    match_pairs,
+    part_indices,
+    part_masks,
+)
 from stylemapgan.models import resolve_checkpoint
 
 
-def masked_mse(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> float:
-    """Mean of (a - b)^2 over the pixels (all channels) where weight [N, 1, H, W] is 1."""
-    return float(((a - b).square() * weight).sum() / (weight.sum() * a.shape[1]))
+def mean(values: torch.Tensor) -> float:
+    """Mean over pairs (a pair whose side is empty is left out), as `stylemapgan eval` averages."""
+    return float(values.nanmean())
 
 
 def main() -> None:
@@ -50,10 +57,9 @@ def main() -> None:
                        part_indices(args.part, masked.part_names))
     pairs = [(i, j) for i, j, _ in match_pairs(iou_matrix(masks), args.pairs) if bool((masks[i] | masks[j]).any())]
     src, ref = torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
-    union = (masks[src] | masks[ref]).float()
-    inside, outside = union[:, None], 1 - union[:, None]
+    union = masks[src] | masks[ref]
     test = PreparedDataset(args.data, split="test")
-    print(f"part {args.part}: {len(pairs)} pairs; the mask covers {union.mean().item():.0%} of the pixels")
+    print(f"part {args.part}: {len(pairs)} pairs; the mask covers {union.float().mean().item():.0%} of the pixels")
     refine = ProjectionOptions(steps=args.steps, perceptual_weight=0.0)
     for method in ("encoder", "hybrid"):
         stylemaps, images = encode_pool(editor, test, list(range(pool)), 8, keep_images=True, method=method,
@@ -61,17 +67,18 @@ def main() -> None:
         assert images is not None
         real = images.float() / 127.5 - 1
         with torch.no_grad():
-            edited = batched_local_edit(editor, stylemaps[src], stylemaps[ref], union).clamp(-1, 1)
+            edited = batched_local_edit(editor, stylemaps[src], stylemaps[ref], union.float()).clamp(-1, 1)
             own = editor.generator.decode(stylemaps).clamp(-1, 1)
         source, reference = real[src], real[ref]
+        scored = masked_mse(edited, source, reference, union)  # MSE_src, MSE_ref
+        recon = masked_mse(own[src], source, reference, union)[0], masked_mse(own[ref], source, reference, union)[1]
+        change = masked_mse(edited, own[src], own[ref], union)  # what the edit moved, each side
         label = "encoder" if method == "encoder" else f"refined ({args.steps} steps)"
         print(f"{label}:\n"
-              f"  outside: MSE_src {masked_mse(edited, source, outside):.4f}; its sources: reconstruction "
-              f"{masked_mse(own[src], source, outside):.4f}, edit vs that reconstruction "
-              f"{masked_mse(edited, own[src], outside):.4f}\n"
-              f"  inside:  MSE_ref {masked_mse(edited, reference, inside):.4f}; its sources: reconstruction "
-              f"{masked_mse(own[ref], reference, inside):.4f}, edit vs that reconstruction "
-              f"{masked_mse(edited, own[ref], inside):.4f}")
+              f"  outside: MSE_src {mean(scored[0]):.4f}; its sources: reconstruction {mean(recon[0]):.4f}, "
+              f"edit vs that reconstruction {mean(change[0]):.4f}\n"
+              f"  inside:  MSE_ref {mean(scored[1]):.4f}; its sources: reconstruction {mean(recon[1]):.4f}, "
+              f"edit vs that reconstruction {mean(change[1]):.4f}")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,10 @@ def test_eval_rejects_bad_options_in_one_line(tmp_path: Path) -> None:
                     tmp_path / "cache")
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "unknown bogus" in proc.stderr
+    proc = run_eval(["--data", str(tmp_path), "--projection", "hybrid", "--projection-steps", "-1", "--out",
+                     str(tmp_path / "r.json")], tmp_path / "cache")
+    assert proc.returncode == 2 and "projection-steps: must be >= 0" in proc.stderr
+    assert not (tmp_path / "r.json").exists()
 
 
 @pytest.mark.slow

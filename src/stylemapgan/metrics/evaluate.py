@@ -87,6 +87,8 @@ class EvalOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise MetricsError(f"{name.replace('_', '-')}: must be >= 1, got {value}")
+        if self.projection_steps < 0:
+            raise MetricsError(f"projection-steps: must be >= 0, got {self.projection_steps}")
         if self.batch < 1 or self.feature_batch < 1:
             raise MetricsError("batch sizes must be >= 1")
         if self.real_split not in ("train", "test"):

@@ -15,7 +15,3 @@ def set_tf32(enabled: bool) -> None:
     """Allow (or forbid) TF32 in both CUDA matmuls and cuDNN convolutions."""
     torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
     torch.backends.cudnn.allow_tf32 = bool(enabled)
-
-
-def tf32_enabled() -> bool:
-    return bool(torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32)

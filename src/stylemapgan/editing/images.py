@@ -184,14 +184,20 @@ def save_image(path: str | os.PathLike[str], image: torch.Tensor) -> None:
     atomic_write_bytes(path, png_bytes(to_uint8(t)[0]))
 
 
-def save_stylemap(path: str | os.PathLike[str], stylemap: torch.Tensor, meta: dict[str, Any]) -> None:
-    """Stylemap [C, s, s] (or [1, C, s, s]) -> .npz with arrays `stylemap` (float32) and `meta` (JSON text)."""
+def stylemap_npz_bytes(stylemap: torch.Tensor, meta: dict[str, Any]) -> bytes:
+    """Stylemap [C, s, s] (or [1, C, s, s]) -> .npz bytes with arrays `stylemap` (float32) and `meta` (JSON
+    text): the one stylemap file format, written by the CLI and downloaded from the web editor."""
     sm = stylemap.detach().float().cpu()
     if sm.ndim == 4:
         sm = sm[0]
     buf = io.BytesIO()
     np.savez(buf, stylemap=sm.numpy(), meta=np.array(json.dumps(meta, sort_keys=True)))
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def save_stylemap(path: str | os.PathLike[str], stylemap: torch.Tensor, meta: dict[str, Any]) -> None:
+    """`stylemap_npz_bytes` written atomically to `path` (read back by `load_stylemap`)."""
+    atomic_write_bytes(path, stylemap_npz_bytes(stylemap, meta))
 
 
 def load_stylemap(path: str | os.PathLike[str], shape: tuple[int, int, int]) -> torch.Tensor:

@@ -62,6 +62,7 @@ from stylemapgan.editing import (
     Refinement,
     mask_from_parts,
 )
+from stylemapgan.editing.images import stylemap_npz_bytes
 from stylemapgan.serving.engine import InferenceEngine, Timing, encoding_bytes, ensure_handle, to_pixels
 from stylemapgan.serving.errors import ApiError, Busy, Superseded
 from stylemapgan.serving.gallery import Gallery
@@ -282,15 +283,6 @@ def _raise_validation(exc: ValidationError) -> Any:
     if any(e.get("type") == "json_invalid" for e in exc.errors()):
         raise ApiError(400, "request body: malformed JSON") from None
     raise ApiError(422, _validation_message(exc)) from None
-
-
-def npz_bytes(stylemap: torch.Tensor, meta: dict[str, Any]) -> bytes:
-    """The same layout as `stylemapgan.editing.save_stylemap` (arrays `stylemap` [C, s, s] and `meta`), so
-    the CLI's `load_stylemap` reads a downloaded file."""
-    buf = io.BytesIO()
-    arr = stylemap.detach().float().cpu()[0].numpy()
-    np.savez(buf, stylemap=arr, meta=np.array(json.dumps(meta, sort_keys=True)))
-    return buf.getvalue()
 
 
 # ---- the app --------------------------------------------------------------------------------------------------
@@ -532,7 +524,7 @@ def create_app(
                 "stylemap": stylemap_origin(record),
                 "note": "exact: the sample's own stylemap; encoder: E(image) of the shown image; "
                         "refined: E(image) optimised towards the image"}
-        return Response(await in_thread(npz_bytes, sm, meta), media_type="application/octet-stream",
+        return Response(await in_thread(stylemap_npz_bytes, sm, meta), media_type="application/octet-stream",
                         headers={"Content-Disposition": f'attachment; filename="stylemapgan-{record.id}.npz"',
                                  "Cache-Control": "no-store"})
 

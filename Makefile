@@ -5,7 +5,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install test lint demo bench clean train-default release-default samples-default
+.PHONY: install system-deps test lint demo bench clean train-default release-default samples-default
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,12 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install: $(VENV)/.installed
 
-test: install
+# The system packages some tests need (Chromium for the web page, cairo, node/npm, Fashion-MNIST): installed when
+# run as root, else named with the command that installs them (see .ci/system-deps.sh).
+system-deps:
+	bash .ci/system-deps.sh
+
+test: install system-deps
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest -q tests
 

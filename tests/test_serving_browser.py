@@ -232,4 +232,22 @@ def test_paint_edit_and_download_in_chromium(server_url: str, browser_page: Any,
                                                   "buffer": b"not an image"}])
     page.wait_for_selector("#message:not([hidden])", timeout=30_000)
     assert "unsupported file type" in (page.text_content("#message-text") or "")
+
+    # a real JPEG photo-sized upload: it appears among the uploads at once, becomes the source, and is edited
+    rng = np.random.default_rng(3)
+    photo = Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)).resize((480, 360))
+    jpeg = io.BytesIO()
+    photo.save(jpeg, format="JPEG", quality=90)
+    uploads_before = page.locator("#uploads .thumb").count()
+    updates_before = int(page.eval_on_selector("#result-canvas", "c => Number(c.dataset.updates)"))
+    page.click("#slot-source")
+    page.set_input_files("#upload-input", files=[{"name": "photo.jpg", "mimeType": "image/jpeg",
+                                                  "buffer": jpeg.getvalue()}])
+    page.wait_for_function(f"() => document.querySelectorAll('#uploads .thumb').length > {uploads_before}",
+                           timeout=30_000)
+    page.wait_for_function(
+        f"() => Number(document.getElementById('result-canvas').dataset.updates) > {updates_before}", timeout=30_000
+    )
+    wait_idle(page)
+    assert "upload failed" not in (page.text_content("#message-text") or "")
     assert not errors, errors

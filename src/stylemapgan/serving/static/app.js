@@ -287,11 +287,6 @@ async function uploadFile(file) {
     });
     if (!resp.ok) { showMessage(`${file.name}: ${await errorText(resp)}`); return; }
     const desc = await resp.json();
-    if (!desc.improved) {
-      $("refine-info").textContent =
-        `no improvement after ${desc.steps} steps (MSE ${desc.mse_before.toFixed(4)}); the source is unchanged`;
-      return;
-    }
     addUploadThumb(desc);
     await pick(desc);
   } catch (err) {

@@ -423,3 +423,78 @@ def test_tf32_is_set_both_ways(tmp_path: Path) -> None:
         assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def test_init_from_fine_tunes_a_released_or_full_checkpoint(tmp_path: Path) -> None:
+    """--init-from: a new run (iteration 0, fresh optimizers) whose G/E (and D, when the file has one) start from
+    a trained checkpoint; a released file (EMA networks only) starts live and EMA copies alike."""
+    from stylemapgan.checkpoint import Checkpoint, save_checkpoint
+
+    source = run_in_memory(tmp_path / "src", 3, resume=False)
+    full = latest_checkpoint(tmp_path / "src")
+    nets = source.trainer.networks_state()
+    released = tmp_path / "released.safetensors"
+    save_checkpoint(released, Checkpoint(TINY, {"g_ema": nets["g_ema"], "e_ema": nets["e_ema"]}, None, {}))
+    cfg = TrainConfig(batch=4, iters=2, perceptual="none", num_workers=0, checkpoint_every=2)
+
+    def start(init: Path, out: str, **kw: object) -> TrainingRun:
+        return TrainingRun(get_preset("cpu-32").model, cfg, SeededImages(8, TINY.size, 0), tmp_path / out,
+                           device="cpu", init_from=init, progress=False, **kw)
+
+    fresh_d = Trainer(TINY, cfg, SeededImages(8, TINY.size, 0)).discriminator.state_dict()
+    for init, out, kw, d_from in ((released, "a", {}, "fresh"), (full, "b", {}, "checkpoint"),
+                                  (tmp_path / "src", "c", {"fresh_discriminator": True}, "fresh")):
+        run = start(init, out, **kw)
+        t = run.trainer
+        assert t.model_config == TINY and t.iteration == 0  # the checkpoint's config, not the preset given
+        for module, name in ((t.generator, "generator"), (t.g_ema, "g_ema"), (t.encoder, "encoder"),
+                             (t.e_ema, "e_ema")):
+            want = nets[name if init != released else name.split("_")[0][0] + "_ema"]
+            assert all(torch.equal(v, want[k]) for k, v in module.state_dict().items()), (out, name)
+        expect_d = fresh_d if d_from == "fresh" else nets["discriminator"]
+        assert all(torch.equal(v, expect_d[k]) for k, v in t.discriminator.state_dict().items())
+        assert not t.g_optim.state  # fresh optimizers
+        assert run.history[0]["initialised_from"]["discriminator"] == d_from
+        result = run.run()
+        assert result.iteration == 2 and result.last_checkpoint is not None
+        saved = load_checkpoint(result.last_checkpoint)
+        assert saved.training["history"][0]["initialised_from"]["path"] == str(latest_checkpoint(init))
+    with pytest.raises(ValueError, match="give one"):
+        start(released, "d", resume=tmp_path / "a")
+    with pytest.raises(ValueError, match="cannot change when fine-tuning"):
+        start(released, "e", model_changes={"encoder_channel_base": 4096})
+    with pytest.raises(ValueError, match="fine-tune it on your data with --init-from"):
+        TrainingRun(TINY, cfg, SeededImages(8, TINY.size, 0), tmp_path / "f", device="cpu", resume=released)
+
+
+def test_cli_init_from_a_bundled_model_name_and_its_refusals(tmp_path: Path) -> None:
+    from face_fixtures import write_face_dataset
+    from stylemapgan.models import DEFAULT_MODEL, bundled_models
+
+    data = write_face_dataset(tmp_path / "faces", size=64, count=4, train_count=1)
+    base = [sys.executable, "-m", "stylemapgan", "train", "--data", str(data), "--iters", "1", "--batch", "2",
+            "--num-workers", "0", "--perceptual", "none", "--no-progress"]
+
+    def train(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *extra], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    bad = train("--outdir", str(tmp_path / "x"), "--preset", "tiny", "--init-from", "nope")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "stylemapgan train: error: --preset: the model config comes from the checkpoint with --resume/--init-from"]
+    bad = train("--outdir", str(tmp_path / "x"), "--init-from", str(tmp_path / "missing.safetensors"))
+    assert bad.returncode == 2 and bad.stderr.startswith("stylemapgan train: error: --init-from: ")
+    bad = train("--outdir", str(tmp_path / "x"), "--preset", "tiny")  # 1 training image, batch 2
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        f"stylemapgan train: error: {data}: the dataset has 1 training images, fewer than one batch of 2 (--batch)"]
+    assert not (tmp_path / "x").exists()
+    data = write_face_dataset(tmp_path / "faces2", size=64, count=4, train_count=2)
+    base[base.index("--data") + 1] = str(data)
+    if DEFAULT_MODEL not in bundled_models():
+        return
+    out = tmp_path / "tuned"
+    ok = train("--outdir", str(out), "--init-from", DEFAULT_MODEL)
+    assert ok.returncode == 0, ok.stderr
+    saved = load_checkpoint(latest_checkpoint(out))
+    assert saved.config.size == 64 and saved.training["iteration"] == 1
+    assert saved.training["history"][0]["initialised_from"]["discriminator"] == "fresh"

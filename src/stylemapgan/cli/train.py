@@ -41,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--data", required=True, help="prepared dataset (prepare / datasets build) or official LMDB",
     )
     p.add_argument("--outdir", required=True, help="run directory: checkpoints, logs, samples")
-    p.add_argument("--preset", default="paper-256", choices=sorted(PRESETS), help="model preset (default paper-256)")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="model preset of a new run (default paper-256; --resume and --init-from take the model "
+                        "config from the checkpoint)")
     p.add_argument("--iters", type=int, default=None,
                    help="total iterations (default: 1.4M as the paper; on --resume, the run's saved total)")
     p.add_argument("--batch", type=int, default=None, help="GLOBAL batch across all processes (default: preset's)")
@@ -50,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "Loss weights, lr, EMA, bf16/tf32, intervals, --freeze-generator and a larger "
                         "--encoder-channel-base given with it replace the saved ones and are recorded in the "
                         "checkpoints' history; batch, seed, perceptual, flips, lazy-R1 interval cannot change")
+    p.add_argument("--init-from", default=None, metavar="NAME_OR_FILE",
+                   help="fine-tune: start a new run from a trained model (a bundled model's name, our checkpoint "
+                        "or run directory, or an official .pt) on --data; its config is used, optimizers and "
+                        "iteration start afresh, and D comes from the checkpoint when it has one")
+    p.add_argument("--fresh-discriminator", action="store_true",
+                   help="with --init-from: a newly initialised discriminator even if the checkpoint has one")
     p.add_argument("--perceptual", choices=PERCEPTUAL_KINDS, default=None, help="default stlpips-vgg")
     p.add_argument("--no-hflip", dest="hflip", action="store_const", const=False, default=None,
                    help="disable horizontal-flip augmentation")
@@ -98,7 +106,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     from stylemapgan.training.run import TrainingRun
     from stylemapgan.training.trainer import DataMismatchError, TrainingDiverged
 
-    preset = get_preset(args.preset)
+    if args.preset is not None and (args.resume or args.init_from):
+        raise CLIError("--preset: the model config comes from the checkpoint with --resume/--init-from")
+    if args.fresh_discriminator and not args.init_from:
+        raise CLIError("--fresh-discriminator: only with --init-from")
+    preset = get_preset(args.preset or "paper-256")
+    init_from = None
+    if args.init_from:
+        from stylemapgan.checkpoint.io import CheckpointError
+        from stylemapgan.models import resolve_checkpoint
+
+        try:
+            init_from = resolve_checkpoint(args.init_from)
+        except CheckpointError as exc:
+            raise CLIError(f"--init-from: {exc}") from None
     try:
         train_config = train_config_from_args(args, preset.batch)
     except ValueError as exc:
@@ -112,6 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = TrainingRun(
             preset.model, train_config, train_data, args.outdir, val_data=val_data, device=args.device,
             resume=args.resume, resume_changes=given_train_options(args) if args.resume else None,
+            init_from=init_from, fresh_discriminator=args.fresh_discriminator,
             model_changes=given_model_options(args),
             progress=args.progress, data_description={"path": str(args.data), "train_images": len(train_data)},
         )

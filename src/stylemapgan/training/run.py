@@ -24,9 +24,11 @@ from stylemapgan.checkpoint.io import (
     Checkpoint,
     CheckpointError,
     default_provenance,
+    file_sha256,
     load_checkpoint,
     save_checkpoint,
 )
+from stylemapgan.checkpoint.models import check_state_dicts
 from stylemapgan.config import ModelConfig
 from stylemapgan.training.config import RESUME_CHANGEABLE, RESUME_CHANGEABLE_MODEL, TrainConfig
 from stylemapgan.training.distributed import DistInfo, all_mean, barrier, init_from_env, shutdown
@@ -145,7 +147,12 @@ class TrainingRun:
         dist_info: DistInfo | None = None,
         data_description: dict[str, Any] | None = None,
         progress: bool = True,
+        init_from: str | Path | None = None,
+        fresh_discriminator: bool = False,
     ) -> None:
+        """resume: continue a run exactly. init_from: fine-tune, i.e. a new run (iteration 0, fresh optimizers)
+        whose networks and model config come from a trained checkpoint (ours, released, or official);
+        fresh_discriminator: a newly initialised D even when the checkpoint has one."""
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dist = dist_info or init_from_env(device.type)
         if device.type == "cuda" and self.dist.enabled:
@@ -156,7 +163,9 @@ class TrainingRun:
         self.val_data = val_data
         self.progress = progress and self.dist.is_main
         self.data_description = data_description or {}
-        resume_ckpt = None
+        if resume is not None and init_from is not None:
+            raise ValueError("--resume and --init-from: give one (resume continues a run, init-from starts a new one)")
+        resume_ckpt = init_ckpt = None
         widen_encoder = False
         self.history: list[dict[str, Any]] = []  # settings changed on resume, saved in every checkpoint
         self.resume_record: dict[str, Any] | None = None  # this resume's entry in the history, if any
@@ -164,18 +173,39 @@ class TrainingRun:
             resume_path = latest_checkpoint(resume)
             resume_ckpt = load_checkpoint(resume_path)
             if resume_ckpt.training is None:
-                raise CheckpointError(f"{resume_path}: has no training state (an inference-only checkpoint)")
+                raise CheckpointError(f"{resume_path}: has no training state (a released, inference-only model); "
+                                      "fine-tune it on your data with --init-from instead")
             model_config = self._resumed_model(resume_path, resume_ckpt.config, model_changes or {})
             train_config = self._resumed_config(resume_path, resume_ckpt.training, train_config, resume_changes,
                                                 model_was=resume_ckpt.config, model_now=model_config,
                                                 data_was=resume_ckpt.provenance.get("data"))
             widen_encoder = model_config != resume_ckpt.config
+        elif init_from is not None:
+            init_path = latest_checkpoint(init_from)
+            init_ckpt = load_checkpoint(init_path)
+            if model_changes and init_ckpt.config.replace(**model_changes) != init_ckpt.config:
+                raise ValueError(f"{init_path}: the model config comes from the checkpoint; "
+                                 f"{', '.join(model_changes)} cannot change when fine-tuning")
+            model_config = init_ckpt.config
+            check_state_dicts(model_config, init_ckpt.networks, str(init_path))
+            if not {"generator", "g_ema"} & set(init_ckpt.networks):
+                raise CheckpointError(f"{init_path}: has no generator to fine-tune")
+            if fresh_discriminator or "discriminator" not in init_ckpt.networks:
+                init_ckpt.networks.pop("discriminator", None)
+            self.history = [{"iteration": 0, "initialised_from": {
+                "path": str(init_path), "sha256": file_sha256(init_path),
+                "iterations": init_ckpt.provenance.get("iterations"),
+                "discriminator": "checkpoint" if "discriminator" in init_ckpt.networks else "fresh"}}]
         else:
             model_config = model_config.replace(**(model_changes or {}))
-            if train_config.freeze_generator:
-                raise ValueError("freeze_generator: needs a trained generator (--resume); a new run's is random")
+        if resume is None and init_ckpt is None and train_config.freeze_generator:
+            raise ValueError("freeze_generator: needs a trained generator (--resume or --init-from); "
+                             "a new run's is random")
         if len(train_data) == 0:
             raise DataMismatchError("no training images")
+        if len(train_data) < train_config.batch:
+            raise DataMismatchError(f"the dataset has {len(train_data)} training images, fewer than one batch of "
+                                    f"{train_config.batch} (--batch)")
         check_fits(collate_images([train_data[0]]).shape[-1], model_config.size)  # before anything is written
         set_tf32(train_config.tf32)  # both ways: PyTorch's default leaves cuDNN's TF32 on
         from stylemapgan.losses import build_perceptual
@@ -187,10 +217,14 @@ class TrainingRun:
         if resume_ckpt is not None:
             self.trainer.load_state(resume_ckpt.networks, resume_ckpt.training, widen_encoder=widen_encoder)
             self.trainer.set_lr(train_config.lr)  # the optimizer states carry the saved lr
+        if init_ckpt is not None:
+            self.trainer.load_weights(init_ckpt.networks)
         self.cfg = train_config
         self.logger = RunLogger(self.run_dir, self.dist.is_main)
         if self.resume_record is not None:
             self.logger.event(**self.resume_record)
+        if init_ckpt is not None:
+            self.logger.event(**self.history[0])
         fixed = torch.Generator().manual_seed(train_config.seed + 12345)
         self.fixed_z = torch.randn(16, model_config.latent_channels, generator=fixed).to(device)
         self.fixed_real = self._fixed_validation_images(8)
@@ -304,7 +338,8 @@ class TrainingRun:
     # ----- the loop ------------------------------------------------------------------------------------
     def run(self) -> RunResult:
         t, cfg = self.trainer, self.cfg
-        last: Path | None = None
+        existing = sorted((self.run_dir / "checkpoints").glob(CHECKPOINT_GLOB))
+        last: Path | None = existing[-1] if existing else None  # what a run with nothing left to do reports
         stopped = False
         start_iter, start_time = t.iteration, time.time()
         if start_iter >= cfg.iters and self.dist.is_main:  # e.g. a recipe step the run has already passed

@@ -310,6 +310,21 @@ class Trainer:
             for group in optim.param_groups:
                 group["lr"] = lr * scale
 
+    def load_weights(self, networks: dict[str, dict[str, torch.Tensor]]) -> list[str]:
+        """Start from trained weights (fine-tuning): fresh optimizers, iteration 0, this run's RNG. A released
+        model carries only the EMA networks: they start both the live and the EMA copies. D is loaded when the
+        checkpoint has one, else it keeps its fresh initialisation. Returns the networks taken from `networks`."""
+        pairs = ((self.generator, ("generator", "g_ema")), (self.g_ema, ("g_ema", "generator")),
+                 (self.encoder, ("encoder", "e_ema")), (self.e_ema, ("e_ema", "encoder")),
+                 (self.discriminator, ("discriminator",)))
+        taken = []
+        for module, names in pairs:
+            name = next((n for n in names if n in networks), None)
+            if name is not None:
+                module.load_state_dict(networks[name])
+                taken.append(name)
+        return sorted(set(taken))
+
     def load_state(self, networks: dict[str, dict[str, torch.Tensor]], training: dict[str, Any], *,
                    widen_encoder: bool = False) -> None:
         """Restore a saved state. `widen_encoder`: this trainer's E is wider than the saved one (a resume that

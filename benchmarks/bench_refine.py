@@ -1,5 +1,5 @@
 """The web editor's Refine source on a model: reconstruction MSE before / after and seconds per image, with
-the page's settings (`stylemapgan.serving.app.refine_options`), one image at a time as the server runs it.
+the page's settings (`stylemapgan.serving.routes.edits.refine_options`), one image at a time as the server runs it.
 
 Reproduces the README's Refine figures:
 python benchmarks/bench_refine.py --data data/cartoon-faces-64   (bundled model, 16 test faces, ~1 min on 2 cores)
@@ -16,7 +16,7 @@ import torch
 from stylemapgan.data import PreparedDataset
 from stylemapgan.editing import Editor
 from stylemapgan.models import resolve_checkpoint
-from stylemapgan.serving.app import DEFAULT_REFINE_STEPS, refine_options
+from stylemapgan.serving.routes.edits import DEFAULT_REFINE_STEPS, refine_options
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_serve)
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, backlog: int) -> socket.socket:
     """A listening socket on host:port (port 0: the kernel picks one)."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
@@ -50,7 +50,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(2048)  # connections made as soon as the URL is printed wait here until uvicorn serves
+        sock.listen(backlog)  # connections made as soon as the URL is printed wait here until uvicorn serves
     except OSError as exc:
         raise CLIError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})") from None
     sock.set_inheritable(True)
@@ -71,8 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from stylemapgan.cli import resolve_device
     from stylemapgan.editing import EditingError, Editor, load_directions
     from stylemapgan.models import resolve_checkpoint
-    from stylemapgan.serving import ServerLimits, create_app, load_gallery
-    from stylemapgan.serving.app import LOOPBACK_HOSTS
+    from stylemapgan.serving import LOOPBACK_HOSTS, ServerLimits, create_app, load_gallery
 
     if not 0 <= args.port <= 65535:
         raise CLIError(f"--port: must be in 0..65535, got {args.port}")
@@ -96,7 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     checkpoint = resolve_checkpoint(args.ckpt)
     device = resolve_device(args.device)
     try:
-        editor = Editor.from_checkpoint(checkpoint, device=device)  # the app sizes its cache (memory budget)
+        editor = Editor.from_checkpoint(checkpoint, device=device)  # create_app sizes its caches to `limits`
         gallery = load_gallery(args.gallery, editor.size, Path(checkpoint), args.gallery_count)
         directions = {}
         if args.directions is None:  # a bundled model brings its attribute directions
@@ -115,7 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     allowed_hosts = ["*"] if all_interfaces else sorted({*LOOPBACK_HOSTS, args.host.lower()})
     app = create_app(editor, gallery=gallery, directions=directions, limits=limits, allowed_hosts=allowed_hosts,
                      model_name=Path(checkpoint).stem, direction_range=args.direction_range)
-    sock = _bind(args.host, args.port)
+    sock = _bind(args.host, args.port, limits.listen_backlog)
     port = sock.getsockname()[1]
     print(f"stylemapgan serve: model {checkpoint} ({editor.size} px, {editor.device}); gallery: {len(gallery)} "
           f"image(s) from {gallery.source}; directions: {len(directions)}", flush=True)
@@ -123,7 +122,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("stylemapgan serve: warning: listening on every interface; anyone who can reach this machine can use "
               "the editor", file=sys.stderr, flush=True)
     print(f"stylemapgan serve: open {_url(args.host, port)}  (Ctrl+C to stop)", flush=True)
-    config = uvicorn.Config(app, log_level=args.log_level, access_log=False, limit_concurrency=256,
+    config = uvicorn.Config(app, log_level=args.log_level, access_log=False, limit_concurrency=limits.max_connections,
                             timeout_graceful_shutdown=3)
     uvicorn.Server(config).run(sockets=[sock])
     return 0

@@ -6,8 +6,9 @@
 The page (static/index.html, app.js, style.css; plain JavaScript and canvas, no build step) is package data.
 """
 
-from stylemapgan.serving.app import SESSION_COOKIE, create_app
+from stylemapgan.serving.app import create_app
 from stylemapgan.serving.gallery import Gallery, load_gallery
 from stylemapgan.serving.limits import ServerLimits
+from stylemapgan.serving.middleware import LOOPBACK_HOSTS, SESSION_COOKIE
 
-__all__ = ["SESSION_COOKIE", "Gallery", "ServerLimits", "create_app", "load_gallery"]
+__all__ = ["LOOPBACK_HOSTS", "SESSION_COOKIE", "Gallery", "ServerLimits", "create_app", "load_gallery"]

@@ -22,6 +22,7 @@ import torch
 from stylemapgan.editing import Editor
 from stylemapgan.editing.errors import EditingError
 from stylemapgan.serving.errors import Busy, Superseded
+from stylemapgan.serving.limits import ServerLimits
 from stylemapgan.serving.store import ImageRecord
 from stylemapgan.utils.images import from_uint8
 
@@ -107,6 +108,14 @@ def encoding_bytes(editor: Editor) -> int:
         tensors = [editor.stylemap(handle), *editor.styles(handle)]
     editor.clear_cache()
     return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def bound_editor_caches(editor: Editor, limits: ServerLimits, gallery_images: int) -> None:
+    """Size the editor's two caches to the server's memory budget, whatever editor the app was given: the
+    encoding cache's entry count needs one entry measured through this model, so it cannot be chosen before
+    the editor exists (see `ServerLimits.encoding_capacity`)."""
+    editor.cache_size = limits.encoding_capacity(encoding_bytes(editor), gallery_images)
+    editor.modulation_cache_bytes = limits.modulation_cache_bytes
 
 
 def ensure_handle(editor: Editor, record: ImageRecord) -> str:

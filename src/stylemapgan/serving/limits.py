@@ -8,7 +8,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """Upload, memory and queue bounds.
+    """Upload, memory, queue and connection bounds (every number the server enforces or sizes itself by).
 
     Memory: the stores keep at most `cached_images` uint8 images at model size (plus, for samples and refined
     uploads, their stylemaps): a few MB at 64 px, ~100 MB at 256 px. The editor's two caches are bounded
@@ -18,9 +18,11 @@ class ServerLimits:
     """
 
     max_upload_bytes: int = 10 * 1024 * 1024  # a large phone JPEG; checked while the body streams in
+    max_json_bytes: int = 64 * 1024  # a JSON request body; an edit's may add max_references painted masks on top
     max_upload_pixels: int = 25_000_000  # checked from the header, before any pixel is decoded
     concurrent_uploads: int = 2  # bodies read and decoded at once (each may hold ~3 bytes per pixel)
     upload_read_seconds: float = 30.0  # a body still arriving after this gets 408 (a trickle cannot hold a slot)
+    image_threads: int = 4  # PNG encodes and mask/upload decodes running at once off the event loop
     max_sessions: int = 64  # least recently used session dropped beyond this, with its images
     max_uploads_per_session: int = 16
     max_uploads_total: int = 128
@@ -37,11 +39,19 @@ class ServerLimits:
     max_shift_fraction: float = 1.0  # |shift| <= this * model size
     encoding_cache_mb: float = 1024.0  # the editor's encodings (a w+ entry: ~3.5 MB at cpu-64, ~120 MB at 256 px)
     modulation_cache_mb: float = 1024.0  # the editor's per-image modulations (fast edits); least recent dropped
+    warmup_batch: int = 8  # gallery images encoded per worker job at start-up (users' jobs run in between)
+    max_connections: int = 256  # open HTTP connections (uvicorn's limit_concurrency); beyond this: 503
+    listen_backlog: int = 2048  # connections waiting to be accepted (made as soon as the URL is printed)
 
     @property
     def cached_images(self) -> int:
         """Upper bound on images the server keeps (and so on encodings it needs cached)."""
         return self.max_uploads_total + self.max_results_total
+
+    @property
+    def modulation_cache_bytes(self) -> int:
+        """The editor's `modulation_cache_bytes` for `modulation_cache_mb`."""
+        return int(self.modulation_cache_mb * 1024 * 1024)
 
     def encoding_capacity(self, entry_bytes: int, gallery: int) -> int:
         """Entries the editor may cache: what the memory budget allows (worst case: every entry holding its w+

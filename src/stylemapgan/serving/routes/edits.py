@@ -1,0 +1,191 @@
+"""Every route that runs the model: local edit, reconstruction, refine, attribute sliders, interpolation and
+samples. Each opens a `Job` (the shared prologue, with its own limit checks), finds its images, runs one job on
+the inference worker and answers with the timings in headers."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from stylemapgan.editing import Editor, ProjectionOptions, Refinement
+from stylemapgan.serving.bodies import AttributesIn, EditIn, ImageIn, InterpolateIn, RefineIn, SamplesIn
+from stylemapgan.serving.engine import ensure_handle, to_pixels
+from stylemapgan.serving.errors import ApiError
+from stylemapgan.serving.jobs import Job
+from stylemapgan.serving.state import ServerState
+from stylemapgan.serving.store import ImageRecord, new_id
+from stylemapgan.serving.uploads import decode_mask
+from stylemapgan.utils.images import from_uint8
+
+router = APIRouter(prefix="/api")
+
+DEFAULT_REFINE_STEPS = 100
+
+
+def refine_options(steps: int = DEFAULT_REFINE_STEPS, time_limit_s: float | None = None) -> ProjectionOptions:
+    """The page's Refine: MSE only (~20 ms a step for the bundled model on 2 cores, where LPIPS would cost more
+    than the generator), Adam at the projection default lr; the time limit bounds how long it holds the one
+    worker every other request waits for. `benchmarks/bench_refine.py` measures it."""
+    return ProjectionOptions(steps=steps, perceptual_weight=0.0, time_limit_s=time_limit_s)
+
+
+# ---- limit checks (run before a request claims its place as the page's latest) ----
+
+
+def check_edit(body: EditIn, state: ServerState) -> None:
+    limits = state.limits
+    if len(body.references) > limits.max_references:
+        raise ApiError(422, f"references: at most {limits.max_references}")
+    bound = round(limits.max_shift_fraction * state.size)
+    for i, ref in enumerate(body.references):
+        if any(abs(v) > bound for v in ref.shift):
+            raise ApiError(422, f"references.{i}.shift: each component must lie in [-{bound}, {bound}]")
+
+
+def check_attributes(body: AttributesIn, state: ServerState) -> None:
+    if not state.directions:
+        raise ApiError(404, "this server has no attribute directions (start it with --directions FILE)")
+    unknown = sorted(set(body.strengths) - set(state.directions))
+    if unknown:
+        raise ApiError(422, f"strengths: unknown direction(s) {', '.join(unknown[:5])}")
+
+
+def check_interpolate(body: InterpolateIn, state: ServerState) -> None:
+    if body.frames > state.limits.max_interpolation_frames:
+        raise ApiError(422, f"frames: at most {state.limits.max_interpolation_frames}")
+
+
+def check_samples(body: SamplesIn, state: ServerState) -> None:
+    if body.count > state.limits.max_samples:
+        raise ApiError(422, f"count: at most {state.limits.max_samples}")
+
+
+def check_refine(body: RefineIn, state: ServerState) -> None:
+    if body.steps is not None and body.steps > state.limits.max_refine_steps:
+        raise ApiError(422, f"steps: at most {state.limits.max_refine_steps}")
+
+
+# ---- routes ----
+
+
+@router.post("/edit")
+async def edit(request: Request) -> Response:
+    """Paste the references' styles into the source under their painted masks (shifted), w or w+ mode."""
+    job = await Job.open(request, EditIn, kind="edit", check=check_edit)
+    body, size = job.body, job.state.size
+    source = job.find(body.source)
+    refs = [job.find(r.id) for r in body.references]
+
+    def decode_all() -> list[torch.Tensor]:
+        return [torch.from_numpy(decode_mask(r.mask, size, f"references.{i}.mask"))
+                for i, r in enumerate(body.references)]
+
+    masks = await job.state.in_thread(decode_all)
+
+    def work(ed: Editor) -> np.ndarray:
+        out = ed.local_edit(
+            ensure_handle(ed, source), [ensure_handle(ed, r) for r in refs], masks,
+            shifts=[tuple(r.shift) for r in body.references], mode=body.mode, alphas=body.alpha,
+            pool=body.pool, feather_px=body.feather,
+        )
+        return to_pixels(out)[0]
+
+    pixels, timing = await job.run(work)
+    return await job.result_reply(pixels, "edit", timing)
+
+
+@router.post("/reconstruct")
+async def reconstruct(request: Request) -> Response:
+    """G(E(image)): what the model makes of the image."""
+    job = await Job.open(request, ImageIn, kind="reconstruct")
+    record = job.find(job.body.id)
+    pixels, timing = await job.run(lambda ed: to_pixels(ed.reconstruct(ensure_handle(ed, record)))[0])
+    return await job.result_reply(pixels, "reconstruction", timing)
+
+
+@router.post("/refine")
+async def refine(request: Request) -> JSONResponse:
+    """A new upload whose stylemap is optimised towards the image (hybrid projection), with MSE before and
+    after; `{"id": null, "improved": false, ...}` when no step beat the start."""
+    job = await Job.open(request, RefineIn, check=check_refine)
+    state, limits = job.state, job.state.limits
+    steps = min(DEFAULT_REFINE_STEPS, limits.max_refine_steps) if job.body.steps is None else job.body.steps
+    record = job.find(job.body.id)
+    options = refine_options(steps, limits.max_refine_seconds)
+
+    def work(ed: Editor) -> tuple[Refinement, torch.Tensor]:
+        refined = ed.refine(ensure_handle(ed, record), from_uint8(record.pixels), options)
+        return refined, ed.stylemap(refined.handle).detach().cpu().clone()
+
+    # a refine holds the one worker for up to max_refine_seconds: a bounded number at once, so a burst of
+    # them cannot stall every page's edits for minutes
+    if state.refines_running >= max(1, limits.concurrent_refines):
+        raise ApiError(503, "refine: another refine is running; try again when it has finished")
+    state.refines_running += 1
+    try:
+        (refined, stylemap), timing = await job.run(work)
+    finally:
+        state.refines_running -= 1
+    scores = {"steps": refined.steps, "mse_before": round(refined.mse_before, 6),
+              "mse_after": round(refined.mse_after, 6)}
+    if not refined.improved:  # nothing to keep: no copy that only claims to be refined
+        return JSONResponse({"id": None, "improved": False, **scores}, headers=job.headers(timing))
+    copy = ImageRecord(new_id("u"), f"{record.name} (refined)", "upload", record.pixels, stylemap, record.label_map,
+                       refined.handle, {"from": record.kind, "stylemap": "refined", **scores})
+    state.sessions.uploads.put(job.session.id, copy.id, copy)
+    return JSONResponse({**copy.describe(), "improved": True}, headers=job.headers(timing))
+
+
+@router.post("/attributes")
+async def attributes(request: Request) -> Response:
+    """Move the image along the named attribute directions (their weighted sum, one model call)."""
+    job = await Job.open(request, AttributesIn, kind="attributes", check=check_attributes)
+    record = job.find(job.body.id)
+    directions = job.state.directions
+    vectors = [(directions[name].vector, value) for name, value in job.body.strengths.items() if value]
+
+    def work(ed: Editor) -> np.ndarray:
+        combined = torch.zeros(ed.config.stylemap_shape)
+        for vector, value in vectors:  # the directions' weighted sum: one call applies them all
+            combined = combined + value * vector.float().cpu()
+        return to_pixels(ed.apply_direction(ensure_handle(ed, record), combined, 1.0))[0]
+
+    pixels, timing = await job.run(work)
+    return await job.result_reply(pixels, "attributes", timing)
+
+
+@router.post("/interpolate")
+async def interpolate(request: Request) -> Response:
+    """Frames from a to b in stylemap space, as one strip (frames side by side); the count in X-Frames."""
+    job = await Job.open(request, InterpolateIn, kind="interpolate", check=check_interpolate)
+    a, b, frames = job.find(job.body.a), job.find(job.body.b), job.body.frames
+
+    def work(ed: Editor) -> np.ndarray:
+        strip = to_pixels(ed.interpolate(ensure_handle(ed, a), ensure_handle(ed, b), frames))
+        return np.concatenate(list(strip), axis=1)  # one strip, frames side by side
+
+    strip, timing = await job.run(work)
+    return await job.png_reply(strip, timing, {"X-Frames": str(frames)})
+
+
+@router.post("/samples")
+async def samples(request: Request) -> JSONResponse:
+    """`count` random images from consecutive seeds, kept as results with their exact stylemaps."""
+    job = await Job.open(request, SamplesIn, kind="samples", check=check_samples)
+    body = job.body
+    seeds = list(range(body.seed, body.seed + body.count))
+
+    def work(ed: Editor) -> tuple[np.ndarray, torch.Tensor]:
+        images, stylemaps = ed.generate(seeds, body.trunc)
+        return to_pixels(images), stylemaps.detach().cpu()
+
+    (pixels, stylemaps), timing = await job.run(work)
+    out = []
+    for seed, px, sm in zip(seeds, pixels, stylemaps, strict=True):
+        record = ImageRecord(new_id("r"), f"seed {seed}", "sample", px, stylemap=sm[None].clone(),
+                             meta={"seed": seed, "trunc": body.trunc})
+        job.state.sessions.results.put(job.session.id, record.id, record)
+        out.append(record.describe())
+    return JSONResponse({"images": out}, headers=job.headers(timing))

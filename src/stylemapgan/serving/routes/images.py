@@ -1,0 +1,140 @@
+"""The session's images: upload one, fetch or download one (PNG, stylemap), a gallery image's part mask, keep a
+result as an upload, forget an upload. Every id is looked up only among the gallery and this session's images."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import anyio
+import numpy as np
+import torch
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from stylemapgan.editing import EditingError, Editor, PartMask, mask_from_parts
+from stylemapgan.editing.images import stylemap_npz_bytes
+from stylemapgan.serving.bodies import ImageId, read_limited
+from stylemapgan.serving.engine import ensure_handle
+from stylemapgan.serving.errors import ApiError
+from stylemapgan.serving.state import CurrentSession, State
+from stylemapgan.serving.store import ImageRecord, new_id
+from stylemapgan.serving.uploads import check_declared_type, decode_upload, safe_name
+from stylemapgan.utils.images import png_bytes
+
+router = APIRouter(prefix="/api")
+
+STYLEMAP_NOTE = ("exact: the sample's own stylemap; encoder: E(image) of the shown image; "
+                 "refined: E(image) optimised towards the image")
+
+
+def stylemap_origin(record: ImageRecord) -> str:
+    """Where a record's stylemap comes from: exact (a sample's own), refined (optimised), encoder (E(image))."""
+    if record.stylemap is None:
+        return "encoder"
+    return str(record.meta.get("stylemap", "exact"))
+
+
+def cache_policy(record: ImageRecord) -> str:
+    """Uploads and results have random ids, never reused: the browser may keep them. Gallery ids (g_0, g_1, ...)
+    mean other images after a restart with another gallery, so those are checked again each time."""
+    return "no-cache" if record.kind == "gallery" else "private, max-age=3600"
+
+
+def attachment(record: ImageRecord, suffix: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="stylemapgan-{record.id}.{suffix}"',
+            "Cache-Control": "no-store"}
+
+
+@router.post("/upload")
+async def upload(
+    request: Request, state: State, session: CurrentSession,
+    fit: Literal["crop", "pad"] = "crop", name: Annotated[str, Query(max_length=255)] = "",
+) -> dict[str, Any]:
+    """A raw image body, fitted to the model's size and encoded at once (later edits only decode)."""
+    limits = state.limits
+    check_declared_type(request.headers.get("content-type"))
+    async with state.upload_slots:  # bounds the memory held by bodies and decoded pixels at once
+        try:
+            with anyio.fail_after(limits.upload_read_seconds):
+                data = await read_limited(request, limits.max_upload_bytes, "upload")
+        except TimeoutError:
+            raise ApiError(408, f"upload: the body took longer than {limits.upload_read_seconds:g} s") from None
+        pixels, (width, height) = await state.in_thread(
+            decode_upload, data, state.size, fit, (0, 0, 0), limits.max_upload_pixels
+        )
+    record = ImageRecord(new_id("u"), safe_name(name), "upload", pixels,
+                         meta={"width": width, "height": height, "fit": fit})
+    await state.run_model(lambda ed: ensure_handle(ed, record))
+    state.sessions.uploads.put(session.id, record.id, record)
+    return record.describe()
+
+
+@router.get("/images/{image_id}")
+async def image(state: State, session: CurrentSession, image_id: ImageId) -> Response:
+    record = state.find(session, image_id)
+    png = await state.in_thread(png_bytes, record.pixels)
+    return Response(png, media_type="image/png", headers={"Cache-Control": cache_policy(record)})
+
+
+@router.get("/images/{image_id}/download")
+async def download(state: State, session: CurrentSession, image_id: ImageId) -> Response:
+    record = state.find(session, image_id)
+    png = await state.in_thread(png_bytes, record.pixels)
+    return Response(png, media_type="image/png", headers=attachment(record, "png"))
+
+
+@router.get("/images/{image_id}/stylemap.npz")
+async def stylemap(state: State, session: CurrentSession, image_id: ImageId) -> Response:
+    """The image's stylemap as .npz (exact for samples, else the encoder's or the refined one)."""
+    record = state.find(session, image_id)
+
+    def work(ed: Editor) -> torch.Tensor:
+        return ed.stylemap(ensure_handle(ed, record)).detach().cpu().clone()
+
+    sm, _ = await state.run_model(work)
+    meta = {"model_id": state.editor.model_id, "image_id": record.id, "kind": record.kind,
+            "stylemap": stylemap_origin(record), "note": STYLEMAP_NOTE}
+    npz = await state.in_thread(stylemap_npz_bytes, sm, meta)
+    return Response(npz, media_type="application/octet-stream", headers=attachment(record, "npz"))
+
+
+@router.get("/images/{image_id}/parts")
+async def parts(
+    state: State, session: CurrentSession, image_id: ImageId,
+    names: Annotated[str, Query(min_length=1, max_length=256)],
+) -> Response:
+    """A part mask (names such as hair or hair+eyes) of a gallery image from a dataset with part masks."""
+    record = state.find(session, image_id)
+    label_map = record.label_map
+    if label_map is None:
+        raise ApiError(404, f"image {image_id}: has no part masks (only gallery images of a dataset with masks)")
+    wanted = tuple(n.strip() for n in names.replace(",", "+").replace(" ", "+").split("+") if n.strip())
+    if not wanted:
+        raise ApiError(400, "names: give part names such as hair or hair+eyes")
+
+    def render() -> bytes:
+        mask = mask_from_parts([label_map], state.gallery.part_names, PartMask(wanted), state.size)
+        return png_bytes((mask[0, 0].numpy() * 255).astype(np.uint8))
+
+    try:
+        png = await state.in_thread(render)
+    except EditingError as exc:
+        raise ApiError(400, str(exc)) from None
+    return Response(png, media_type="image/png", headers={"Cache-Control": cache_policy(record)})
+
+
+@router.post("/images/{image_id}/keep")
+async def keep(state: State, session: CurrentSession, image_id: ImageId) -> dict[str, Any]:
+    """Copy an image (a result, typically) into the session's uploads, to edit it further."""
+    record = state.find(session, image_id)
+    copy = ImageRecord(new_id("u"), record.name, "upload", record.pixels, record.stylemap, record.label_map,
+                       record.handle, {"from": record.kind, "stylemap": stylemap_origin(record)})
+    state.sessions.uploads.put(session.id, copy.id, copy)
+    return copy.describe()
+
+
+@router.delete("/images/{image_id}")
+async def forget(state: State, session: CurrentSession, image_id: ImageId) -> Response:
+    if not image_id.startswith("u_") or not state.sessions.uploads.remove(session.id, image_id):
+        raise ApiError(404, f"image {image_id}: not one of this session's uploads")
+    return Response(status_code=204)

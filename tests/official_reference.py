@@ -164,8 +164,13 @@ def resizer_ref(state: State, stylemap: Tensor) -> list[Tensor]:
 
 
 def decoder_ref(state: State, stylemap: Tensor, normalize_mode: str = "LayerNorm") -> Tensor:
-    styles = resizer_ref(state, stylemap)
-    batch = stylemap.shape[0]
+    return synthesis_ref(state, resizer_ref(state, stylemap), normalize_mode)
+
+
+def synthesis_ref(state: State, styles: list[Tensor], normalize_mode: str = "LayerNorm") -> Tensor:
+    """The decoder after its resizer: the constant (repeated to the styles' batch), conv1 with style tensor 0,
+    every residual block with tensors 2i+1 and 2i+2, to_rgb with the last (the official edits blend here)."""
+    batch = styles[0].shape[0]
     const = state["decoder.input.input"]
     out = const.repeat(batch, 1, 1, 1)
     out = modulated_conv_ref(state, "decoder.conv1", out, styles[0], False, normalize_mode)

@@ -65,11 +65,16 @@ def _add_image_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_blend_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", choices=("w", "w_plus"), default="w",
-                   help="w: blend stylemaps (mask max-pooled to s x s); w_plus: blend every style tensor "
-                        "(mask average-pooled per layer, threshold 0.5, as the official demo)")
-    p.add_argument("--pool", choices=("max", "avg-threshold", "avg"), default=None,
-                   help="override the mask pooling (default: max for w, avg-threshold for w_plus)")
+    from stylemapgan.editing import EDIT_MODES
+    from stylemapgan.editing.masks import POOLING_ORIGINS, POOLINGS
+
+    defaults = ", ".join(f"{mode.default_pooling} for {name}" for name, mode in EDIT_MODES.items())
+    p.add_argument("--mode", choices=tuple(EDIT_MODES), default="w",
+                   help="w: blend stylemaps (mask pooled to s x s); w_plus: blend every style tensor "
+                        "(mask pooled per layer)")
+    p.add_argument("--pool", choices=tuple(POOLINGS), default=None,
+                   help="mask pooling: " + "; ".join(f"{k}: {POOLING_ORIGINS[k]}" for k in POOLINGS)
+                        + f" (default: {defaults})")
     strength = p.add_mutually_exclusive_group()
     strength.add_argument("--alpha", type=float, default=None, help="blend strength in [0, 1] (default 1)")
     strength.add_argument("--frames", type=int, default=None, help="N frames with strength 0 .. 1 (demo: 16)")
@@ -355,6 +360,7 @@ def _run_local_edits(
     args: argparse.Namespace, editor, resolver, sources, references, mask_texts: list[str],
     shifts: list[tuple[int, int]], record_name: str, extra: dict[str, Any],
 ) -> int:
+    from stylemapgan.editing.editor import edit_mode
     from stylemapgan.editing.images import save_image, unique_stems
 
     out = _outdir(args)
@@ -385,7 +391,7 @@ def _run_local_edits(
     _write_record(out / record_name, args, editor,
                   {"sources": [s.describe() for s in sources], "references": [r.describe() for r in references]},
                   outputs, strengths=strengths, shifts=[list(s) for s in shifts],
-                  pooling=args.pool or {"w": "max", "w_plus": "avg-threshold"}[args.mode],
+                  pooling=args.pool or edit_mode(args.mode).default_pooling,
                   cache={"hits": info.hits, "misses": info.misses, "encoded_images": info.encoder_images},
                   **extra)
     return 0

@@ -91,7 +91,7 @@ class EditMode:
     """How a local edit runs: which layers are blended, at which resolutions, rendered how."""
 
     name: str
-    default_pooling: str
+    default_pooling: str  # a masks.POOLINGS key: w max (official generate.py), w_plus avg-threshold (official demo)
     resolutions: Callable[[ModelConfig], list[int]]
     layers: Callable[[Editor, ImageLike], list[torch.Tensor]]
     render: Renderer

@@ -3,12 +3,19 @@ per-resolution operations (pooling, shifting, feathering) that turn one image-sp
 for a stylemap or for each style tensor.
 
 A mask is a float tensor [1, 1, size, size] in [0, 1] at the model's resolution; 1 marks the region of the
-reference that is pasted. Pooling choices (picked by name at the API boundary):
+reference that is pasted. Poolings (picked by name at the API boundary), each from where it comes:
 
-- "max": a cell is fully pasted if any pixel of it is in the mask (spec's "w" mode default: a small mask
-  still reaches the coarse stylemap);
-- "avg-threshold": average over the cell, then >= 0.5 (the official demo, per style tensor; "w_plus" default);
-- "avg": average over the cell, kept soft.
+- "max": a cell is fully pasted if any pixel of it is in the mask. The official `generate.py` local editing
+  (both its "w" and its "w_plus" mix max-pool the mask); our "w" default, so a small mask still reaches the
+  coarse stylemap.
+- "avg-threshold": the mask's coverage of the cell (its average), pasted only where strictly above 0.5, so a
+  cell exactly half covered keeps the source. The official interactive demo (`demo.py`), per style tensor;
+  our "w_plus" default.
+- "avg": the coverage kept as a soft weight. Ours; the official code has no such pooling.
+
+A shift (dx, dy) in pixels moves the pasted region; at a layer of resolution r it moves by
+`int(shift / (size // r))` cells, truncated toward zero as in the official demo (a 7-pixel shift moves a 2-pixel
+cell by 3, not 4), and what would wrap around the border is dropped.
 """
 
 from __future__ import annotations
@@ -171,23 +178,34 @@ def as_mask(mask: torch.Tensor, size: int, field: str = "mask") -> torch.Tensor:
 
 
 def pool_max(mask: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Any pixel of a cell in the mask pastes the cell (official `generate.py`, "w" and "w_plus")."""
     k = mask.shape[-1] // resolution
     return F.max_pool2d(mask, k) if k > 1 else mask
 
 
 def pool_avg(mask: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Coverage of each cell, kept soft (ours)."""
     k = mask.shape[-1] // resolution
     return F.avg_pool2d(mask, k) if k > 1 else mask
 
 
 def pool_avg_threshold(mask: torch.Tensor, resolution: int) -> torch.Tensor:
-    return (pool_avg(mask, resolution) >= 0.5).to(mask.dtype)
+    """Cells covered strictly more than half are pasted (official `demo.py`: `> 0.5`, half covered keeps the
+    source; a mask edge on an odd pixel makes such cells)."""
+    return (pool_avg(mask, resolution) > 0.5).to(mask.dtype)
 
 
 POOLINGS: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
     "max": pool_max,
     "avg-threshold": pool_avg_threshold,
     "avg": pool_avg,
+}
+
+# What each pooling is and where it comes from, for help texts (one place, beside the functions).
+POOLING_ORIGINS: dict[str, str] = {
+    "max": "any pixel of a cell pastes it (official generate.py)",
+    "avg-threshold": "cells covered strictly more than half (official demo.py)",
+    "avg": "soft coverage (ours)",
 }
 
 
@@ -199,11 +217,12 @@ def pooling(name: str) -> Callable[[torch.Tensor, int], torch.Tensor]:
 
 
 def scaled_shift(shift: tuple[int, int], resolution: int, size: int) -> tuple[int, int]:
-    """A pixel shift at model size -> cells at `resolution` (rounded half away from zero)."""
+    """A pixel shift at model size -> whole cells at `resolution`, truncated toward zero (the official demo's
+    `int(shift / ratio)`: -7 px at 2-pixel cells is -3 cells)."""
 
     def scale(v: int) -> int:
-        x = v * resolution / size
-        return int(math.copysign(math.floor(abs(x) + 0.5), x))
+        cells = abs(v) * resolution // size  # exact integer arithmetic, no float rounding at large sizes
+        return cells if v >= 0 else -cells
 
     return scale(shift[0]), scale(shift[1])
 

@@ -404,7 +404,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
         raise CLIError(f"--mask: got {len(args.mask)} mask(s) for {len(args.reference)} reference(s); "
                        "give one --mask per --reference")
     if args.shift is not None and len(args.shift) != len(args.reference):
-        raise CLIError(f"--shift: got {len(args.shift)} shift(s) for {len(args.reference)} reference(s)")
+        raise CLIError(f"--shift: got {len(args.shift)} shift(s) for {len(args.reference)} reference(s); "
+                       "give one --shift per --reference (0,0 leaves one in place)")
     for text in args.mask:
         parse_mask(text)  # fail on a malformed mask before loading the model
     shifts = [parse_shift(s, "--shift") for s in args.shift] if args.shift else [(0, 0)] * len(args.reference)

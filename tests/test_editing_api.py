@@ -34,7 +34,7 @@ from stylemapgan.editing import (
 from stylemapgan.editing.directions import apply_direction
 from stylemapgan.editing.masks import FileMask, PartMask, feather, pool_avg_threshold, pool_max, shift_and_zero
 from stylemapgan.networks import Encoder, Generator
-from stylemapgan.runtime import TorchRunner
+from stylemapgan.runtime import MEAN_STYLEMAP_COUNT, TorchRunner
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -365,7 +365,7 @@ class RecordingRunner(TorchRunner):
         with self._inside("synthesize_styles"):
             return super().synthesize_styles(styles)
 
-    def mean_stylemap(self, count: int = 5000, seed: int = 0) -> torch.Tensor:
+    def mean_stylemap(self, count: int = MEAN_STYLEMAP_COUNT, seed: int = 0) -> torch.Tensor:
         with self._inside("mean_stylemap"):
             return super().mean_stylemap(count, seed)
 
@@ -382,7 +382,7 @@ class RecordingRunner(TorchRunner):
 def test_every_editor_operation_goes_through_the_runner(tiny_path: Path) -> None:
     editor = Editor.from_checkpoint(tiny_path)
     runner = editor.runner = RecordingRunner(editor.generator, editor.encoder)
-    assert editor._mean is None  # the truncation centre is computed, through the runner
+    assert editor.mean_stylemap_source != "checkpoint"  # the truncation centre is computed, through the runner
     size = editor.size
     images = _images(2, size, 21)
     mask = rectangle_mask(RectangleMask(3, 2, 11, 13), size)

@@ -3,7 +3,11 @@ shifts, feathering, mixing, interpolation, generation, projection and direction 
 
 from __future__ import annotations
 
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -29,6 +33,8 @@ from stylemapgan.editing import (
 )
 from stylemapgan.editing.directions import apply_direction
 from stylemapgan.editing.masks import FileMask, PartMask, feather, pool_avg_threshold, pool_max, shift_and_zero
+from stylemapgan.networks import Encoder, Generator
+from stylemapgan.runtime import MEAN_STYLEMAP_COUNT, TorchRunner
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -295,3 +301,151 @@ def test_parse_masks_and_shifts(tmp_path: Path) -> None:
     assert parse_shift("-8,4") == (-8, 4)
     with pytest.raises(EditingError, match="shift"):
         parse_shift("8")
+
+
+class RecordingRunner(TorchRunner):
+    """Our eager fp32 runner, recording which of its methods ran, and every network module whose forward ran
+    while none of them was running: a path that bypasses the runner."""
+
+    def __init__(self, generator: Generator, encoder: Encoder) -> None:
+        super().__init__(generator, encoder)
+        self.calls: set[str] = set()
+        self.bypasses: list[str] = []
+        self._depth = 0
+        for prefix, net in (("generator", generator), ("encoder", encoder)):
+            for name, module in net.named_modules():
+                module.register_forward_pre_hook(self._outside_check(f"{prefix}.{name}".rstrip(".")))
+
+    def _outside_check(self, name: str) -> Callable[..., None]:
+        def hook(module: torch.nn.Module, args: Any) -> None:
+            if self._depth == 0:
+                self.bypasses.append(name)
+        return hook
+
+    @contextlib.contextmanager
+    def _inside(self, method: str) -> Iterator[None]:
+        self.calls.add(method)
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+
+    def take(self) -> tuple[set[str], list[str]]:
+        """The methods called and the bypasses since the last take."""
+        out = (self.calls, self.bypasses)
+        self.calls, self.bypasses = set(), []
+        return out
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        with self._inside("encode"):
+            return super().encode(images)
+
+    def mapping(self, z: torch.Tensor) -> torch.Tensor:
+        with self._inside("mapping"):
+            return super().mapping(z)
+
+    def decode(self, stylemaps: torch.Tensor) -> torch.Tensor:
+        with self._inside("decode"):
+            return super().decode(stylemaps)
+
+    def resize(self, stylemaps: torch.Tensor) -> list[torch.Tensor]:
+        with self._inside("resize"):
+            return super().resize(stylemaps)
+
+    def modulations(self, styles: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        with self._inside("modulations"):
+            return super().modulations(styles)
+
+    def synthesize(self, mods: Sequence[torch.Tensor]) -> torch.Tensor:
+        with self._inside("synthesize"):
+            return super().synthesize(mods)
+
+    def synthesize_styles(self, styles: Sequence[torch.Tensor]) -> torch.Tensor:
+        with self._inside("synthesize_styles"):
+            return super().synthesize_styles(styles)
+
+    def mean_stylemap(self, count: int = MEAN_STYLEMAP_COUNT, seed: int = 0) -> torch.Tensor:
+        with self._inside("mean_stylemap"):
+            return super().mean_stylemap(count, seed)
+
+    @contextlib.contextmanager
+    def eager_fp32(self) -> Iterator[Generator]:
+        with self._inside("eager_fp32"), super().eager_fp32() as generator:
+            yield generator
+
+    def run_torch(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        with self._inside("run_torch"):
+            return super().run_torch(fn, *args, **kwargs)
+
+
+def test_every_editor_operation_goes_through_the_runner(tiny_path: Path) -> None:
+    editor = Editor.from_checkpoint(tiny_path)
+    runner = editor.runner = RecordingRunner(editor.generator, editor.encoder)
+    assert editor.mean_stylemap_source != "checkpoint"  # the truncation centre is computed, through the runner
+    size = editor.size
+    images = _images(2, size, 21)
+    mask = rectangle_mask(RectangleMask(3, 2, 11, 13), size)
+    handles: list[str] = []
+    direction = sefa_directions(editor.generator, 1)[0].vector  # weights only: no forward
+    options = ProjectionOptions(steps=2, perceptual_weight=0.0)
+    operations: list[tuple[str, Callable[[], object], set[str]]] = [
+        ("encode", lambda: handles.extend(editor.encode(image) for image in images), {"encode"}),
+        ("reconstruct", lambda: editor.reconstruct(handles[0]), {"resize", "synthesize_styles"}),
+        ("decode", lambda: editor.decode(editor.stylemap(handles[1])), {"decode"}),
+        ("w edit", lambda: editor.local_edit(handles[0], [handles[1]], [mask], mode="w"), {"decode"}),
+        ("w_plus reference edit", lambda: editor.local_edit(handles[0], [handles[1]], [mask], mode="w_plus",
+                                                            fast=False), {"resize", "synthesize_styles"}),
+        ("w_plus fast edit", lambda: editor.local_edit(handles[0], [handles[1]], [mask], mode="w_plus", fast=True),
+         {"modulations", "run_torch", "synthesize"}),
+        ("mix", lambda: editor.mix(handles[0], handles[1], 1), {"synthesize_styles"}),
+        ("interpolate", lambda: editor.interpolate(handles[0], handles[1], 3), {"decode"}),
+        ("transplant", lambda: editor.transplant(handles[0], handles[1], RectangleMask(0, 0, 8, 8), (4, 4)),
+         {"decode"}),
+        ("direction", lambda: editor.apply_direction(handles[0], direction, [1.0, 2.0]), {"decode"}),
+        ("generate", lambda: editor.generate([0, 4], trunc=0.5), {"mapping", "mean_stylemap", "eager_fp32", "decode"}),
+        ("project encoder", lambda: editor.project(images, "encoder"), {"eager_fp32", "decode"}),
+        ("project hybrid", lambda: editor.project(images, "hybrid", options), {"eager_fp32", "decode"}),
+        ("refine", lambda: editor.refine(handles[0], images[0], options), {"eager_fp32", "decode"}),
+    ]
+    for name, operation, expected in operations:
+        operation()
+        calls, bypasses = runner.take()
+        assert not bypasses, f"{name}: networks ran outside the runner: {sorted(set(bypasses))[:5]}"
+        assert calls == expected, name
+    editor.generator.decode(editor.stylemap(handles[0]))  # the check can fail: a direct call is seen
+    assert "generator.resizer" in runner.take()[1]
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """dB, images in [-1, 1] (peak-to-peak 2)."""
+    return 10 * math.log10(4 / float((a - b).square().mean()))
+
+
+def test_bf16_editor_applies_to_generate_projection_and_refine_renders(cpu32_path: Path) -> None:
+    """bf16 reaches the mapping of `generate`, the w-mode reference edit and the renders of `project` and
+    `refine` (they differ from fp32, closely); refine's optimisation stays fp32 (the same stylemap results)."""
+    fp32 = Editor.from_checkpoint(cpu32_path)
+    bf16 = Editor(fp32.generator, fp32.encoder, dtype="bf16")
+    (fp_images, fp_maps), (bf_images, bf_maps) = fp32.generate([0, 3], trunc=0.7), bf16.generate([0, 3], trunc=0.7)
+    assert bf_maps.dtype == bf_images.dtype == torch.float32
+    relative = float((bf_maps - fp_maps).abs().max() / fp_maps.abs().max())
+    assert 0 < relative < 0.03  # the mapping ran in bf16
+    assert not torch.equal(bf_images, fp_images) and _psnr(bf_images, fp_images) > 33
+    size = fp32.size
+    images = _images(2, size, 22)
+    src, ref = fp32.encode(images[0]), fp32.encode(images[1])
+    same = [bf16.add_stylemap(fp32.stylemap(h)) for h in (src, ref)]  # the same stylemaps: only rendering differs
+    mask = rectangle_mask(RectangleMask(8, 8, 24, 31), size)
+    for mode in ("w", "w_plus"):
+        a = fp32.local_edit(src, [ref], [mask], mode=mode, fast=False)
+        b = bf16.local_edit(same[0], [same[1]], [mask], mode=mode, fast=False)
+        assert not torch.equal(a, b) and _psnr(a, b) > 35, mode
+    fp_projected, bf_projected = fp32.project(images, "encoder")[0], bf16.project(images, "encoder")[0]
+    assert not torch.equal(fp_projected.images, bf_projected.images)
+    assert _psnr(fp_projected.images, bf_projected.images) > 35
+    options = ProjectionOptions(steps=10, perceptual_weight=0.0)
+    fp_refined, bf_refined = fp32.refine(src, images[0], options), bf16.refine(same[0], images[0], options)
+    assert fp_refined.improved and bf_refined.improved
+    assert 0 < abs(fp_refined.mse_before - bf_refined.mse_before) < 0.01 * fp_refined.mse_before  # bf16 renders
+    assert torch.equal(fp32.stylemap(fp_refined.handle), bf16.stylemap(bf_refined.handle))  # fp32 optimisation

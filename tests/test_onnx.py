@@ -15,7 +15,7 @@ from stylemapgan.checkpoint import fresh_checkpoint, load_editing_model, save_ch
 from stylemapgan.cli import main
 from stylemapgan.config import get_preset
 from stylemapgan.editing import Editor, RectangleMask, rectangle_mask
-from stylemapgan.export import OnnxModels, export_onnx
+from stylemapgan.runtime import OnnxModels, export_onnx
 
 TOL = 1e-4
 PRESET = "cpu-32"
@@ -68,10 +68,17 @@ def test_onnx_editor_backend_matches_torch(ckpt: Path, exported: Path) -> None:
         outs.append([
             editor.stylemap(src), editor.reconstruct(src),
             editor.local_edit(src, [ref], [mask], mode="w_plus", alphas=[0.5, 1.0]),
+            editor.local_edit(src, [ref], [mask], mode="w_plus", fast=False), editor.mix(src, ref, 2),
             editor.local_edit(src, [ref], [mask], mode="w"), editor.decode(editor.stylemap(ref)),
+            *editor.generate([0, 5], trunc=0.7), editor.project(images, "encoder")[0].images,
         ])
     for a, b in zip(*outs, strict=True):
         torch.testing.assert_close(b, a, rtol=0, atol=TOL)
+    # generate: the mapping falls back to eager fp32 PyTorch (the same stylemaps), the render is onnxruntime's
+    onnx_images, onnx_maps = outs[1][-3:-1]
+    assert torch.equal(onnx_maps, outs[0][-2])
+    assert torch.equal(onnx_images, onnx_editor.runner.models.decode(onnx_maps))
+    assert not torch.equal(onnx_images, outs[0][-3])
 
 
 def test_backend_options_are_validated(ckpt: Path) -> None:

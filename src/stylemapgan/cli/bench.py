@@ -87,8 +87,8 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     import torch
 
     from stylemapgan.checkpoint import load_editing_model
-    from stylemapgan.export.onnx import DEFAULT_OPSET, OnnxModels, export_onnx, onnxruntime_available
     from stylemapgan.models import resolve_checkpoint
+    from stylemapgan.runtime import DEFAULT_OPSET, OnnxModels, TorchRunner, export_onnx, onnxruntime_available
 
     path = resolve_checkpoint(args.ckpt)
     model = load_editing_model(path, "cpu")
@@ -103,9 +103,9 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
         config = model.config
         gen = torch.Generator().manual_seed(0)
         images = torch.rand(2, 3, config.size, config.size, generator=gen) * 2 - 1
-        with torch.no_grad():
-            sm = model.encoder(images)
-            diff_e = (models.encode(images) - sm).abs().max().item()
-            diff_d = (models.decode(sm) - model.generator.decode(sm)).abs().max().item()
+        eager = TorchRunner(model.generator, model.encoder)  # the reference: eager fp32 PyTorch
+        sm = eager.encode(images)
+        diff_e = (models.encode(images) - sm).abs().max().item()
+        diff_d = (models.decode(sm) - eager.decode(sm)).abs().max().item()
         print(f"onnxruntime vs PyTorch, max abs difference: encoder {diff_e:.2e}, decoder {diff_d:.2e}")
     return 0

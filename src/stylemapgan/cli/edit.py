@@ -530,7 +530,8 @@ def cmd_directions(args: argparse.Namespace) -> int:
             directions.append(direction)
             report[spec] = direction.meta
     if args.pca:
-        stylemaps = sample_stylemaps(editor.generator, args.samples, args.seed)
+        with editor.runner.eager_fp32() as generator:  # a statistic of the model, like the mean stylemap
+            stylemaps = sample_stylemaps(generator, args.samples, args.seed)
         found = pca_directions(stylemaps.cpu(), args.pca)
         directions += found
         report.update({d.name: d.meta for d in found})

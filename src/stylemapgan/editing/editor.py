@@ -8,6 +8,10 @@ tensors are cached under it. Any method taking an image also takes a handle, a P
 
 String options (edit mode, pooling, projection method) are resolved here, at the API boundary, into the
 functions that run; nothing below branches on strings inside a forward pass.
+
+Every network call goes through the editor's runner (`stylemapgan.runtime`), so its backend and precision apply
+to every render; the runner's explicit fallbacks (`eager_fp32`, `run_torch`) mark the work that must not follow
+them, and the docstrings here say where they are used.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ import math
 import os
 import re
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +34,7 @@ from stylemapgan.checkpoint import load_editing_model
 from stylemapgan.checkpoint.io import file_sha256
 from stylemapgan.checkpoint.models import EditingModel
 from stylemapgan.config import ModelConfig
-from stylemapgan.editing.blend import Paste, render_w, render_w_plus
+from stylemapgan.editing.blend import Paste, blend_layers, render_w, render_w_plus
 from stylemapgan.editing.directions import apply_direction as _apply_direction
 from stylemapgan.editing.errors import EditingError
 from stylemapgan.editing.fast_edit import ModPaste, render_w_plus_fast
@@ -55,22 +58,12 @@ from stylemapgan.editing.projection import (
     reconstruction_metrics,
 )
 from stylemapgan.networks import Encoder, Generator
-from stylemapgan.perf.runtime import make_runner
+from stylemapgan.runtime import MEAN_STYLEMAP_COUNT, TorchRunner, make_runner
+from stylemapgan.runtime import mean_stylemap as mean_stylemap  # the cached truncation centre, public here too
 
 ImageLike = torch.Tensor | Image.Image | str
 Renderer = Callable[[Generator, Sequence[torch.Tensor], Sequence[Paste]], torch.Tensor]
-
-MEAN_STYLEMAP_COUNT = 5000  # spec: the truncation centre is the mean stylemap over 5,000 z
-_MEAN_CACHE: weakref.WeakKeyDictionary[Generator, dict[tuple[int, int], torch.Tensor]] = weakref.WeakKeyDictionary()
-
-
-def mean_stylemap(generator: Generator, count: int = MEAN_STYLEMAP_COUNT, seed: int = 0) -> torch.Tensor:
-    """The generator's mean stylemap, computed once per generator object (and count, seed)."""
-    per_model = _MEAN_CACHE.setdefault(generator, {})
-    key = (count, seed)
-    if key not in per_model:
-        per_model[key] = generator.mean_stylemap(count, seed)
-    return per_model[key]
+LayerRenderer = Callable[[TorchRunner, Sequence[torch.Tensor]], torch.Tensor]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -94,16 +87,27 @@ class EditMode:
     default_pooling: str  # a masks.POOLINGS key: w max (official generate.py), w_plus avg-threshold (official demo)
     resolutions: Callable[[ModelConfig], list[int]]
     layers: Callable[[Editor, ImageLike], list[torch.Tensor]]
-    render: Renderer
+    render: Renderer  # base + pastes -> image on a bare generator (for callers holding one, e.g. batched metrics)
+    render_layers: LayerRenderer  # blended layers -> image through a runner (what the Editor calls)
+
+
+def _decode_stylemap(runner: TorchRunner, layers: Sequence[torch.Tensor]) -> torch.Tensor:
+    (stylemap,) = layers
+    return runner.decode(stylemap)
+
+
+def _synthesize_styles(runner: TorchRunner, layers: Sequence[torch.Tensor]) -> torch.Tensor:
+    return runner.synthesize_styles(layers)
 
 
 EDIT_MODES: dict[str, EditMode] = {
     "w": EditMode(
-        "w", "max", lambda c: [c.latent_spatial_size], lambda ed, item: [ed.stylemap(item)], render_w
+        "w", "max", lambda c: [c.latent_spatial_size], lambda ed, item: [ed.stylemap(item)], render_w,
+        _decode_stylemap,
     ),
     "w_plus": EditMode(
         "w_plus", "avg-threshold", lambda c: list(c.style_resolutions), lambda ed, item: ed.styles(item),
-        render_w_plus,
+        render_w_plus, _synthesize_styles,
     ),
 }
 
@@ -185,7 +189,7 @@ class Editor:
         """fast_edit: w_plus local edits blend cached modulations (exact; see `editing.fast_edit`), each image's
         modulations kept in a second LRU cache bounded by `modulation_cache_bytes` (~240 MB per 256 px image).
         backend ("torch" | "onnx"), compile, dtype ("fp32" | "bf16"), onnx_dir: how the networks run, see
-        `stylemapgan.perf.runtime` (defaults: eager PyTorch, fp32)."""
+        `stylemapgan.runtime` (defaults: eager PyTorch, fp32)."""
         self.device = torch.device(device) if device is not None else generator.const_device
         self.generator = generator.to(self.device).eval().requires_grad_(False)
         self.encoder = encoder.to(self.device).eval().requires_grad_(False)
@@ -441,8 +445,7 @@ class Editor:
         for start in range(0, len(strengths), self.batch_size):
             chunk = torch.tensor(strengths[start : start + self.batch_size], device=self.device).view(-1, 1, 1, 1)
             pastes = [Paste(layers, [w * chunk for w in weights]) for layers, weights in plans]
-            with self.runner.context():  # the runner's precision (bf16 autocast when asked), like every other path
-                image = spec.render(self.generator, base, pastes).float()
+            image = spec.render_layers(self.runner, blend_layers(base, pastes))
             frames.append(image.expand(chunk.shape[0], -1, -1, -1))
         return torch.cat(frames)
 
@@ -454,7 +457,10 @@ class Editor:
         shifts: Sequence[tuple[int, int]],
         strengths: list[float],
     ) -> torch.Tensor:
-        """w_plus local edit from cached style tensors and modulations (same result as the reference path)."""
+        """w_plus local edit from cached style tensors and modulations (same result as the reference path).
+        The blend, with its exact recomputation of modulations along mask edges, is PyTorch code with no graph:
+        it runs through the runner's `run_torch` fallback (its precision; PyTorch on every backend), and the
+        synthesis through the runner's `synthesize`."""
         resolutions = self.config.style_resolutions
         base_styles, base_mods = self.styles(source), self.modulations(source)
         refs = [
@@ -466,8 +472,9 @@ class Editor:
             chunk = torch.tensor(strengths[start : start + self.batch_size], device=self.device).view(-1, 1, 1, 1)
             pastes = [ModPaste(styles, mods, [w * chunk for w in weights], layer_shifts)
                       for styles, mods, weights, layer_shifts in refs]
-            with self.runner.context():
-                image = render_w_plus_fast(self.generator, base_styles, base_mods, pastes, self.runner.synthesize)
+            image = self.runner.run_torch(
+                render_w_plus_fast, self.generator, base_styles, base_mods, pastes, self.runner.synthesize
+            )
             frames.append(image)
         return torch.cat(frames)
 
@@ -526,21 +533,22 @@ class Editor:
         return "checkpoint" if self._mean is not None else f"mean over {MEAN_STYLEMAP_COUNT} z (seed 0)"
 
     def mean_stylemap(self) -> torch.Tensor:
-        """Truncation centre: from the checkpoint if it stores one, else over 5,000 z (cached per model)."""
+        """Truncation centre: from the checkpoint if it stores one, else over 5,000 z (cached per model). The
+        runner computes it in fp32 eager PyTorch whatever its backend and dtype (see `TorchRunner.mean_stylemap`)."""
         if self._mean is not None:
             return self._mean
-        return mean_stylemap(self.generator)
+        return self.runner.mean_stylemap()
 
     @torch.no_grad()
     def generate(self, seeds: Sequence[int], trunc: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Images and stylemaps for seeds (z = randn from a CPU generator seeded per image), truncated towards
-        the mean stylemap: mean + trunc * (stylemap - mean)."""
+        the mean stylemap: mean + trunc * (stylemap - mean). Mapping and rendering run through the runner."""
         if not seeds:
             raise EditingError("seeds: need at least one seed")
         z = torch.stack([
             torch.randn(self.config.latent_channels, generator=torch.Generator().manual_seed(int(s))) for s in seeds
         ]).to(self.device)
-        stylemaps = torch.cat([self.generator.mapping(z[i : i + self.batch_size])
+        stylemaps = torch.cat([self.runner.mapping(z[i : i + self.batch_size])
                                for i in range(0, len(seeds), self.batch_size)])
         if trunc != 1.0:
             mean = self.mean_stylemap()
@@ -557,7 +565,11 @@ class Editor:
         perceptual: nn.Module | None = None,
         progress: bool = False,
     ) -> tuple[ProjectionResult, list[str]]:
-        """Project [N, 3, size, size] images; the stylemaps are added to the cache (handles returned)."""
+        """Project [N, 3, size, size] images; the stylemaps are added to the cache (handles returned).
+
+        Encodings come from the cache (the runner's `encode`) and the results are rendered by the runner's
+        `decode`; the optimisation (and PTI) runs on the runner's `eager_fp32` generator: it needs autograd in
+        fp32, which neither bf16 autocast nor ONNX give. PTI-tuned generators render themselves, eagerly."""
         plan = projection_method(method)
         images = images.to(self.device, torch.float32)
         mean = self.mean_stylemap() if plan.needs_mean else None
@@ -566,7 +578,9 @@ class Editor:
             init = torch.cat([self.stylemap(key) for key in self.encode_many(images)])
         if perceptual is not None:
             perceptual = perceptual.to(self.device)
-        result = project(self.generator, self.encoder, images, method, options, perceptual, mean, progress, init)
+        with self.runner.eager_fp32() as generator:
+            result = project(generator, self.encoder, images, method, options, perceptual, mean, progress, init,
+                             decode=self.runner.decode)
         keys = [self.add_stylemap(sm) for sm in result.stylemaps]
         return result, keys
 
@@ -581,20 +595,21 @@ class Editor:
         stylemap) towards `target`: hybrid projection starting from whatever encoding the item has. The encoder
         is one pass and underfits fine detail; a hundred Adam steps typically halve the reconstruction error.
 
-        The MSEs are of the plain fp32 generator's clamped render (the optimisation's loss is unclamped), and the
-        result is never worse than the start by that measure: if it were, the start's stylemap is returned.
-        `options.pti_steps` is ignored (tuning the generator would change every other image's edits)."""
+        The MSEs are of the runner's clamped render (what the editor shows; the optimisation's loss is
+        unclamped), and the result is never worse than the start by that measure: if it were, the start's
+        stylemap is returned. The optimisation itself runs on the runner's `eager_fp32` generator (it needs
+        autograd in fp32). `options.pti_steps` is ignored (tuning the generator would change every other image's
+        edits)."""
         if options.steps < 0:
             raise EditingError(f"steps: must be >= 0, got {options.steps}")
         target = self.prepare(target)
         start = self.stylemap(item)
         if perceptual is not None:
             perceptual = perceptual.to(self.device)
-        with torch.no_grad():
-            before, _ = reconstruction_metrics(self.generator.decode(start), target, None)
-        best, _, history = optimise_stylemaps(self.generator, target, start, options, perceptual)
-        with torch.no_grad():
-            after, _ = reconstruction_metrics(self.generator.decode(best), target, None)
+        before, _ = reconstruction_metrics(self.runner.decode(start), target, None)
+        with self.runner.eager_fp32() as generator:
+            best, _, history = optimise_stylemaps(generator, target, start, options, perceptual)
+        after, _ = reconstruction_metrics(self.runner.decode(best), target, None)
         if float(after[0]) > float(before[0]):  # the loss is unclamped: clamping can reorder near-equal maps
             return Refinement(self.add_stylemap(start), float(before[0]), float(before[0]), len(history))
         return Refinement(self.add_stylemap(best), float(before[0]), float(after[0]), len(history))

@@ -184,10 +184,14 @@ def project(
     mean_stylemap: torch.Tensor | None = None,
     progress: bool = False,
     init: torch.Tensor | None = None,
+    *,
+    decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> ProjectionResult:
     """Project [N, 3, size, size] images (in [-1, 1]) into stylemaps; see the module docstring.
 
-    `init` replaces the method's initialiser (the Editor passes cached encodings)."""
+    `init` replaces the method's initialiser (the Editor passes cached encodings). `decode` renders the kept
+    stylemaps (default: `generator.decode`; the Editor passes its runner's). The optimisation and PTI always
+    run on `generator` itself: they need autograd."""
     options = options or ProjectionOptions()
     plan = projection_method(method)
     if options.steps < 0 or options.pti_steps < 0:
@@ -203,7 +207,7 @@ def project(
         stylemaps, best_loss, history = optimise_stylemaps(generator, targets, stylemaps, options, perceptual, progress)
     tuned: list[Generator] | None = None
     with torch.no_grad():
-        images = generator.decode(stylemaps)
+        images = (decode or generator.decode)(stylemaps)
     if options.pti_steps > 0:
         tuned = [
             pivotal_tuning(generator, stylemaps[i : i + 1], targets[i : i + 1], options, perceptual, progress)

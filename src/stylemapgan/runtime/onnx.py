@@ -1,4 +1,5 @@
-"""ONNX export of encoder, decoder and synthesis-from-modulations, and an onnxruntime runner for them.
+"""ONNX export of encoder, decoder and synthesis-from-modulations, onnxruntime sessions for them (`OnnxModels`)
+and the editor's ONNX backend (`OnnxRunner`).
 
 Three graphs, each with a dynamic batch axis:
 - encoder.onnx:   image [N, 3, size, size] -> stylemap [N, C, s, s]
@@ -7,9 +8,9 @@ Three graphs, each with a dynamic batch axis:
   local edit runs after blending modulations (see `editing.fast_edit`).
 plus manifest.json (model config, input names and shapes, opset) so a runner needs no PyTorch model.
 
-Export uses the TorchScript tracer (no extra dependency); the fast layers skip their caches and in-place
-shortcuts while tracing, so the graph is the plain math. `onnx` / `onnxruntime` are the optional extra
-`stylemapgan[onnx]`.
+Export uses torch.export (`dynamo=True`, which needs onnxscript); the fast layers skip their caches and in-place
+shortcuts while exporting, so the graph is the plain math. `onnx` / `onnxruntime` / `onnxscript` are the
+optional extra `stylemapgan[onnx]`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import copy
 import importlib.util
 import json
 import os
+import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from torch import nn
 
 from stylemapgan.config import ModelConfig
 from stylemapgan.networks import Encoder, Generator
+from stylemapgan.runtime.runner import TorchRunner
 
 ONNX_FILES = {"encoder": "encoder.onnx", "decoder": "decoder.onnx", "synthesis": "synthesis.onnx"}
 DEFAULT_OPSET = 18
@@ -146,3 +150,50 @@ class OnnxModels:
 
     def synthesize(self, mods: list[torch.Tensor]) -> torch.Tensor:
         return self._run("synthesis", [m.expand(max(x.shape[0] for x in mods), *m.shape[1:]) for m in mods])
+
+
+class OnnxRunner(TorchRunner):
+    """Encoder, decoder and synthesis-from-modulations in onnxruntime (CPU, fp32). The mapping network, the
+    resizer and the modulations have no graph and fall back to eager fp32 PyTorch, each in its own method below
+    (they run once per seed or image and are cached). Exports to `onnx_dir` (or a temporary folder) if needed."""
+
+    backend = "onnx"
+
+    def __init__(
+        self, generator: Generator, encoder: Encoder, *, onnx_dir: str | os.PathLike[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        super().__init__(generator, encoder)
+        folder = onnx_dir if onnx_dir is not None else tempfile.mkdtemp(prefix="stylemapgan-onnx-")
+        if not os.path.exists(os.path.join(folder, "manifest.json")):
+            export_onnx(generator, encoder, folder)
+        self.models = OnnxModels(folder, threads=threads if threads is not None else torch.get_num_threads())
+        if self.models.config != generator.config:
+            raise ValueError(f"{folder}: exported for {self.models.config}, editor model is {generator.config}")
+        self.device = generator.const_device
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.models.encode(images).to(self.device)
+
+    def decode(self, stylemaps: torch.Tensor) -> torch.Tensor:
+        return self.models.decode(stylemaps).to(self.device)
+
+    def synthesize(self, mods: Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.models.synthesize(list(mods)).to(self.device)
+
+    def synthesize_styles(self, styles: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Modulations in PyTorch (see `modulations`), then the ONNX synthesis."""
+        return self.synthesize(self.modulations(styles))
+
+    def mapping(self, z: torch.Tensor) -> torch.Tensor:
+        """Fallback to eager fp32 PyTorch: no mapping graph is exported (it runs once per seed, a few small
+        linear layers)."""
+        return super().mapping(z)
+
+    def resize(self, stylemaps: torch.Tensor) -> list[torch.Tensor]:
+        """Fallback to eager fp32 PyTorch: the style tensors are computed once per image and cached."""
+        return super().resize(stylemaps)
+
+    def modulations(self, styles: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Fallback to eager fp32 PyTorch: computed once per image and cached by the editor."""
+        return super().modulations(styles)

@@ -1,0 +1,35 @@
+"""`make_runner`: the runner for an editor's options, validated here, at the API boundary."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from stylemapgan.networks import Encoder, Generator
+from stylemapgan.runtime.onnx import OnnxRunner
+from stylemapgan.runtime.runner import TorchRunner, parse_dtype
+
+BACKENDS = ("torch", "onnx")
+
+
+def make_runner(
+    generator: Generator,
+    encoder: Encoder,
+    *,
+    backend: str = "torch",
+    compile: bool = False,
+    dtype: str | torch.dtype = "fp32",
+    onnx_dir: str | os.PathLike[str] | None = None,
+) -> TorchRunner:
+    """backend "torch" (eager, or compiled with `compile`, in fp32 or bf16 autocast with `dtype`) or "onnx"
+    (onnxruntime on the CPU in fp32, exporting into `onnx_dir` or a temporary folder when needed)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "onnx":
+        if compile or parse_dtype(dtype) != torch.float32:
+            raise ValueError("backend 'onnx' runs fp32 ONNX graphs; compile and bf16 apply to the torch backend")
+        if generator.const_device.type != "cpu":
+            raise ValueError("backend 'onnx' runs on the CPU; use the torch backend on CUDA")
+        return OnnxRunner(generator, encoder, onnx_dir=onnx_dir)
+    return TorchRunner(generator, encoder, compile=compile, dtype=dtype)

@@ -59,7 +59,7 @@ def test_every_option_of_every_command_has_help() -> None:
 
 def test_the_walk_sees_every_command() -> None:
     names = {name for name, _, _ in commands(build_parser())}
-    assert LONG_RUNNING | COMPUTING | FOLDER_OUTPUT | FILE_OUTPUT <= names
+    assert names >= LONG_RUNNING | COMPUTING | FOLDER_OUTPUT | FILE_OUTPUT
     assert len(names) >= 22  # a walk that found nothing would pass the help test
 
 

@@ -107,9 +107,12 @@ def _resolver(args: argparse.Namespace, editor):
     return InputResolver(editor.config, args.fit, parse_color(args.background), args.data)
 
 
-def _bars_off(args: argparse.Namespace) -> bool:
-    """tqdm's `disable`: bars on stderr unless --no-progress, on a terminal or not (logs show progress too)."""
-    return not args.progress
+BAR_DELAY_S = 1.0  # a bar appears once its loop has run this long: quick commands and early errors print no bar
+
+
+def _bar(args: argparse.Namespace, iterable: Any = None, **kwargs: Any) -> tqdm:
+    """A progress bar on stderr unless --no-progress, on a terminal or not (a log shows progress too)."""
+    return tqdm(iterable, disable=not args.progress, delay=BAR_DELAY_S, file=sys.stderr, **kwargs)
 
 
 def _outdir(args: argparse.Namespace) -> Path:
@@ -353,7 +356,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     domain_rows: list[dict[str, Any]] = []
     warnings: list[str] = []
     refined = args.method != "encoder" or args.pti_steps > 0
-    bar = tqdm(total=len(items), desc="project", unit="img", disable=_bars_off(args))
+    bar = _bar(args, total=len(items), desc="project", unit="img")
     for start in range(0, len(items), editor.batch_size):
         chunk = items[start : start + editor.batch_size]
         images = torch.cat([item.image for item in chunk])
@@ -403,7 +406,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out = _outdir(args)
     outputs: list[str] = []
     all_images = []
-    for start in tqdm(range(0, len(seeds), editor.batch_size), desc="generate", disable=_bars_off(args)):
+    for start in _bar(args, range(0, len(seeds), editor.batch_size), desc="generate"):
         chunk = seeds[start : start + editor.batch_size]
         images, stylemaps = editor.generate(chunk, args.trunc)
         for seed, image, sm in zip(chunk, images.cpu(), stylemaps, strict=True):
@@ -433,6 +436,8 @@ def _run_local_edits(
     from stylemapgan.editing.editor import edit_mode
     from stylemapgan.editing.images import save_image, unique_stems
 
+    for i, (text, ref) in enumerate(zip(mask_texts, references, strict=True)):  # bad masks fail before any work
+        resolver.mask(text, [sources[0], ref], f"mask {i + 1}")
     out = _outdir(args)
     strengths = _strengths(args)
     domain = _check_domain(editor, [*sources, *references])
@@ -443,7 +448,7 @@ def _run_local_edits(
         outputs.append(f"reference{i + 1}_recon.png")
     stems = unique_stems([Path(s.name) for s in sources])
     saved_masks: set[int] = set()
-    for stem, source in tqdm(list(zip(stems, sources, strict=True)), desc="edit", disable=_bars_off(args)):
+    for stem, source in _bar(args, list(zip(stems, sources, strict=True)), desc="edit"):
         masks = [resolver.mask(text, [source, ref], f"mask {i + 1}")
                  for i, (text, ref) in enumerate(zip(mask_texts, references, strict=True))]
         for i, m in enumerate(masks):
@@ -646,8 +651,8 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     domain = _check_domain(editor, items)
     outputs: list[str] = []
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in args.attribute)
-    for stem, item in tqdm(list(zip(unique_stems([Path(i.name) for i in items]), items, strict=True)),
-                           desc="attribute", disable=_bars_off(args)):
+    for stem, item in _bar(args, list(zip(unique_stems([Path(i.name) for i in items]), items, strict=True)),
+                           desc="attribute"):
         mask = resolver.mask(args.mask, [item]) if args.mask else None
         images = editor.apply_direction(resolver.handle(editor, item), direction.vector, strengths, mask,
                                         args.feather).cpu()

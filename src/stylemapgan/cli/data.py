@@ -31,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "prepare",
         help="turn a folder, zip or official LMDB of images into a prepared dataset",
         description="Sanitise, square and resize every image under SRC (a folder, recursively; a zip; or an "
-        "official StyleMapGAN LMDB) into an LMDB dataset at OUT. Bad inputs are skipped and listed. "
-        "Writes OUT.partial and renames it when complete; an interrupted run is rebuilt from scratch.",
+        "official StyleMapGAN LMDB) into an LMDB dataset at OUTDIR. Bad inputs are skipped and listed. "
+        "Writes OUTDIR.partial and renames it when complete; an interrupted run is rebuilt from scratch.",
     )
     p.add_argument("src", help="folder, .zip, or official LMDB directory")
     add_output(p, folder=True, help="output dataset directory")
@@ -88,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
     p.add_argument("--name", default=None, help="dataset name for the card (default: SRC's name)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists (atomically)")
     add_progress_option(p)
     p.set_defaults(handler=cmd_prepare)
 
@@ -110,7 +110,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--seed", type=int, default=0, help="seed (same seed, same images; default 0)")
     b.add_argument("--source", default=None, help="fashion-mnist: folder with the idx(.gz) files")
     b.add_argument("--workers", type=int, default=None, help="cartoon-faces: rendering processes (default 2)")
-    b.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (atomically)")
+    b.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists (atomically)")
     add_progress_option(b)
     b.set_defaults(handler=cmd_build)
     i = sub.add_parser("info", help="print a prepared dataset's card (counts, resolution, source, licence...)")

@@ -13,8 +13,9 @@ plain and the fused math is made at the op (as NVlabs stylegan3's `bias_act(impl
 
 Every op takes the layer's stored tensors (weights N(0, 1) as [out, in, k, k], with their equalised-lr factor
 `weight_gain`) and returns `gain * op(x)` for the layer's fixed output `gain` (e.g. a residual branch's
-1/sqrt(2)). "No bias" means no bias term; `activate` is bias + scaled leaky ReLU. Both implementations are
-autograd-safe and keep no state under autograd, torch.compile, torch.export or the tracer (ONNX export).
+1/sqrt(2)). A `None` bias means no bias term; `activate` applies the scaled leaky ReLU after the bias. Both
+implementations are autograd-safe; FastOps takes no in-place, out= or caching shortcut while autograd records
+or under torch.compile, torch.export or the tracer (ONNX export).
 
 Each layer owns its own `FastOps` instance, so the weight cache is per layer; copies and pickles start empty.
 """

@@ -125,7 +125,7 @@ def test_every_readme_command_is_in_the_table() -> None:
 def _inputs(root: Path) -> None:
     """What the README's commands assume the user has."""
     rng = np.random.default_rng(0)
-    for name, size in (("a.jpg", (300, 220)), ("b.png", (64, 64)), ("c.png", (128, 96))):
+    for name, size in (("a.jpg", (300, 220)), ("b.jpg", (90, 120)), ("b.png", (64, 64)), ("c.png", (128, 96))):
         Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(root / name)
     mask = np.zeros((64, 64), dtype=np.uint8)
     mask[10:40, 20:50] = 255

@@ -43,6 +43,7 @@ from stylemapgan.semantic import (
 )
 from stylemapgan.semantic.fusion import composite_masks, fusion_weights
 from stylemapgan.semantic.latents import expand_index
+from stylemapgan.semantic.layers import PartLinear
 
 SPEC_KEYS = Path(__file__).resolve().parents[2] / "shared" / "spec" / "semanticstylegan-checkpoint-keys.json"
 if not SPEC_KEYS.exists():  # the checkout may live elsewhere; the spec is shared at a fixed place
@@ -347,6 +348,22 @@ def test_fusion_functions_on_handmade_masks() -> None:
         composite_masks(depths, torch.ones(1, 3))
 
 
+def test_fused_feature_sum_equals_the_per_class_feature_maps_summed() -> None:
+    """The official code builds K full feature maps and sums them with the weights; ours never builds them."""
+    torch.manual_seed(10)
+    head = PartLinear(5, 6, 7).double()
+    head.modulation.data += 0.1 * torch.randn(5, 6).double()
+    head.bias.data += torch.randn(5, 7).double()
+    x, weights = torch.randn(2, 5, 6, 9).double(), torch.rand(2, 5, 9).double()
+    per_class = head(x)  # [N, K, out, P]
+    torch.testing.assert_close(head.weighted_sum(x, weights), (per_class * weights.unsqueeze(2)).sum(1))
+    # as the depth head of classes 1..5 of a 6-class input: class 0 exactly 0, the others as the plain head
+    x6 = torch.randn(2, 6, 6, 9).double()
+    with_background = head.forward_with_background(x6)
+    assert torch.equal(with_background[:, 0], torch.zeros(2, 7, 9).double())
+    torch.testing.assert_close(with_background[:, 1:], head(x6[:, 1:]))
+
+
 def test_depth_depends_on_base_and_shape_codes_only() -> None:
     cfg = TINY
     torch.manual_seed(8)
@@ -364,6 +381,21 @@ def test_depth_depends_on_base_and_shape_codes_only() -> None:
     assert (before.image - after_texture.image).abs().max() > 1e-4
     assert (before.depths[:, 2] - after_shape.depths[:, 2]).abs().max() > 1e-4
     assert torch.equal(before.depths[:, [1, 3, 4]], after_shape.depths[:, [1, 3, 4]])
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_detach_texture_stops_texture_gradients_into_shape_layers(detach: bool) -> None:
+    """With a constant depth head, the first local layer of classes 1.. reaches the output only through the
+    texture layers, which detach_texture cuts (the background is never detached, as official)."""
+    cfg = TINY.replace(detach_texture=detach)
+    torch.manual_seed(9)
+    g = SemanticGenerator(cfg).double()
+    g.local.to_depth.weight.data.zero_()
+    out = g.synthesize(torch.randn(2, cfg.n_latent, cfg.style_dim).double(), randomize_noise=False)
+    (out.image.sum() + out.segmentation.sum()).backward()
+    grad = g.local.layers[0].weight.grad
+    assert grad[0].abs().max() > 0
+    assert (grad[1:].abs().max() == 0) == detach
 
 
 def test_local_generators_are_one_grouped_computation() -> None:

@@ -73,14 +73,14 @@ class SemanticConfig:
         _check_int("local_layers", self.local_layers, 1, 32)
         _check_int("local_channel", self.local_channel, 1, 256)
         _check_int("coarse_channel", self.coarse_channel, 1, 1024)
-        _check_int("coarse_size", self.coarse_size, 4, 256, power_of_two=True)
-        _check_int("min_feat_size", self.min_feat_size, 2, 128, power_of_two=True)
+        _check_int("coarse_size", self.coarse_size, 4, 128, power_of_two=True)
+        _check_int("min_feat_size", self.min_feat_size, 2, 64, power_of_two=True)
         _check_int("base_layers", self.base_layers, 0, 32)
         _check_int("depth_layers", self.depth_layers, 1, 32)
-        _check_int("channel_multiplier", self.channel_multiplier, 1, 8)
-        _check_int("channel_base", self.channel_base, 32, 65536)
+        _check_int("channel_multiplier", self.channel_multiplier, 1, 4)
+        _check_int("channel_base", self.channel_base, 32, 32768)
         if self.channel_max is not None:
-            _check_int("channel_max", self.channel_max, 1, 4096)
+            _check_int("channel_max", self.channel_max, 1, 2048)
         # Official asserts: coarse_size < size, min_feat_size < coarse_size, coarse_size % min_feat_size == 0.
         # Powers of two make the last one "reached by doubling": otherwise (e.g. coarse 24, min 8) the official
         # render net never meets coarse_size, so the fused 64x64 features are never concatenated and the mask is

@@ -107,20 +107,19 @@ class LocalGenerators(nn.Module):
         cfg = self.config
         n, k, c = latents.shape[0], cfg.seg_dim, cfg.coarse_size
         styles = latents.view(n, k, cfg.local_layers, -1)
-        x = self.pos_embed(self.grid(latents.device, latents.dtype))  # [P, lc], shared by samples and classes
+        x = self.pos_embed(self.grid(latents.device, latents.dtype)).t()  # [lc, P], shared by samples and classes
         depth = None
         for i, layer in enumerate(self.layers):
-            x = layer(x, styles[:, :, i])
+            x = layer(x, styles[:, :, i])  # [N, K, lc, P]
             if i == cfg.depth_layers - 1:
-                depth = self.to_depth(x[:, 1:]).squeeze(-1)  # [N, K-1, P]
+                depth = self.to_depth.forward_with_background(x).squeeze(2)  # [N, K, P], class 0 exactly 0
                 if cfg.detach_texture and i < cfg.local_layers - 1:  # official: classes with a depth only
                     x = torch.cat([x[:, :1], x[:, 1:].detach()], dim=1)
         assert depth is not None  # config guarantees 1 <= depth_layers <= local_layers
-        depths = torch.cat([depth.new_zeros(n, 1, depth.shape[-1]), depth], dim=1)  # [N, K, P]
+        depths = depth
         masks = composite_masks(depths, composition_mask)
         weights = fusion_weights(masks, cfg.transparent_dims)
-        features = self.to_feat.weighted_sum(x, weights)  # [N, P, coarse_channel]
-        features = features.view(n, c, c, -1).permute(0, 3, 1, 2)
+        features = self.to_feat.weighted_sum(x, weights).view(n, -1, c, c)
         return features, masks.view(n, k, c, c), depths.view(n, k, c, c), weights.view(n, k, c, c)
 
     def part_parameter_counts(self) -> list[int]:

@@ -106,17 +106,16 @@ class LocalGenerators(nn.Module):
         weights, each [N, K, c, c])."""
         cfg = self.config
         n, k, c = latents.shape[0], cfg.seg_dim, cfg.coarse_size
-        styles = latents.view(n, k, cfg.local_layers, -1)
+        styles = latents.reshape(n, k, cfg.local_layers, -1)
         x = self.pos_embed(self.grid(latents.device, latents.dtype)).t()  # [lc, P], shared by samples and classes
-        depth = None
+        depths = None
         for i, layer in enumerate(self.layers):
             x = layer(x, styles[:, :, i])  # [N, K, lc, P]
             if i == cfg.depth_layers - 1:
-                depth = self.to_depth.forward_with_background(x).squeeze(2)  # [N, K, P], class 0 exactly 0
+                depths = self.to_depth.forward_with_background(x).squeeze(2)  # [N, K, P], class 0 exactly 0
                 if cfg.detach_texture and i < cfg.local_layers - 1:  # official: classes with a depth only
                     x = torch.cat([x[:, :1], x[:, 1:].detach()], dim=1)
-        assert depth is not None  # config guarantees 1 <= depth_layers <= local_layers
-        depths = depth
+        assert depths is not None  # the config guarantees 1 <= depth_layers <= local_layers
         masks = composite_masks(depths, composition_mask)
         weights = fusion_weights(masks, cfg.transparent_dims)
         features = self.to_feat.weighted_sum(x, weights).view(n, -1, c, c)

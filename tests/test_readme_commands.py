@@ -135,7 +135,7 @@ def _inputs(root: Path) -> None:
         for i in range(4):
             Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / folder / f"p{i}.jpg")
     write_face_dataset(root / "DATASET", size=64, count=6, train_count=4, seed=1)
-    write_face_dataset(root / "data/my-dataset", size=32, count=5, train_count=0, seed=2)
+    write_face_dataset(root / "data/my-dataset", size=64, count=5, train_count=0, seed=2)
     layout = official_layout(8, 4, official_channel_table(2), 16, 2, small_generator=True)  # the official
     gen = torch.Generator().manual_seed(0)  # channel table at 8 px: a small file in the official layout
     states = {net: random_official_state(net, layout[net], gen) for net in ("g_ema", "e_ema")}
@@ -185,7 +185,10 @@ def test_readme_commands_run_in_order(tmp_path: Path) -> None:
     _inputs(tmp_path)
     env = _env(tmp_path)
     (tmp_path / "M").symlink_to(tmp_path / "out.safetensors")  # `--ckpt M`: the model made by `init`
-    (tmp_path / "my.safetensors").symlink_to(tmp_path / "out.safetensors")
+    from stylemapgan.models import resolve_checkpoint
+
+    # `serve --ckpt my.safetensors ... --directions dirs.safetensors`: the model the directions were made for
+    (tmp_path / "my.safetensors").symlink_to(resolve_checkpoint(None))
     for written in readme_commands(README.read_text()):
         run = RUNS[written]
         if run is NOT_RUN:

@@ -611,6 +611,10 @@ def test_serve_cli_errors(checkpoint: Path, tmp_path: Path, capsys: pytest.Captu
     assert main(["serve", "--ckpt", str(tmp_path / "missing.safetensors")]) == 2
     assert main(["serve", "--ckpt", str(checkpoint), "--modulation-cache-mb", "0"]) == 2
     assert "--modulation-cache-mb" in capsys.readouterr().err
+    assert main(["serve", "--ckpt", str(checkpoint), "--max-queue", "0"]) == 2
+    assert "--max-queue" in capsys.readouterr().err
+    assert main(["serve", "--ckpt", str(checkpoint), "--refine-niceness", "20"]) == 2
+    assert "--refine-niceness" in capsys.readouterr().err
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()

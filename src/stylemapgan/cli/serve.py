@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-queue", type=int, default=32,
                    help="model jobs queued over all sessions; beyond this a request gets 503 and the page retries "
                         "(default 32)")
+    p.add_argument("--refine-niceness", type=int, default=10,
+                   help="nice value added to the refine worker (Linux), so edits get the CPU first; 0: same "
+                        "priority as the edits (default 10)")
     p.add_argument("--cache-mb", type=float, default=1024.0,
                    help="memory for cached encodings (w+ style tensors included; default 1024)")
     p.add_argument("--modulation-cache-mb", type=float, default=1024.0,
@@ -83,6 +86,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for name in ("gallery_count", "max_sessions", "max_queue"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')}: must be >= 1")
+    if not 0 <= args.refine_niceness <= 19:
+        raise CLIError(f"--refine-niceness: must be in 0..19, got {args.refine_niceness}")
     if min(args.max_upload_mb, args.max_upload_megapixels, args.cache_mb, args.modulation_cache_mb) <= 0:
         raise CLIError("--max-upload-mb / --max-upload-megapixels / --cache-mb / --modulation-cache-mb: must be > 0")
     if args.threads is not None:
@@ -95,6 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_upload_pixels=int(args.max_upload_megapixels * 1_000_000),
         max_sessions=args.max_sessions,
         max_pending_jobs=args.max_queue,
+        refine_niceness=args.refine_niceness,
         encoding_cache_mb=args.cache_mb,
         modulation_cache_mb=args.modulation_cache_mb,
     )

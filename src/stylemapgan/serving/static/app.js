@@ -599,6 +599,7 @@ function smallMask(ref) {
   return small;
 }
 
+// the PNG the page sends for a reference's mask (what an edit request carries)
 function maskPng(ref) {
   return smallMask(ref).toDataURL("image/png");
 }
@@ -640,7 +641,7 @@ function requestEdit(urgent = false) {
       url: "/api/edit",
       body: {
         source: state.source.id,
-        references: painted.map(([r, m]) => ({ id: r.id, mask: m.toDataURL("image/png"), shift: r.shift })),
+        references: painted.map(([r, m]) => ({ id: r.id, mask: m.toDataURL("image/png"), shift: r.shift })), // = maskPng(r)
         mode: state.mode,
         alpha: state.alpha,
         feather: state.feather,

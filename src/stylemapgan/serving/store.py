@@ -102,7 +102,7 @@ class BoundedStore:
             while len(keys) > self.per_owner:
                 old, _ = keys.popitem(last=False)
                 del self._items[(owner, old)]
-                self._shared -= owner not in self.apart
+                self._shared -= int(owner not in self.apart)
                 evicted.append(old)
             while self._shared > self.total:
                 old_owner, old = next(k for k in self._items if k[0] not in self.apart)
@@ -132,7 +132,7 @@ class BoundedStore:
         with self._lock:
             if self._items.pop((owner, key), None) is None:
                 return False
-            self._shared -= owner not in self.apart
+            self._shared -= int(owner not in self.apart)
             self._forget_key(owner, key)
             return True
 

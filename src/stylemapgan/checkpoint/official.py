@@ -16,9 +16,11 @@ from typing import Any
 
 import torch
 
-from stylemapgan.checkpoint.io import Checkpoint, CheckpointError, default_provenance, file_sha256
+from stylemapgan.checkpoint.build import check_state_dicts
+from stylemapgan.checkpoint.format import Checkpoint, CheckpointError, default_provenance
 from stylemapgan.config import ConfigError, ModelConfig
 from stylemapgan.ops import make_blur_kernel
+from stylemapgan.utils.files import file_sha256
 
 # official top-level key -> (our network name, layout family)
 OFFICIAL_NETWORKS = {
@@ -170,8 +172,6 @@ def convert_official(raw: dict[str, Any], where: str) -> Checkpoint:
             networks[ours] = convert_state_dict(family, raw[key], f"{where} [{key}]")
     if "g_ema" not in networks:
         raise CheckpointError(f"{where}: official checkpoint has no 'g_ema'")
-    from stylemapgan.checkpoint.models import check_state_dicts
-
     check_state_dicts(config, networks, where)
     return Checkpoint(config, networks)
 

@@ -100,7 +100,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    from stylemapgan.checkpoint.release import release_model
+    from stylemapgan.release import release_model
     from stylemapgan.training.run import latest_checkpoint
 
     metrics = None

@@ -30,16 +30,10 @@ from stylemapgan.checkpoint.io import (
 )
 from stylemapgan.checkpoint.models import check_state_dicts
 from stylemapgan.config import ModelConfig
+from stylemapgan.data.dataset import DataMismatchError, check_fits, collate_images, fit_to_model
 from stylemapgan.training.config import RESUME_CHANGEABLE, RESUME_CHANGEABLE_MODEL, TrainConfig
 from stylemapgan.training.distributed import DistInfo, all_mean, barrier, init_from_env, shutdown
-from stylemapgan.training.trainer import (
-    DataMismatchError,
-    Trainer,
-    TrainingDiverged,
-    check_fits,
-    collate_images,
-    fit_to_model,
-)
+from stylemapgan.training.trainer import Trainer, TrainingDiverged
 from stylemapgan.utils.images import make_grid, save_png
 from stylemapgan.utils.precision import set_tf32
 

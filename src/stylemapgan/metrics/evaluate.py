@@ -18,6 +18,9 @@ it measures the encoder's latent space.
 
 `num` caps every metric's count at once (generated images for fid/kid/fid_lerp, reconstructed images, pairs per
 part); the defaults are the paper's. Every image a metric scores is clamped and rounded to 8 bits first.
+
+Each metric group is one function over a shared `EvalRun` (model, options, splits, the report being filled),
+chosen from `METRIC_GROUPS`; a new metric is a function and a table entry.
 """
 
 from __future__ import annotations

@@ -197,10 +197,10 @@ class TrainingRun:
                              "a new run's is random")
         if len(train_data) == 0:
             raise DataMismatchError("no training images")
+        check_fits(collate_images([train_data[0]]).shape[-1], model_config.size)  # before anything is written
         if len(train_data) < train_config.batch:
             raise DataMismatchError(f"the dataset has {len(train_data)} training images, fewer than one batch of "
                                     f"{train_config.batch} (--batch)")
-        check_fits(collate_images([train_data[0]]).shape[-1], model_config.size)  # before anything is written
         set_tf32(train_config.tf32)  # both ways: PyTorch's default leaves cuDNN's TF32 on
         from stylemapgan.losses import build_perceptual
 

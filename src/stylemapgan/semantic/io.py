@@ -15,6 +15,7 @@ values are the class indices (the official label format: 0 = background) and who
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 from collections.abc import Sequence
@@ -143,3 +144,17 @@ def segmentation_image(segmentation: torch.Tensor) -> Image.Image:
     image = Image.fromarray(labels)  # "L"; putpalette makes it "P" with these colours
     image.putpalette([c for k in range(256) for c in class_color(k)])
     return image
+
+
+def segmentation_png(segmentation: torch.Tensor) -> bytes:
+    """[K, H, W] segmentation logits -> PNG bytes of `segmentation_image`."""
+    buffer = io.BytesIO()
+    segmentation_image(segmentation).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def latents_npy(latents: torch.Tensor) -> bytes:
+    """Latents [N, n, D] -> `.npy` bytes (float32), the official saved-latent format `load_official_latents` reads."""
+    buffer = io.BytesIO()
+    np.save(buffer, latents.detach().float().cpu().numpy(), allow_pickle=False)
+    return buffer.getvalue()

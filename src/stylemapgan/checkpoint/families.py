@@ -35,7 +35,6 @@ FAMILY_KEY = "family"  # the config dict's key; absent means StyleMapGAN
 AnyConfig = ModelConfig | SemanticConfig
 
 
-
 class SampleBatch(NamedTuple):
     """What a family's plain sampler returns for a batch of z."""
 

@@ -7,11 +7,16 @@ edits back to back, cycling through precomputed painted masks and shifts, as a p
 percentiles (total, model, queue; from the X-Server-Ms / X-Infer-Ms / X-Queue-Ms headers), errors, and the
 machine load (CPU busy over the run from /proc/stat, the server process's CPU, load averages).
 
+`--refine on` adds one more session that runs Refine back to back (the server's largest step count, each
+stopped by its time limit) during the measured load, to see how a refine affects the other sessions' edits;
+`--refine compare` measures twice on the same server, without then with the refine, and reports both.
+
 Usage:
     python benchmarks/bench_serving.py --url http://127.0.0.1:7860/          # a running server
     python benchmarks/bench_serving.py --preset cpu-64 [--threads 2]         # starts `stylemapgan serve` on a
                                                                              # random-init checkpoint
     [--ckpt FILE] [--sessions 8] [--duration 60] [--mode w|w_plus|mixed] [--depth 1] [--think-ms 0] [--json F]
+    [--refine off|on|compare] [--refine-steps N]
 """
 
 from __future__ import annotations
@@ -178,6 +183,41 @@ def run_session(client: SessionClient, size: int, masks: list[str], mode: str, d
         t.join()
 
 
+@dataclass
+class RefineRecord:
+    status: int
+    seconds: float
+    steps: int | None = None
+
+
+def run_refiner(host: str, port: int, size: int, steps: int, stop_at: float, records: list[RefineRecord],
+                failures: list[str]) -> None:
+    """One more session: upload an image, then Refine it back to back until `stop_at` (the last one may run on
+    past it, to its own time limit)."""
+    client = SessionClient(host, port, 10_000)
+    conn = http.client.HTTPConnection(host, port, timeout=600)
+    try:
+        client.request(conn, "GET", "/api/info")
+        status, _, body = client.request(conn, "POST", "/api/upload?fit=crop&name=refine.png",
+                                         test_image(9_999, max(size, 64)), "image/png")
+        if status != 200:
+            raise RuntimeError(f"upload: {status} {body[:200]!r}")
+        image_id = json.loads(body)["id"]
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            status, _, body = client.request(conn, "POST", "/api/refine", json.dumps(
+                {"id": image_id, "steps": steps}).encode(), "application/json")
+            took = time.perf_counter() - t0
+            done = json.loads(body).get("steps") if status == 200 else None
+            records.append(RefineRecord(status, took, done))
+            if status != 200:
+                time.sleep(0.2)
+    except Exception as exc:
+        failures.append(f"refiner: {exc}")
+    finally:
+        conn.close()
+
+
 # ---- machine load -----------------------------------------------------------------------------------------------
 
 
@@ -234,79 +274,56 @@ def start_server(args: argparse.Namespace, workdir: Path) -> tuple[subprocess.Po
 # ---- main -----------------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--url", default=None, help="a running server (otherwise one is started)")
-    p.add_argument("--ckpt", default=None, help="checkpoint for the started server (default: random --preset)")
-    p.add_argument("--preset", default="cpu-64", help="random-init preset when no --ckpt (default cpu-64)")
-    p.add_argument("--threads", type=int, default=None, help="--threads for the started server")
-    p.add_argument("--sessions", type=int, default=8)
-    p.add_argument("--duration", type=float, default=60.0, help="seconds of measured load (default 60)")
-    p.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring (default 3)")
-    p.add_argument("--mode", choices=("w", "w_plus", "mixed"), default="w")
-    p.add_argument("--depth", type=int, default=1, help="requests in flight per session (2+: superseding)")
-    p.add_argument("--think-ms", type=float, default=0.0, help="pause between a session's requests")
-    p.add_argument("--json", default=None, help="write the report here too")
-    args = p.parse_args(argv)
+def stats(values: list[float]) -> dict[str, float | None]:
+    return {"p50": percentile(values, 50), "p90": percentile(values, 90), "p99": percentile(values, 99),
+            "mean": statistics.fmean(values) if values else None}
 
-    proc = None
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.url is None:
-            proc, url = start_server(args, Path(tmp))
-        else:
-            url = args.url
-        try:
-            parsed = urlparse(url)
-            host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
-            conn = http.client.HTTPConnection(host, port, timeout=30)
-            conn.request("GET", "/api/info")
-            info = json.loads(conn.getresponse().read())
-            conn.close()
-            size = int(info["model"]["size"])
-            masks = painted_masks(size)
-            samples: list[Sample] = []
-            failures: list[str] = []
-            start = time.perf_counter()
-            warm_until = start + args.warmup
-            stop_at = warm_until + args.duration
-            busy0, total0 = cpu_times()
-            load0 = os.getloadavg()
-            threads = [
-                threading.Thread(target=run_session, daemon=True, args=(
-                    SessionClient(host, port, i), size, masks, args.mode, args.depth, stop_at, warm_until,
-                    args.think_ms / 1000, samples, failures))
-                for i in range(args.sessions)
-            ]
-            for t in threads:
-                t.start()
-            time.sleep(max(0.0, warm_until - time.perf_counter()))
-            busy_w, total_w = cpu_times()
-            server_cpu_w = process_cpu_seconds(proc.pid) if proc else None
-            for t in threads:
-                t.join()
-            measured = time.perf_counter() - warm_until
-            busy1, total1 = cpu_times()
-            server_cpu1 = process_cpu_seconds(proc.pid) if proc else None
-            load1 = os.getloadavg()
-        finally:
-            if proc is not None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+
+def measure(args: argparse.Namespace, host: str, port: int, info: dict[str, Any], pid: int | None,
+            refine: bool) -> dict[str, Any]:
+    """One measured load: the sessions painting (and, with `refine`, one more session refining meanwhile)."""
+    size = int(info["model"]["size"])
+    masks = painted_masks(size)
+    samples: list[Sample] = []
+    failures: list[str] = []
+    refines: list[RefineRecord] = []
+    start = time.perf_counter()
+    warm_until = start + args.warmup
+    stop_at = warm_until + args.duration
+    busy0, total0 = cpu_times()
+    load0 = os.getloadavg()
+    threads = [
+        threading.Thread(target=run_session, daemon=True, args=(
+            SessionClient(host, port, i), size, masks, args.mode, args.depth, stop_at, warm_until,
+            args.think_ms / 1000, samples, failures))
+        for i in range(args.sessions)
+    ]
+    refiner = None
+    if refine:
+        steps = args.refine_steps or int(info["limits"]["max_refine_steps"])
+        refiner = threading.Thread(target=run_refiner, daemon=True,
+                                   args=(host, port, size, steps, stop_at, refines, failures))
+        refiner.start()
+    for t in threads:
+        t.start()
+    time.sleep(max(0.0, warm_until - time.perf_counter()))
+    busy_w, total_w = cpu_times()
+    server_cpu_w = process_cpu_seconds(pid) if pid else None
+    for t in threads:
+        t.join()
+    measured = time.perf_counter() - warm_until
+    busy1, total1 = cpu_times()
+    server_cpu1 = process_cpu_seconds(pid) if pid else None
+    load1 = os.getloadavg()
+    if refiner is not None:
+        refiner.join(timeout=max(60.0, float(info["limits"]["max_refine_seconds"]) * 2))
 
     ok = [s for s in samples if s.ok]
     superseded = [s for s in samples if s.status == 409]
     errors = [s for s in samples if not s.ok and s.status != 409]
     cores = os.cpu_count() or 1
-
-    def stats(values: list[float]) -> dict[str, float | None]:
-        return {"p50": percentile(values, 50), "p90": percentile(values, 90), "p99": percentile(values, 99),
-                "mean": statistics.fmean(values) if values else None}
-
     report: dict[str, Any] = {
-        "url": url, "model": info["model"], "sessions": args.sessions, "depth": args.depth, "mode": args.mode,
+        "refine_running": refine,
         "duration_s": round(measured, 2), "requests_ok": len(ok), "superseded_409": len(superseded),
         "errors": len(errors) + len(failures), "error_examples": [e.error for e in errors[:3]] + failures[:3],
         "requests_per_s": round(len(ok) / measured, 2) if measured > 0 else None,
@@ -324,24 +341,91 @@ def main(argv: list[str] | None = None) -> int:
                                       if server_cpu1 is not None and server_cpu_w is not None else None),
         },
     }
-    print(json.dumps(report, indent=2))
+    if refine:
+        done = [r for r in refines if r.status == 200]
+        report["refines"] = {"completed": len(done), "refused": len(refines) - len(done),
+                             "seconds": stats([r.seconds for r in done]),
+                             "steps": stats([float(r.steps) for r in done if r.steps is not None])}
+    return report
+
+
+def summary(args: argparse.Namespace, info: dict[str, Any], report: dict[str, Any]) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
-    print(
-        f"\n{args.sessions} sessions x {measured:.0f} s, {info['model']['name']} {size}px, mode {args.mode}: "
-        f"{report['requests_per_s']} req/s, errors {report['errors']}, superseded {len(superseded)}\n"
+    size = info["model"]["size"]
+    head = "with a refine running" if report["refine_running"] else "no refine"
+    text = (
+        f"{args.sessions} sessions x {report['duration_s']:.0f} s, {info['model']['name']} {size}px, mode "
+        f"{args.mode}, {head}: {report['requests_per_s']} req/s, errors {report['errors']}, superseded "
+        f"{report['superseded_409']}\n"
         f"  client round trip p50 {fmt(report['client_ms']['p50'])} / p99 {fmt(report['client_ms']['p99'])} ms\n"
         f"  server total      p50 {fmt(report['server_total_ms']['p50'])} / p99 "
         f"{fmt(report['server_total_ms']['p99'])} ms\n"
         f"  server model      p50 {fmt(report['server_infer_ms']['p50'])} / p99 "
         f"{fmt(report['server_infer_ms']['p99'])} ms (queue p50 {fmt(report['server_queue_ms']['p50'])})\n"
-        f"  machine: {cores} cores, {report['machine']['cpu_busy_during_run'] * 100:.0f}% busy, server used "
-        f"{report['machine']['server_cpu_cores_used']} cores, load {report['machine']['loadavg_before'][0]} -> "
-        f"{report['machine']['loadavg_after'][0]}",
-        file=sys.stderr,
+        f"  machine: {report['machine']['cores']} cores, {report['machine']['cpu_busy_during_run'] * 100:.0f}% "
+        f"busy, server used {report['machine']['server_cpu_cores_used']} cores, load "
+        f"{report['machine']['loadavg_before'][0]} -> {report['machine']['loadavg_after'][0]}"
     )
+    if report["refine_running"]:
+        r = report["refines"]
+        text += (f"\n  refines: {r['completed']} completed (mean {fmt(r['seconds']['mean'])} s, "
+                 f"{fmt(r['steps']['mean'])} steps), {r['refused']} refused")
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--url", default=None, help="a running server (otherwise one is started)")
+    p.add_argument("--ckpt", default=None, help="checkpoint for the started server (default: random --preset)")
+    p.add_argument("--preset", default="cpu-64", help="random-init preset when no --ckpt (default cpu-64)")
+    p.add_argument("--threads", type=int, default=None, help="--threads for the started server")
+    p.add_argument("--sessions", type=int, default=8)
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of measured load (default 60)")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring (default 3)")
+    p.add_argument("--mode", choices=("w", "w_plus", "mixed"), default="w")
+    p.add_argument("--depth", type=int, default=1, help="requests in flight per session (2+: superseding)")
+    p.add_argument("--think-ms", type=float, default=0.0, help="pause between a session's requests")
+    p.add_argument("--refine", choices=("off", "on", "compare"), default="off",
+                   help="one more session refining back to back during the load (on), or measure without and "
+                        "then with it (compare)")
+    p.add_argument("--refine-steps", type=int, default=None,
+                   help="steps per refine (default: the server's max_refine_steps; each also stops at its time "
+                        "limit)")
+    p.add_argument("--json", default=None, help="write the report here too")
+    args = p.parse_args(argv)
+
+    proc = None
+    phases = {"off": [False], "on": [True], "compare": [False, True]}[args.refine]
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.url is None:
+            proc, url = start_server(args, Path(tmp))
+        else:
+            url = args.url
+        try:
+            parsed = urlparse(url)
+            host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
+            conn = http.client.HTTPConnection(host, port, timeout=30)
+            conn.request("GET", "/api/info")
+            info = json.loads(conn.getresponse().read())
+            conn.close()
+            runs = [measure(args, host, port, info, proc.pid if proc else None, refine) for refine in phases]
+        finally:
+            if proc is not None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+    common = {"url": url, "model": info["model"], "sessions": args.sessions, "depth": args.depth,
+              "mode": args.mode, "think_ms": args.think_ms}
+    report: dict[str, Any] = {**common, **runs[0]} if len(runs) == 1 else {**common, "runs": runs}
+    print(json.dumps(report, indent=2))
+    for run in runs:
+        print("\n" + summary(args, info, run), file=sys.stderr)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    return 1 if report["errors"] else 0
+    return 1 if any(run["errors"] for run in runs) else 0
 
 
 if __name__ == "__main__":

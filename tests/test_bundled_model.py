@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from stylemapgan.checkpoint import load_checkpoint, load_editing_model
-from stylemapgan.checkpoint.release import samples_reconstruction_mse
 from stylemapgan.models import DEFAULT_MODEL, ENV_DEFAULT, bundled_models, bundled_samples, resolve_checkpoint
+from stylemapgan.release import samples_reconstruction_mse
 
 pytestmark = pytest.mark.skipif(DEFAULT_MODEL not in bundled_models() and not os.environ.get("CI"),
                                 reason="no bundled model in this checkout")

@@ -8,22 +8,24 @@ autograd in training.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from stylemapgan.config import get_preset
-from stylemapgan.networks import Discriminator, Encoder, Generator, set_impl
-from stylemapgan.networks.layers import (
-    ConvLayer,
-    DownConvLayer,
-    EqualLinear,
-    ResDownBlock,
-    UpConvLayer,
-    scaled_weight,
+from stylemapgan.networks import Discriminator, Encoder, Generator, ModulatedConv, set_impl, use_ops
+from stylemapgan.networks.layers import ConvLayer, DownConvLayer, EqualLinear, ResDownBlock, UpConvLayer
+from stylemapgan.ops import (
+    FastOps,
+    ReferenceOps,
+    blur2d,
+    blur2d_fast,
+    layer_norm_chw,
+    make_blur_kernel,
+    upsample_blur2d,
 )
-from stylemapgan.ops import blur2d, blur2d_fast, layer_norm_chw, make_blur_kernel, upsample_blur2d
 
 CL = torch.channels_last
 
@@ -82,61 +84,114 @@ def _randomise(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return module
 
 
-LAYERS = {
-    "conv3": lambda: ConvLayer(4, 6, 3),
-    "conv1-bias-only": lambda: ConvLayer(4, 6, 1, activate=False),
-    "conv-no-bias": lambda: ConvLayer(4, 6, 3, bias=False),
-    "down3": lambda: DownConvLayer(4, 6, 3),
-    "down1-skip": lambda: DownConvLayer(4, 6, 1, bias=False, activate=False),
-    "up3": lambda: UpConvLayer(4, 6, 3),
-    "up1-skip": lambda: UpConvLayer(4, 6, 1, bias=False, activate=False),
-    "resblock": lambda: ResDownBlock(4, 6),
+LAYERS = {  # each built with an output gain
+    "conv3": lambda g: ConvLayer(4, 6, 3, gain=g),
+    "conv1-bias-only": lambda g: ConvLayer(4, 6, 1, activate=False, gain=g),
+    "conv-no-bias": lambda g: ConvLayer(4, 6, 3, bias=False, gain=g),
+    "down3": lambda g: DownConvLayer(4, 6, 3, gain=g),
+    "down1-skip": lambda g: DownConvLayer(4, 6, 1, bias=False, activate=False, gain=g),
+    "up3": lambda g: UpConvLayer(4, 6, 3, gain=g),
+    "up1-skip": lambda g: UpConvLayer(4, 6, 1, bias=False, activate=False, gain=g),
+    "resblock": lambda g: ResDownBlock(4, 6, gain=g),
 }
+
+
+def _fast_and_ref(build: Callable[[], torch.nn.Module]) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The same layer (same weights) on the fast and on the reference implementation objects."""
+    torch.manual_seed(0)
+    fast = _randomise(build().double())
+    return fast, use_ops(copy.deepcopy(fast), ReferenceOps)
 
 
 @pytest.mark.parametrize("name", list(LAYERS))
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 def test_layer_fast_equals_reference(name: str, layout: str) -> None:
-    torch.manual_seed(0)
-    layer = _randomise(LAYERS[name]().double())
     x = _rand(2, 4, 8, 8, seed=3)
     if layout == "channels_last":
         x = x.contiguous(memory_format=CL)
-    ref = layer.forward_ref(x)
+    _, unit = _fast_and_ref(lambda: LAYERS[name](1.0))
+    ref_unit = unit(x)
     for gain in (1.0, 0.5):
-        torch.testing.assert_close(layer.forward_fast(x, gain), ref * gain, rtol=0, atol=1e-12)
-    assert layer(x).shape == ref.shape
+        fast, ref = _fast_and_ref(lambda gain=gain: LAYERS[name](gain))
+        assert isinstance(fast.ops, FastOps) and isinstance(ref.ops, ReferenceOps)
+        out = ref(x)
+        torch.testing.assert_close(out, ref_unit * gain, rtol=0, atol=1e-12)  # the gain is an output gain
+        torch.testing.assert_close(fast(x), out, rtol=0, atol=1e-12)
+        with torch.no_grad():  # the second inference call runs on the cached weights
+            fast(x)
+            torch.testing.assert_close(fast(x), out, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("upsample", [False, True])
+@pytest.mark.parametrize("norm", ["LayerNorm", "none"])
+def test_modulated_conv_fast_equals_reference(upsample: bool, norm: str) -> None:
+    x, style = _rand(2, 4, 8, 8, seed=4), _rand(2, 5, 8, 8, seed=5)
+    for gain in (1.0, 0.5):
+        fast, ref = _fast_and_ref(lambda gain=gain: ModulatedConv(4, 6, 3, 5, norm, upsample=upsample, gain=gain))
+        out = ref(x, style)
+        assert out.shape == ((2, 6, 16, 16) if upsample else (2, 6, 8, 8))
+        torch.testing.assert_close(fast(x, style), out, rtol=0, atol=1e-12)
+        with torch.no_grad():  # in place on the normalised tensor; for "none" (identity) the input must survive
+            x_cl = x.contiguous(memory_format=CL)
+            torch.testing.assert_close(fast(x_cl, style), out, rtol=0, atol=1e-12)
+            assert torch.equal(x_cl, x)
+
+
+def test_modulation_at_patches_equals_the_conv() -> None:
+    """The public per-pixel modulation (what the fast edit recomputes on a mask edge) equals the conv there."""
+    style = _rand(2, 5, 7, 6, seed=6)
+    f, y, x = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 3, 6, 2]), torch.tensor([5, 2, 0, 3])
+    padded = F.pad(style, (1, 1, 1, 1)).permute(0, 2, 3, 1)  # the conv's zero padding, (ky, kx, c) order
+    patches = torch.stack([padded[f, y + dy, x + dx] for dy in range(3) for dx in range(3)], dim=1)  # [P, 9, C]
+    for module in _fast_and_ref(lambda: ModulatedConv(4, 6, 3, 5, "LayerNorm")):
+        expected = module.modulation_params(style).permute(0, 2, 3, 1)[f, y, x]
+        torch.testing.assert_close(module.modulation_params_from_patches(patches), expected, rtol=0, atol=1e-12)
+        with pytest.raises(ValueError, match="patches"):
+            module.modulation_params_from_patches(patches[..., :4])
 
 
 def test_linear_fast_equals_reference() -> None:
-    torch.manual_seed(0)
     for activate in (True, False):
-        layer = _randomise(EqualLinear(5, 7, lr_mul=0.01, activate=activate).double())
-        x = _rand(3, 5)
-        torch.testing.assert_close(layer.forward_fast(x), layer.forward_ref(x), rtol=0, atol=1e-12)
+        for gain in (1.0, 0.5):
+            fast, ref = _fast_and_ref(lambda a=activate, g=gain: EqualLinear(5, 7, lr_mul=0.01, activate=a, gain=g))
+            x = _rand(3, 5)
+            torch.testing.assert_close(fast(x), ref(x), rtol=0, atol=1e-12)
 
 
 def test_set_impl_validates_and_switches() -> None:
     g = Generator(get_preset("tiny").model)
     with pytest.raises(ValueError, match="impl"):
         set_impl(g, "cuda")
-    set_impl(g, "ref")
-    assert not g.synthesis.conv.fast and not g.resizer.layers[0].fast
+    with pytest.raises(ValueError, match="impl"):
+        Generator(get_preset("tiny").model, impl="cuda")
+    assert set_impl(g, "ref") is g
+    every_ops = [m.ops for m in g.modules() if hasattr(m, "ops")]
+    assert len(every_ops) > 10 and all(isinstance(o, ReferenceOps) for o in every_ops)
+    assert "impl=ref" in repr(g.synthesis.conv)
     set_impl(g, "fast")
-    assert g.synthesis.conv.fast
+    every_ops = [m.ops for m in g.modules() if hasattr(m, "ops")]
+    assert all(isinstance(o, FastOps) for o in every_ops)
+    assert len({id(o) for o in every_ops}) == len(every_ops)  # one instance (one weight cache) per layer
+    use_ops(g, ReferenceOps)
+    assert isinstance(g.synthesis.to_rgb.ops, ReferenceOps)
 
 
 def test_weight_cache_follows_in_place_updates_and_skips_autograd() -> None:
     layer = ConvLayer(3, 4, 3)
+    ops = layer.ops
+    assert isinstance(ops, FastOps)
     with torch.no_grad():
-        w1 = scaled_weight(layer, 2.0)
-        assert scaled_weight(layer, 2.0) is w1  # reused
+        w1 = ops.scaled_weight(layer.weight, 2.0)
+        assert ops.scaled_weight(layer.weight, 2.0) is w1  # reused
         torch.testing.assert_close(w1, layer.weight * 2.0)
         layer.weight.mul_(3.0)  # an optimizer / EMA / load_state_dict step bumps the version counter
-        torch.testing.assert_close(scaled_weight(layer, 2.0), layer.weight * 2.0)
+        torch.testing.assert_close(ops.scaled_weight(layer.weight, 2.0), layer.weight * 2.0)
         layer.load_state_dict({k: torch.ones_like(v) for k, v in layer.state_dict().items()})
-        torch.testing.assert_close(scaled_weight(layer, 2.0), torch.full_like(layer.weight, 2.0))
-    w = scaled_weight(layer, 2.0)  # grad mode and a trainable weight: a fresh product in the graph
+        torch.testing.assert_close(ops.scaled_weight(layer.weight, 2.0), torch.full_like(layer.weight, 2.0))
+        other = torch.randn(4, 3, 3, 3)  # a shared ops object would stay correct
+        torch.testing.assert_close(ops.scaled_weight(other, 2.0), other * 2.0)
+        assert copy.deepcopy(layer).ops._weights == {}  # copies start with an empty cache
+    w = ops.scaled_weight(layer.weight, 2.0)  # grad mode and a trainable weight: a fresh product in the graph
     assert w.requires_grad and w.grad_fn is not None
 
 

@@ -66,6 +66,9 @@ RUNS: dict[str, str | None] = {
     "torchrun --nproc_per_node=8 -m stylemapgan train --data DATASET --outdir runs/ffhq --preset paper-256 "
     "--batch 16": "torchrun --nproc_per_node=2 -m stylemapgan train --data DATASET --outdir runs/ffhq --preset tiny "
     "--batch 2 --iters 1 --perceptual none",
+    "stylemapgan train --data DATASET --outdir runs/mine --init-from cartoon-faces --iters 100 --batch 8":
+        "stylemapgan train --data DATASET --outdir runs/mine --init-from cartoon-faces --iters 1 --batch 2 "
+        "--perceptual none",
     "stylemapgan serve": AS_WRITTEN,
     "stylemapgan serve --ckpt my.safetensors --gallery data/my-dataset --directions dirs.safetensors": AS_WRITTEN,
     "stylemapgan eval --data data/cartoon-faces-64 --metrics fid,kid,fid_lerp,recon,local_edit --num 1000 "
@@ -125,7 +128,7 @@ def test_every_readme_command_is_in_the_table() -> None:
 def _inputs(root: Path) -> None:
     """What the README's commands assume the user has."""
     rng = np.random.default_rng(0)
-    for name, size in (("a.jpg", (300, 220)), ("b.png", (64, 64)), ("c.png", (128, 96))):
+    for name, size in (("a.jpg", (300, 220)), ("b.jpg", (90, 120)), ("b.png", (64, 64)), ("c.png", (128, 96))):
         Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(root / name)
     mask = np.zeros((64, 64), dtype=np.uint8)
     mask[10:40, 20:50] = 255
@@ -135,7 +138,7 @@ def _inputs(root: Path) -> None:
         for i in range(4):
             Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / folder / f"p{i}.jpg")
     write_face_dataset(root / "DATASET", size=64, count=6, train_count=4, seed=1)
-    write_face_dataset(root / "data/my-dataset", size=32, count=5, train_count=0, seed=2)
+    write_face_dataset(root / "data/my-dataset", size=64, count=5, train_count=0, seed=2)
     layout = official_layout(8, 4, official_channel_table(2), 16, 2, small_generator=True)  # the official
     gen = torch.Generator().manual_seed(0)  # channel table at 8 px: a small file in the official layout
     states = {net: random_official_state(net, layout[net], gen) for net in ("g_ema", "e_ema")}
@@ -185,7 +188,10 @@ def test_readme_commands_run_in_order(tmp_path: Path) -> None:
     _inputs(tmp_path)
     env = _env(tmp_path)
     (tmp_path / "M").symlink_to(tmp_path / "out.safetensors")  # `--ckpt M`: the model made by `init`
-    (tmp_path / "my.safetensors").symlink_to(tmp_path / "out.safetensors")
+    from stylemapgan.models import resolve_checkpoint
+
+    # `serve --ckpt my.safetensors ... --directions dirs.safetensors`: the model the directions were made for
+    (tmp_path / "my.safetensors").symlink_to(resolve_checkpoint(None))
     for written in readme_commands(README.read_text()):
         run = RUNS[written]
         if run is NOT_RUN:

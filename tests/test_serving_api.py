@@ -1,6 +1,7 @@
 """The web editor's HTTP API (`stylemapgan.serving`) on a real uvicorn server in a thread, spoken to with the
 standard library's HTTP client: uploads and their limits, session isolation, malformed requests (4xx, never
-500), edits with timings, latest-wins superseding, bounded stores, and the other model endpoints."""
+500), edits with timings, latest-wins superseding, bounded stores, cookie-less clients that cannot evict a
+browser's uploads, refine beside the edits, the upload's domain warning, and the other model endpoints."""
 
 from __future__ import annotations
 
@@ -27,7 +28,16 @@ from face_fixtures import PARTS, write_face_dataset
 from stylemapgan.checkpoint import fresh_checkpoint, save_checkpoint
 from stylemapgan.config import get_preset
 from stylemapgan.editing import Direction, Editor, load_stylemap
-from stylemapgan.serving import SESSION_COOKIE, ServerLimits, create_app, load_gallery
+from stylemapgan.serving import (
+    SESSION_COOKIE,
+    DomainReference,
+    ServerLimits,
+    card_reference,
+    create_app,
+    load_gallery,
+)
+from stylemapgan.serving.domain import domain_warning
+from stylemapgan.serving.routes.pages import sliders
 
 uvicorn = pytest.importorskip("uvicorn")
 
@@ -210,6 +220,7 @@ def test_page_info_and_static_files(serve: Callable[..., Running]) -> None:
     info = b.get("/api/info").json()
     assert info["model"]["size"] == 16 and info["parts"] == PARTS[1:]
     assert [g["id"] for g in info["gallery"]["images"]] == ["g_0", "g_1", "g_2", "g_3"]
+    assert info["gallery"]["source"] == "faces (test split)"  # a short name: no path of the server's disk
     assert all(g["parts"] for g in info["gallery"]["images"])
     gallery_image = b.get("/api/images/g_0")
     assert decode_png(gallery_image.body).size == (16, 16)
@@ -496,7 +507,8 @@ def test_samples_interpolation_reconstruction_parts_attributes(serve: Callable[.
     srv = serve(directions=directions)
     b = srv.browser()
     info = b.get("/api/info").json()
-    assert info["directions"] == [{"name": "smile", "range": 10.0}]
+    assert info["directions"] == [{"name": "smile", "label": "smile", "kind": "attribute", "supervised": True,
+                                   "range": 10.0}]
     samples = b.post("/api/samples", {"seed": 5, "trunc": 0.7, "count": 3})
     assert samples.status == 200 and "infer;dur=" in samples.headers["server-timing"]
     images = samples.json()["images"]
@@ -599,6 +611,10 @@ def test_serve_cli_errors(checkpoint: Path, tmp_path: Path, capsys: pytest.Captu
     assert main(["serve", "--ckpt", str(tmp_path / "missing.safetensors")]) == 2
     assert main(["serve", "--ckpt", str(checkpoint), "--modulation-cache-mb", "0"]) == 2
     assert "--modulation-cache-mb" in capsys.readouterr().err
+    assert main(["serve", "--ckpt", str(checkpoint), "--max-queue", "0"]) == 2
+    assert "--max-queue" in capsys.readouterr().err
+    assert main(["serve", "--ckpt", str(checkpoint), "--refine-niceness", "20"]) == 2
+    assert "--refine-niceness" in capsys.readouterr().err
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
@@ -659,3 +675,142 @@ def test_a_job_cancelled_before_it_runs_frees_its_queue_slot(checkpoint: Path) -
     finally:
         engine.shutdown()
     assert ran == [] and engine.pending == 0 and engine.stats()["completed"] == 4
+
+
+def test_attribute_sliders_are_labelled_and_sorted() -> None:
+    vector = torch.ones(2, 2, 2)
+    directions = {d.name: d for d in [
+        Direction("pca_1", vector, {"kind": "pca", "component": 1}),
+        Direction("smile", vector),  # no metadata: its name is its label
+        Direction("pca_0", vector),  # no metadata: its name says it is a principal component
+        Direction("sefa_0", vector, {"kind": "sefa", "component": 0}),
+        Direction("has_glasses", vector, {"kind": "supervised", "attribute": "has_glasses"}),
+    ]}
+    entries = sliders(directions, 5.0)
+    assert [e["label"] for e in entries] == ["has glasses", "smile", "PCA 1 (unsupervised)", "PCA 2 (unsupervised)",
+                                             "SeFa 1 (unsupervised)"]
+    assert [e["name"] for e in entries] == ["has_glasses", "smile", "pca_0", "pca_1", "sefa_0"]
+    assert [e["supervised"] for e in entries] == [True, True, False, False, False]
+    assert all(e["range"] == 5.0 for e in entries)
+
+
+def test_cookieless_requests_never_evict_a_browsers_uploads(serve: Callable[..., Running]) -> None:
+    """Scripts without cookies share one anonymous session (no session is made for them, whatever their number)
+    and its images are kept apart from the totals: 100 of their requests, uploads included, leave a browser's
+    upload where it was, even with room for only two sessions and three uploads."""
+    limits = ServerLimits(max_sessions=2, max_uploads_total=3, max_uploads_per_session=2, max_results_total=3,
+                          max_results_per_session=2)
+    srv = serve(limits, warm_gallery=False)
+    store = srv.app.state.serving.sessions
+    browser = srv.browser()
+    mine = browser.upload(image_bytes(seed=1)).json()["id"]
+    assert len(store) == 1
+    script_uploads = []
+    for i in range(100):
+        script = Browser(srv.port)  # a new client each time, never sending a cookie back
+        if i % 10 == 0:
+            reply = script.upload(image_bytes(seed=100 + i))
+            assert reply.status == 200, reply.body
+            script_uploads.append(reply.json()["id"])
+        elif i % 10 == 1:  # a script uses the id its upload returned
+            assert script.post("/api/edit", edit_body(16, source=script_uploads[-1])).status == 200
+        elif i % 10 == 2:
+            assert script.post("/api/reconstruct", {"id": "g_0"}).status == 200
+        else:
+            info = script.get("/api/info")
+            assert info.status == 200 and info.json()["uploads"] == []  # anonymous uploads are never listed
+        assert script.cookie is not None  # offered a cookie, which it never sends back
+    assert len(store) == 1  # not one session made for the scripts
+    assert browser.get(f"/api/images/{mine}").status == 200
+    assert [u["id"] for u in browser.get("/api/info").json()["uploads"]] == [mine]
+    counts = browser.get("/api/stats").json()
+    assert counts["sessions"] == 1 and counts["sessions_dropped"] == 0
+    assert counts["anonymous_uploads"] == 2 and counts["uploads"] == 3  # the scripts' newest two, plus mine
+    assert Browser(srv.port).get(f"/api/images/{script_uploads[-1]}").status == 200
+    assert Browser(srv.port).get(f"/api/images/{script_uploads[0]}").status == 404  # older ones made room
+    # clients that keep cookies but never upload are dropped before a session with uploads
+    for _ in range(5):
+        assert srv.browser().post("/api/reconstruct", {"id": "g_1"}).status == 200
+    assert len(store) == 2 and store.dropped == 4
+    assert browser.get(f"/api/images/{mine}").status == 200
+    # a cookie this server did not sign gets the anonymous session (and an offer), never a session of its own
+    forged = Browser(srv.port)
+    forged.cookie = browser.cookie.split(".")[0] + ".forged"  # type: ignore[union-attr]
+    assert forged.get(f"/api/images/{mine}").status == 404 and len(store) == 2
+
+
+def test_refine_does_not_block_other_sessions_edits(serve: Callable[..., Running]) -> None:
+    """A refine runs on its own worker: while one of ~3 s runs, another session's edits each take a small
+    fraction of that (they waited the whole refine when it held the one model worker)."""
+    refine_seconds = 3.0
+    srv = serve(ServerLimits(max_refine_steps=10**6, max_refine_seconds=refine_seconds), warm_gallery=False)
+    refiner, editor = srv.browser(), srv.browser()
+    assert editor.post("/api/edit", edit_body(16)).status == 200  # encodings cached: edits below only decode
+    replies: list[Reply] = []
+    started = time.perf_counter()
+    worker = threading.Thread(target=lambda: replies.append(refiner.post("/api/refine", {"id": "g_0",
+                                                                                         "steps": 10**6})))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while srv.engine.refining == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.3)  # well into its optimisation steps
+    latencies = []
+    for seq in range(5):
+        t0 = time.perf_counter()
+        reply = editor.post("/api/edit", edit_body(16, seq=seq, client="other-page"))
+        latencies.append(time.perf_counter() - t0)
+        assert reply.status == 200
+        assert float(reply.headers["x-queue-ms"]) < 250  # never queued behind the refine
+    assert srv.engine.refining == 1 and not replies  # all five done while the refine still ran
+    worker.join(timeout=30)
+    refine_took = time.perf_counter() - started
+    assert replies[0].status == 200 and replies[0].json()["steps"] > 1
+    assert refine_took >= refine_seconds
+    print(f"edit latencies during a {refine_took:.2f} s refine: {[round(t * 1000, 1) for t in latencies]} ms")
+    assert max(latencies) < 0.1 * refine_took, (latencies, refine_took)
+
+
+def test_upload_reports_reconstruction_error_and_domain_warning(serve: Callable[..., Running]) -> None:
+    photo = image_bytes((40, 40), noise=True, seed=7)
+    strict = serve(domain=DomainReference(1e-4, "test"), warm_gallery=False).browser()  # everything is far off
+    desc = strict.upload(photo).json()
+    warning = desc["domain_warning"]
+    assert warning and "unlike the images this model was trained on" in warning and "Refine source" in warning
+    # the reported error is the one of what /api/reconstruct renders, on the cards' [-1, 1] scale
+    recon = strict.post("/api/reconstruct", {"id": desc["id"]}).body
+    assert desc["reconstruction_mse"] == pytest.approx(_mse_vs(recon, strict.get(f"/api/images/{desc['id']}").body),
+                                                       abs=2e-6)
+    assert f"{desc['reconstruction_mse']:.3f}" in warning
+    assert strict.get("/api/info").json()["uploads"][0]["domain_warning"] == warning  # kept for a reload
+    refined = strict.post("/api/refine", {"id": desc["id"], "steps": 5}).json()
+    assert refined["improved"] and "even after refining" in refined["domain_warning"]
+    assert refined["reconstruction_mse"] == refined["mse_after"]
+    lenient = serve(domain=DomainReference(10.0, "test"), warm_gallery=False).browser()
+    assert lenient.upload(photo).json()["domain_warning"] is None
+    no_card = serve(warm_gallery=False).browser()
+    plain = no_card.upload(photo).json()
+    assert plain["domain_warning"] is None and plain["reconstruction_mse"] == desc["reconstruction_mse"]
+    assert no_card.get("/api/info").json()["domain"] is None
+    assert lenient.get("/api/info").json()["domain"]["warn_above"] == pytest.approx(30.0)
+    # the threshold: factor x the typical error, exclusive
+    reference = DomainReference(0.02, "test", factor=3.0)
+    assert domain_warning(0.06, reference) is None and domain_warning(0.0601, reference) is not None
+    assert "3x" in (domain_warning(0.0601, reference) or "")
+
+
+def test_card_reference_reads_the_model_card(checkpoint: Path, tmp_path: Path) -> None:
+    assert card_reference(checkpoint) is None  # a random-init checkpoint has no card
+    ckpt = fresh_checkpoint(get_preset("tiny").model, 0, "test")
+    ckpt.provenance["card"] = {"name": "carded", "metrics": {"recon.mse": 0.0123}}
+    save_checkpoint(tmp_path / "carded.safetensors", ckpt)
+    reference = card_reference(tmp_path / "carded.safetensors")
+    assert reference is not None and reference.typical_mse == pytest.approx(0.0123)
+    assert reference.threshold == pytest.approx(3 * 0.0123)
+    (tmp_path / "not-a-checkpoint.pt").write_bytes(b"nothing")
+    assert card_reference(tmp_path / "not-a-checkpoint.pt") is None
+    from stylemapgan.models import resolve_checkpoint
+
+    bundled = card_reference(resolve_checkpoint(None))  # the shipped model's card: 0.0187 on its test faces
+    assert bundled is not None and 0.01 < bundled.typical_mse < 0.03

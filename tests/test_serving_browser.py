@@ -1,7 +1,10 @@
 """End to end in a real headless Chromium (Debian's `chromium`, driven by Playwright's Python package): start
 `stylemapgan serve` as a subprocess on a free port, pick a source and a reference from the gallery, paint a
 stroke with the mouse, see the result change, apply a one-click part mask, download the result PNG, refine the
-source's stylemap, and get an upload of the wrong type refused with a message in the page.
+source's stylemap, get an upload of the wrong type refused with a message in the page, upload a JPEG (with
+its domain warning) and edit it; the page's labels, mask overlay and caption; the picker first on a phone; and
+under overload (a tiny queue, a flood of cookie-less requests) the page retries until the last stroke's result
+arrives, its messages never moving the canvases.
 
 Screenshots (before / after the edit) go to $STYLEMAPGAN_SCREENSHOTS when set, else to the test's tmp folder.
 With CI=true a browser that cannot start fails the test instead of skipping it.
@@ -10,11 +13,14 @@ With CI=true a browser that cannot start fails the test instead of skipping it.
 from __future__ import annotations
 
 import base64
+import http.client
 import io
+import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +42,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 IN_CI = os.environ.get("CI", "").lower() == "true"
+MAX_QUEUE = 6  # the server's queue: room for the page's own requests, easily filled by a flood
+TYPICAL_MSE = 1e-4  # the checkpoint card's reconstruction error: every upload to the random model is far off
 
 
 def unavailable(reason: str) -> None:
@@ -47,18 +55,25 @@ def unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`stylemapgan serve --port 0` in a subprocess (random cpu-32 model, drawn gallery); yields the printed URL."""
+    """`stylemapgan serve --port 0 --max-queue 6` in a subprocess (random cpu-32 model whose card claims a tiny
+    reconstruction error, drawn gallery, one labelled and two PCA directions); yields the printed URL."""
     root = tmp_path_factory.mktemp("serve")
     ckpt = root / "cpu-32.safetensors"
-    save_checkpoint(ckpt, fresh_checkpoint(get_preset("cpu-32").model, 0, "test"))
+    checkpoint = fresh_checkpoint(get_preset("cpu-32").model, 0, "test")
+    checkpoint.provenance["card"] = {"name": "test", "metrics": {"recon.mse": TYPICAL_MSE}}
+    save_checkpoint(ckpt, checkpoint)
     gallery = write_face_dataset(root / "faces", count=5, train_count=0, seed=1)
     directions = root / "directions.safetensors"
-    vector = torch.randn(get_preset("cpu-32").model.stylemap_shape, generator=torch.Generator().manual_seed(0))
-    save_directions(directions, [Direction("smile", vector / vector.norm())], {"kind": "test"})
+    rng = torch.Generator().manual_seed(0)
+    vectors = [torch.randn(get_preset("cpu-32").model.stylemap_shape, generator=rng) for _ in range(3)]
+    save_directions(directions, [Direction("pca_1", vectors[2] / vectors[2].norm(), {"kind": "pca", "component": 1}),
+                                 Direction("smile", vectors[0] / vectors[0].norm()),
+                                 Direction("pca_0", vectors[1] / vectors[1].norm(), {"kind": "pca", "component": 0})],
+                    {"kind": "test"})
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "stylemapgan", "serve", "--ckpt", str(ckpt), "--gallery", str(gallery),
-         "--directions", str(directions), "--port", "0", "--threads", "1"],
+         "--directions", str(directions), "--port", "0", "--threads", "1", "--max-queue", str(MAX_QUEUE)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
     url = None
@@ -125,29 +140,66 @@ def canvas_pixels(data_url: str) -> np.ndarray:
 
 
 def wait_idle(page: Any) -> None:
-    """No request in flight (the page's busy marker hidden) for a moment."""
+    """No request in flight or waiting to be retried (the page's busy marker hidden) for a moment."""
     for _ in range(3):
         page.wait_for_selector("#busy", state="hidden", timeout=30_000)
         page.wait_for_timeout(150)
+
+
+def open_editor(page: Any, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    page.wait_for_selector("#gallery .thumb >> nth=3")
+
+
+def pick_source_and_reference(page: Any, source: int = 0, reference: int = 3) -> None:
+    page.click("#slot-source")
+    page.click(f"#gallery .thumb >> nth={source}")
+    page.wait_for_function("() => Number(document.getElementById('result-canvas').dataset.updates) >= 1",
+                           timeout=30_000)
+    page.click("#slot-ref-0")
+    page.click(f"#gallery .thumb >> nth={reference}")
+    page.wait_for_function("() => Number(document.getElementById('result-canvas').dataset.updates) >= 2",
+                           timeout=30_000)
+    wait_idle(page)
+
+
+def box_of(page: Any, selector: str) -> tuple[float, float, float, float]:
+    box = page.locator(selector).bounding_box()
+    assert box is not None, selector
+    return box["x"], box["y"], box["width"], box["height"]
+
+
+def post_json(url: str, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+    """A cookie-less request, as a script sends it."""
+    host, port = url.split("//", 1)[1].rstrip("/").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        conn.request("POST", path, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
 
 
 def test_paint_edit_and_download_in_chromium(server_url: str, browser_page: Any, tmp_path: Path) -> None:
     page = browser_page
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(server_url)
-    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
-    page.wait_for_selector("#gallery .thumb >> nth=3")
+    open_editor(page, server_url)
+    # the gallery caption: a short name (no path of the server's disk), cut with an ellipsis inside its panel
+    caption = page.text_content("#gallery-source") or ""
+    assert caption == "faces (test split)" and "/" not in caption
+    assert page.eval_on_selector("#gallery-source", "e => getComputedStyle(e).textOverflow") == "ellipsis"
+    px, _, pw, _ = box_of(page, "#picker")
+    cx, _, cw, _ = box_of(page, "#gallery-source")
+    assert cx + cw <= px + pw
 
-    page.click("#slot-source")
-    page.click("#gallery .thumb >> nth=0")
-    page.wait_for_function("() => Number(document.getElementById('result-canvas').dataset.updates) >= 1",
-                           timeout=30_000)
-    page.click("#slot-ref-0")
-    page.click("#gallery .thumb >> nth=3")
-    page.wait_for_function("() => Number(document.getElementById('result-canvas').dataset.updates) >= 2",
-                           timeout=30_000)
-    wait_idle(page)
+    pick_source_and_reference(page)
+    # nothing painted yet: the result is the reconstruction, and says so
+    assert page.text_content("#result-label") == "Reconstruction (no edit yet)"
+    assert page.eval_on_selector("#result-canvas", "c => c.dataset.kind") == "reconstruction"
+    assert page.locator("#domain-warning").is_hidden()  # a gallery image: no warning
     before = canvas_url(page, "#result-canvas")
     shots = screenshots_dir(tmp_path)
     page.screenshot(path=str(shots / "serving-before-edit.png"), full_page=True)
@@ -168,6 +220,17 @@ def test_paint_edit_and_download_in_chromium(server_url: str, browser_page: Any,
     wait_idle(page)
     after = canvas_url(page, "#result-canvas")
     assert np.abs(canvas_pixels(after).astype(int) - canvas_pixels(before).astype(int)).max() > 0
+    assert page.text_content("#result-label") == "Result"
+    # the painted region over the reference: a see-through fill (the image shows through) with an opaque outline
+    overlay = page.eval_on_selector("#mask-canvas", """c => {
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const at = (x, y) => d[4 * (Math.floor(y * c.height) * c.width + Math.floor(x * c.width)) + 3];
+        let opaque = 0, painted = 0;
+        for (let i = 3; i < d.length; i += 4) { if (d[i] === 255) opaque++; if (d[i] > 0) painted++; }
+        return {centre: at(0.5, 0.48), opaque, painted, opacity: Number(getComputedStyle(c).opacity)};
+    }""")
+    assert 40 <= overlay["centre"] * overlay["opacity"] <= 128, overlay  # ~30% over the stroke's middle
+    assert 0 < overlay["opaque"] < 0.5 * overlay["painted"], overlay  # the outline: a thin opaque ring
     assert re.search(r"server [\d.]+ ms \(model [\d.]+", page.text_content("#latency") or "")
     page.screenshot(path=str(shots / "serving-after-edit.png"), full_page=True)
     assert (shots / "serving-after-edit.png").stat().st_size > 0
@@ -187,6 +250,7 @@ def test_paint_edit_and_download_in_chromium(server_url: str, browser_page: Any,
         "before => document.getElementById('result-canvas').toDataURL('image/png') === before", arg=before,
         timeout=30_000,
     )
+    assert page.text_content("#result-label") == "Reconstruction (no edit yet)"
     page.click("#parts button[data-part='hair']")  # one-click part mask on the reference
     page.wait_for_function(
         "before => document.getElementById('result-canvas').toDataURL('image/png') !== before", arg=before,
@@ -213,6 +277,8 @@ def test_paint_edit_and_download_in_chromium(server_url: str, browser_page: Any,
     page.fill("#interp-t", "8")
     assert page.text_content("#interp-out") == "1.00" and canvas_url(page, "#interp-canvas") != first_frame
     page.click("#extras summary:has-text('Attributes')")
+    labels = page.eval_on_selector_all("#attributes .attribute-label", "els => els.map(e => e.textContent)")
+    assert labels == ["smile", "PCA 1 (unsupervised)", "PCA 2 (unsupervised)"]  # labelled first, then in order
     page.wait_for_function("() => document.getElementById('attr-latency').textContent.includes('server')",
                            timeout=30_000)
     neutral = canvas_url(page, "#attr-canvas")
@@ -250,4 +316,87 @@ def test_paint_edit_and_download_in_chromium(server_url: str, browser_page: Any,
     )
     wait_idle(page)
     assert "upload failed" not in (page.text_content("#message-text") or "")
+    # noise reconstructs far worse than the (claimed) typical error: the page says so and suggests Refine
+    warning = page.text_content("#domain-warning") or ""
+    assert page.locator("#domain-warning").is_visible()
+    assert "unlike the images this model was trained on" in warning and "Refine source" in warning
     assert not errors, errors
+
+
+def test_picker_comes_first_on_a_phone(server_url: str, browser_page: Any) -> None:
+    page = browser_page.context.new_page()
+    try:
+        page.set_viewport_size({"width": 390, "height": 844})
+        open_editor(page, server_url)
+        _, picker_y, _, picker_h = box_of(page, "#picker")
+        _, workspace_y, _, _ = box_of(page, "#workspace")
+        assert picker_y + picker_h <= workspace_y  # the gallery above the (still empty) canvases
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
+        caption_x, _, caption_w, _ = box_of(page, "#gallery-source")
+        assert caption_x + caption_w <= 390
+    finally:
+        page.close()
+
+
+def test_overload_retries_until_the_last_stroke_shows(server_url: str, browser_page: Any) -> None:
+    """A flood of cookie-less requests fills the server's tiny queue while the user paints: the page's edits get
+    503, it says so in a toast that leaves the canvases where they were, retries with backoff, and once the
+    flood stops shows exactly the edit of the final mask."""
+    page = browser_page
+    busy_answers: list[str] = []
+    page.on("response", lambda r: busy_answers.append(r.url) if r.status == 503 else None)
+    open_editor(page, server_url)
+    pick_source_and_reference(page, source=1, reference=2)
+    mask_box = box_of(page, "#mask-canvas")
+    result_box = box_of(page, "#result-canvas")
+
+    stop = threading.Event()
+
+    def flood(seed: int) -> None:
+        while not stop.is_set():
+            status, _ = post_json(server_url, "/api/samples", {"seed": seed, "count": 8})
+            if status == 503:
+                time.sleep(0.01)
+
+    flooders = [threading.Thread(target=flood, args=(i,), daemon=True) for i in range(2 * MAX_QUEUE)]
+    for t in flooders:
+        t.start()
+    layout = """() => {
+        const r = (id) => { const b = document.getElementById(id).getBoundingClientRect(); return [b.x, b.y]; };
+        return {shown: !document.getElementById('message').hidden, mask: r('mask-canvas'), result: r('result-canvas')};
+    }"""
+    seen_with_banner = 0
+    try:
+        x0, y0, w, h = mask_box
+        for stroke in range(4):  # a burst of strokes
+            page.mouse.move(x0 + 0.15 * w, y0 + (0.2 + 0.2 * stroke) * h)
+            page.mouse.down()
+            for i in range(1, 11):
+                page.mouse.move(x0 + (0.15 + 0.07 * i) * w, y0 + (0.2 + 0.2 * stroke + 0.01 * i) * h)
+                page.wait_for_timeout(40)
+                now = page.evaluate(layout)
+                assert now["mask"] == list(mask_box[:2]) and now["result"] == list(result_box[:2]), now
+                seen_with_banner += now["shown"]
+            page.mouse.up()
+            page.wait_for_timeout(150)
+    finally:
+        stop.set()
+        for t in flooders:
+            t.join(timeout=30)
+    print(f"503 answers to the page: {len(busy_answers)}, samples with the banner shown: {seen_with_banner}")
+    assert any("/api/edit" in u for u in busy_answers), busy_answers[:5]  # the page really was turned away
+    assert seen_with_banner > 0  # ...said so, and the canvases stayed put meanwhile (checked above)
+    assert "busy" in (page.text_content("#message-text") or "")
+
+    wait_idle(page)  # the retries ran out once the flood stopped
+    final = page.evaluate("""() => { const r = state.refs[0];
+        return {source: state.source.id, ref: r.id, mask: maskPng(r), shift: r.shift, mode: state.mode,
+                alpha: state.alpha, feather: state.feather}; }""")
+    assert page.eval_on_selector("#result-canvas", "c => c.dataset.kind") == "edit"
+    status, png = post_json(server_url, "/api/edit", {
+        "source": final["source"], "references": [{"id": final["ref"], "mask": final["mask"],
+                                                   "shift": final["shift"]}],
+        "mode": final["mode"], "alpha": final["alpha"], "feather": final["feather"]})
+    assert status == 200
+    direct = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    np.testing.assert_array_equal(canvas_pixels(canvas_url(page, "#result-canvas")), direct)

@@ -15,6 +15,7 @@ from pathlib import Path
 from stylemapgan.checkpoint.io import CheckpointError
 
 DEFAULT_MODEL = "cartoon-faces"
+CHECKPOINT_GLOB = "ckpt-*.safetensors"  # a training run's checkpoints: RUN/checkpoints/ckpt-NNNNNNN.safetensors
 ENV_DEFAULT = "STYLEMAPGAN_DEFAULT_CKPT"  # lets users (and tests) point the default at their own checkpoint
 
 
@@ -58,8 +59,6 @@ def resolve_checkpoint(ckpt: str | os.PathLike[str] | None) -> Path:
         return models[str(ckpt)]
     path = Path(ckpt)
     if path.is_dir():
-        from stylemapgan.training.run import CHECKPOINT_GLOB
-
         found = sorted((path / "checkpoints").glob(CHECKPOINT_GLOB))
         if not found:
             raise CheckpointError(f"{ckpt}: a folder but not a training run (no checkpoints/{CHECKPOINT_GLOB} in it)")

@@ -1,4 +1,9 @@
-"""Build networks from a checkpoint (config + state dicts), with strict, named shape checks."""
+"""What the tools load from a checkpoint file: its networks by role (generator, encoder), built and checked.
+
+`load_inference_model` works for every family (the roles come from `checkpoint.families`); `load_editing_model`
+is the StyleMapGAN editing tools' view (EMA generator + encoder) and refuses, with the family's reason, a model
+they cannot edit yet. Building networks from a Checkpoint lives in `checkpoint.build`; its names are re-exported.
+"""
 
 from __future__ import annotations
 
@@ -8,51 +13,36 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from stylemapgan.checkpoint.io import Checkpoint, CheckpointError, load_checkpoint
+from stylemapgan.checkpoint.build import build_network, check_state_dicts, fresh_checkpoint
+from stylemapgan.checkpoint.families import AnyConfig, ModelFamily, family_of
+from stylemapgan.checkpoint.format import Checkpoint, CheckpointError
+from stylemapgan.checkpoint.io import load_checkpoint
 from stylemapgan.config import ModelConfig
-from stylemapgan.networks import Discriminator, Encoder, Generator
+from stylemapgan.networks import Encoder, Generator
 
-NETWORK_CLASSES: dict[str, type[nn.Module]] = {
-    "g_ema": Generator,
-    "generator": Generator,
-    "e_ema": Encoder,
-    "encoder": Encoder,
-    "discriminator": Discriminator,
-}
-
-
-def _check(name: str, module: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    problems = []
-    if missing:
-        problems.append(f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
-    if unexpected:
-        problems.append(f"unexpected {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
-    for key in sorted(set(expected) & set(state)):
-        if tuple(expected[key].shape) != tuple(state[key].shape):
-            problems.append(f"{key} has shape {tuple(state[key].shape)}, model needs {tuple(expected[key].shape)}")
-    if problems:
-        raise CheckpointError(f"{where}: network {name!r} does not match its config: " + "; ".join(problems))
+__all__ = [
+    "EditingModel",
+    "InferenceModel",
+    "build_network",
+    "check_state_dicts",
+    "fresh_checkpoint",
+    "load_editing_model",
+    "load_inference_model",
+]
 
 
-def check_state_dicts(config: ModelConfig, networks: dict[str, dict[str, torch.Tensor]], where: str) -> None:
-    """Raise CheckpointError naming every missing, unexpected or mis-shaped key."""
-    with torch.device("meta"):
-        for name, state in networks.items():
-            if name not in NETWORK_CLASSES:
-                raise CheckpointError(f"{where}: unknown network {name!r}")
-            _check(name, NETWORK_CLASSES[name](config), state, where)
+@dataclass
+class InferenceModel:
+    """The networks an inference model of its family needs, by role, built from a checkpoint."""
 
+    family: ModelFamily
+    config: AnyConfig
+    networks: dict[str, nn.Module]
+    checkpoint: Checkpoint
 
-def build_network(ckpt: Checkpoint, name: str, device: torch.device | str = "cpu") -> nn.Module:
-    if name not in ckpt.networks:
-        raise CheckpointError(f"checkpoint has no {name!r} network (has: {', '.join(sorted(ckpt.networks))})")
-    module = NETWORK_CLASSES[name](ckpt.config)
-    _check(name, module, ckpt.networks[name], "checkpoint")
-    module.load_state_dict(ckpt.networks[name])
-    return module.to(device).eval().requires_grad_(False)
+    @property
+    def generator(self) -> nn.Module:
+        return self.networks["generator"]
 
 
 @dataclass
@@ -65,29 +55,31 @@ class EditingModel:
     checkpoint: Checkpoint
 
 
+def inference_model(ckpt: Checkpoint, device: torch.device | str = "cpu", where: str = "checkpoint") -> InferenceModel:
+    """Build every role of the checkpoint's family from the first of its network names the file holds."""
+    family = family_of(ckpt.config)
+    networks = {}
+    for role, names in family.roles.items():
+        name = next((n for n in names if n in ckpt.networks), None)
+        if name is None:
+            raise CheckpointError(
+                f"{where}: a {family.title} model needs its {role} network ({' or '.join(names)}); the file has "
+                f"{', '.join(sorted(ckpt.networks)) or 'no networks'}"
+            )
+        networks[role] = build_network(ckpt, name, device)
+    return InferenceModel(family, ckpt.config, networks, ckpt)
+
+
+def load_inference_model(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> InferenceModel:
+    return inference_model(load_checkpoint(path), device, str(path))
+
+
 def load_editing_model(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> EditingModel:
     ckpt = load_checkpoint(path)
-    g_name = "g_ema" if "g_ema" in ckpt.networks else "generator"
-    e_name = "e_ema" if "e_ema" in ckpt.networks else "encoder"
-    generator = build_network(ckpt, g_name, device)
-    encoder = build_network(ckpt, e_name, device)
+    family = family_of(ckpt.config)
+    if family.no_editing is not None:
+        raise CheckpointError(f"{path}: {family.no_editing}")
+    model = inference_model(ckpt, device, str(path))
+    generator, encoder = model.networks["generator"], model.networks["encoder"]
     assert isinstance(generator, Generator) and isinstance(encoder, Encoder)
     return EditingModel(ckpt.config, generator, encoder, ckpt)
-
-
-def fresh_checkpoint(config: ModelConfig, seed: int, source: str) -> Checkpoint:
-    """Newly initialised networks (seeded), G/E EMA copies equal to G/E."""
-    from stylemapgan.checkpoint.io import default_provenance
-
-    torch.manual_seed(seed)
-    g, e, d = Generator(config), Encoder(config), Discriminator(config)
-    networks = {
-        "generator": g.state_dict(),
-        "encoder": e.state_dict(),
-        "discriminator": d.state_dict(),
-        "g_ema": {k: v.clone() for k, v in g.state_dict().items()},
-        "e_ema": {k: v.clone() for k, v in e.state_dict().items()},
-    }
-    provenance = default_provenance(source)
-    provenance["seed"] = seed
-    return Checkpoint(config, networks, provenance=provenance)

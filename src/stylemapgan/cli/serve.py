@@ -32,7 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads for inference (default: torch's)")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload in MB (default 10)")
     p.add_argument("--max-upload-megapixels", type=float, default=25.0, help="largest upload in megapixels (25)")
-    p.add_argument("--max-sessions", type=int, default=64, help="browser sessions kept (LRU; default 64)")
+    p.add_argument("--max-sessions", type=int, default=64,
+                   help="browser (cookie) sessions kept; beyond this one without uploads goes first, else the least "
+                        "recently used (default 64; cookie-less requests share one anonymous session)")
+    p.add_argument("--max-queue", type=int, default=32,
+                   help="model jobs queued over all sessions; beyond this a request gets 503 and the page retries "
+                        "(default 32)")
+    p.add_argument("--refine-niceness", type=int, default=10,
+                   help="nice value added to the refine worker (Linux), so edits get the CPU first; 0: same "
+                        "priority as the edits (default 10)")
     p.add_argument("--cache-mb", type=float, default=1024.0,
                    help="memory for cached encodings (w+ style tensors included; default 1024)")
     p.add_argument("--modulation-cache-mb", type=float, default=1024.0,
@@ -72,13 +80,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from stylemapgan.cli import resolve_device
     from stylemapgan.editing import EditingError, Editor, load_directions
     from stylemapgan.models import resolve_checkpoint
-    from stylemapgan.serving import LOOPBACK_HOSTS, ServerLimits, create_app, load_gallery
+    from stylemapgan.serving import LOOPBACK_HOSTS, ServerLimits, card_reference, create_app, load_gallery
 
     if not 0 <= args.port <= 65535:
         raise CLIError(f"--port: must be in 0..65535, got {args.port}")
-    for name in ("gallery_count", "max_sessions"):
+    for name in ("gallery_count", "max_sessions", "max_queue"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')}: must be >= 1")
+    if not 0 <= args.refine_niceness <= 19:
+        raise CLIError(f"--refine-niceness: must be in 0..19, got {args.refine_niceness}")
     if min(args.max_upload_mb, args.max_upload_megapixels, args.cache_mb, args.modulation_cache_mb) <= 0:
         raise CLIError("--max-upload-mb / --max-upload-megapixels / --cache-mb / --modulation-cache-mb: must be > 0")
     if args.threads is not None:
@@ -90,6 +100,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_upload_pixels=int(args.max_upload_megapixels * 1_000_000),
         max_sessions=args.max_sessions,
+        max_pending_jobs=args.max_queue,
+        refine_niceness=args.refine_niceness,
         encoding_cache_mb=args.cache_mb,
         modulation_cache_mb=args.modulation_cache_mb,
     )
@@ -113,12 +125,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     all_interfaces = args.host in ALL_INTERFACES
     allowed_hosts = ["*"] if all_interfaces else sorted({*LOOPBACK_HOSTS, args.host.lower()})
+    domain = card_reference(checkpoint)  # uploads far worse than the model's own test images get a warning
     app = create_app(editor, gallery=gallery, directions=directions, limits=limits, allowed_hosts=allowed_hosts,
-                     model_name=Path(checkpoint).stem, direction_range=args.direction_range)
+                     model_name=Path(checkpoint).stem, direction_range=args.direction_range, domain=domain)
     sock = _bind(args.host, args.port, limits.listen_backlog)
     port = sock.getsockname()[1]
     print(f"stylemapgan serve: model {checkpoint} ({editor.size} px, {editor.device}); gallery: {len(gallery)} "
-          f"image(s) from {gallery.source}; directions: {len(directions)}", flush=True)
+          f"image(s) from {gallery.source}; directions: {len(directions)}; domain warning: "
+          + (f"uploads reconstructing worse than {domain.threshold:.4f} MSE" if domain else "off (no model card)"),
+          flush=True)
     if all_interfaces:
         print("stylemapgan serve: warning: listening on every interface; anyone who can reach this machine can use "
               "the editor", file=sys.stderr, flush=True)

@@ -105,9 +105,10 @@ def train_config_from_args(args: argparse.Namespace, preset_batch: int) -> Train
 
 def cmd_train(args: argparse.Namespace) -> int:
     from stylemapgan.data import open_dataset
+    from stylemapgan.data.dataset import DataMismatchError
     from stylemapgan.data.lmdb_format import DatasetError
     from stylemapgan.training.run import TrainingRun
-    from stylemapgan.training.trainer import DataMismatchError, TrainingDiverged
+    from stylemapgan.training.trainer import TrainingDiverged
 
     if args.preset is not None and (args.resume or args.init_from):
         raise CLIError("--preset: the model config comes from the checkpoint with --resume/--init-from")

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from stylemapgan.data.images import ImageOptions, SkipImage, parse_color, sanitize
+from stylemapgan.data.images import ImageOptions, SkipImage, sanitize
 from stylemapgan.data.lmdb_format import DatasetError, DatasetWriter, detect_layout, read_meta
 from stylemapgan.data.prepare import PrepareReport, open_source, parse_test_split, prepare_dataset
+from stylemapgan.utils.images import parse_color
 
 _LAZY = {
     "PreparedDataset": "stylemapgan.data.dataset",

@@ -230,3 +230,33 @@ def open_dataset(
             raise DatasetError(f"{path}: the official LMDB layout has no {', '.join(sorted(unknown))}")
         return OfficialLMDBDataset(path, size, **kwargs)
     return PreparedDataset(path, size, split, **kwargs)
+
+
+class DataMismatchError(ValueError):
+    """The training data cannot feed this model (empty, or images of an unusable size)."""
+
+
+def collate_images(items: list[Any]) -> torch.Tensor:
+    """Stack dataset items (tensors, or dicts/tuples whose first/'image' entry is the image)."""
+    images = []
+    for item in items:
+        if isinstance(item, dict):
+            item = item["image"]
+        elif isinstance(item, tuple | list):
+            item = item[0]
+        images.append(item)
+    return torch.stack(images)
+
+
+def check_fits(stored: int, size: int) -> None:
+    """Stored images must be the model's size or an integer multiple of it (checked before a run starts)."""
+    if stored < size or stored % size:
+        raise DataMismatchError(
+            f"dataset images are {stored}px; the model needs {size}px (or an integer multiple of it)")
+
+
+def fit_to_model(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Box-downsample stored images to the model's resolution by an integer factor (e.g. 64 px data, 32 px model)."""
+    stored = images.shape[-1]
+    check_fits(stored, size)
+    return images if stored == size else torch.nn.functional.avg_pool2d(images, stored // size)

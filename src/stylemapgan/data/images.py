@@ -2,7 +2,8 @@
 
 Real folders hold corrupt files, odd modes and EXIF-rotated photos; each is either converted to plain 8-bit
 RGB or rejected with a ``SkipImage`` whose ``reason`` is one short category (for the summary) and whose
-``detail`` says what exactly was wrong. Nothing here raises anything else for bad input.
+``detail`` says what exactly was wrong. Nothing here raises anything else for bad input. The mode conversion
+and the colour parser are the ones every package uses (``stylemapgan.utils.images``).
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 
-import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from stylemapgan.utils.images import ImageModeError, to_rgb
 
 RESIZE_FILTERS = {"lanczos": Image.Resampling.LANCZOS, "box": Image.Resampling.BOX}
 SQUARE_MODES = ("crop", "pad")
@@ -60,23 +62,6 @@ class CleanImage:
     conversions: list[str] = field(default_factory=list)
 
 
-def parse_color(text: str) -> tuple[int, int, int]:
-    """'#rrggbb', 'rrggbb', 'r,g,b' or a few names -> RGB tuple (ValueError names the bad text)."""
-    names = {"white": (255, 255, 255), "black": (0, 0, 0), "gray": (128, 128, 128), "grey": (128, 128, 128)}
-    t = text.strip().lower()
-    if t in names:
-        return names[t]
-    if "," in t:
-        parts = [p.strip() for p in t.split(",")]
-        if len(parts) == 3 and all(p.isdigit() and int(p) <= 255 for p in parts):
-            return (int(parts[0]), int(parts[1]), int(parts[2]))
-    else:
-        h = t.removeprefix("#")
-        if len(h) == 6 and all(c in "0123456789abcdef" for c in h):
-            return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
-    raise ValueError(f"not a colour: {text!r} (use #rrggbb, r,g,b, white or black)")
-
-
 def encode_png(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG", compress_level=6)
@@ -110,8 +95,9 @@ def open_checked(data: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
-def to_rgb(image: Image.Image, background: tuple[int, int, int], notes: list[str]) -> Image.Image:
-    """Any Pillow mode -> 8-bit RGB; transparency is composited over ``background``."""
+def apply_exif_orientation(image: Image.Image, notes: list[str]) -> Image.Image:
+    """Rotate/flip as the EXIF orientation tag says (cameras store pixels unrotated); a broken EXIF block keeps
+    the pixels as stored."""
     try:
         orientation = image.getexif().get(0x0112, 1)
     except Exception:  # broken EXIF block: keep the pixels as stored
@@ -123,41 +109,7 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int], notes: list[str
             notes.append("exif-rotated")
         except Exception:
             notes.append("exif-unreadable")
-    mode = image.mode
-    if mode == "RGB":
-        return image
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        notes.append("high-bit-depth")
-        arr = np.asarray(image, dtype=np.float64)
-        peak = float(arr.max()) if arr.size else 0.0
-        if mode == "F" and peak <= 1.0:
-            arr = arr * 255.0
-        elif peak > 255:
-            arr = arr / (65535.0 / 255.0) if peak <= 65535 else arr * (255.0 / peak)
-        gray = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
-        return gray.convert("RGB")
-    if mode == "P":
-        notes.append("palette")
-        if "transparency" in image.info:
-            image = image.convert("RGBA")
-            mode = "RGBA"
-        else:
-            return image.convert("RGB")
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        notes.append("alpha-composited")
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (*background, 255))
-        return Image.alpha_composite(canvas, rgba).convert("RGB")
-    if mode in ("L", "1"):
-        notes.append("grayscale")
-    elif mode == "CMYK":
-        notes.append("cmyk")
-    else:
-        notes.append(f"mode-{mode}")
-    try:
-        return image.convert("RGB")
-    except Exception as exc:
-        raise SkipImage("unsupported-mode", f"cannot convert mode {mode} to RGB ({exc})") from None
+    return image
 
 
 def make_square(image: Image.Image, mode: str, background: tuple[int, int, int]) -> Image.Image:
@@ -188,9 +140,9 @@ def sanitize(data: bytes, options: ImageOptions) -> CleanImage:
     if getattr(image, "n_frames", 1) > 1:
         notes.append("first-frame")
     try:
-        rgb = to_rgb(image, options.background, notes)
-    except SkipImage:
-        raise
+        rgb = to_rgb(apply_exif_orientation(image, notes), options.background, notes)
+    except ImageModeError as exc:
+        raise SkipImage("unsupported-mode", str(exc)) from None
     except Exception as exc:
         raise SkipImage("corrupt", f"cannot convert ({type(exc).__name__}: {exc})") from None
     width, height = rgb.size

@@ -33,9 +33,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from stylemapgan.checkpoint.io import atomic_write_bytes
 from stylemapgan.editing.errors import EditingError
 from stylemapgan.networks import Generator
+from stylemapgan.utils.files import atomic_write_bytes
+from stylemapgan.utils.safetensors_meta import read_metadata
 
 DIRECTIONS_FORMAT = "stylemapgan-directions"
 DIRECTIONS_VERSION = 1
@@ -257,14 +258,16 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str
         raise EditingError(f"{path}: no such file (directions)")
     data = path.read_bytes()
     try:
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
+        header = read_metadata(data)
         tensors = st_load(data)
-    except (SafetensorError, ValueError, UnicodeDecodeError, Exception) as exc:
+    except (SafetensorError, Exception) as exc:  # a bad header, or safetensors' own errors on bad tensor data
         raise EditingError(f"{path}: not a directions file ({exc})") from None
     if header.get("format") != DIRECTIONS_FORMAT:
         raise EditingError(f"{path}: not a stylemapgan directions file")
-    return tensors, json.loads(header.get("meta", "{}")), json.loads(header.get("directions", "{}"))
+    try:
+        return tensors, json.loads(header.get("meta", "{}")), json.loads(header.get("directions", "{}"))
+    except json.JSONDecodeError as exc:
+        raise EditingError(f"{path}: corrupt directions metadata ({exc})") from None
 
 
 def load_directions(path: str | os.PathLike[str], stylemap_shape: tuple[int, int, int]) -> dict[str, Direction]:

@@ -35,8 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from stylemapgan.editing.masks import shift_and_zero
-from stylemapgan.networks.generator import Generator, ModulatedConv
-from stylemapgan.networks.layers import scaled_weight
+from stylemapgan.networks.generator import Generator
 
 # A layer whose band covers more than this fraction of its pixels is recomputed with the full convolution:
 # measured on 2 CPU cores, a band pixel costs ~3x a pixel of the full conv (gather + a thinner matmul).
@@ -155,16 +154,6 @@ def _gather_blended(
     return blended
 
 
-def _band_modulation(module: ModulatedConv, blended: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """[P, 2 Cin]: the gamma|beta conv at band pixels, from their gathered 3x3 neighbourhoods [P, 9, C]: one
-    matmul (measured faster here than a stride-3 conv over the patches viewed as an image)."""
-    conv = module.modulation
-    # the conv's own cached weight; channels-last (as for channels-last styles) makes the reshape a view
-    weight = scaled_weight(conv, conv.scale, like) if conv.fast else conv.weight * conv.scale
-    kernel = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)  # [O, 9 C] in (ky, kx, c) order
-    return torch.addmm(conv.bias, blended.reshape(blended.shape[0], -1), kernel.t())
-
-
 def _blend_styles(base: torch.Tensor, pastes: Sequence[ModPaste], layer: int) -> torch.Tensor:
     out = base
     for paste in pastes:
@@ -210,7 +199,7 @@ def blend_modulations(
         if count:
             f, y, x = band.nonzero(as_tuple=True)
             blended = _gather_blended(base_styles[i], pastes, i, f, y, x)
-            values = _band_modulation(module, blended, base_styles[i])
+            values = module.modulation_params_from_patches(blended)  # one matmul with the layer's own weights
             mod.permute(0, 2, 3, 1)[f, y, x] = values.to(mod.dtype)
         out.append(mod)
     return out

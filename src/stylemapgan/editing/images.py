@@ -19,15 +19,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from stylemapgan.checkpoint.io import atomic_write_bytes
 from stylemapgan.editing.errors import EditingError
-from stylemapgan.utils.images import from_uint8, png_bytes, to_uint8
+from stylemapgan.utils.files import atomic_write_bytes, atomic_write_json
+from stylemapgan.utils.images import Color, from_uint8, png_bytes, to_rgb, to_uint8
+from stylemapgan.utils.images import parse_color as utils_parse_color
 
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".ico"}
 )
 STYLEMAP_SUFFIX = ".npz"
-Color = tuple[int, int, int]
 
 
 def _check_file(path: Path, what: str = "input") -> None:
@@ -35,31 +35,6 @@ def _check_file(path: Path, what: str = "input") -> None:
         raise EditingError(f"{path}: no such file ({what})")
     if path.is_dir():
         raise EditingError(f"{path}: is a directory, expected a file ({what})")
-
-
-def _high_depth_to_l(image: Image.Image) -> Image.Image:
-    """16-bit / 32-bit / float greyscale -> 8-bit L, scaled by the range the mode can hold (PIL would clip)."""
-    arr = np.asarray(image).astype(np.float64)
-    if image.mode.startswith("I;16"):
-        top = 65535.0
-    elif image.mode == "F":
-        top = 1.0 if arr.size and float(arr.max()) <= 1.0 else 255.0
-    else:  # "I": 32-bit integers, range unknown
-        top = max(float(arr.max()) if arr.size else 1.0, 1.0)
-    return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
-
-
-def to_rgb(image: Image.Image, background: Color = (0, 0, 0)) -> Image.Image:
-    """Any PIL mode -> RGB; transparency is composited over `background`."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        image = _high_depth_to_l(image)
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (*background, 255))
-        return Image.alpha_composite(canvas, rgba).convert("RGB")
-    return image.convert("RGB")
 
 
 def open_image(path: str | os.PathLike[str], what: str = "image") -> Image.Image:
@@ -135,20 +110,12 @@ def prepare_pil(image: Image.Image, size: int, fit: str = "crop", background: Co
 
 
 def parse_color(text: str) -> Color:
-    """'#rrggbb', 'r,g,b' or a few names -> RGB tuple."""
-    named = {"black": (0, 0, 0), "white": (255, 255, 255), "gray": (128, 128, 128), "grey": (128, 128, 128)}
-    t = text.strip().lower()
-    if t in named:
-        return named[t]
+    """The one colour rule (`utils.images.parse_color`: '#rrggbb', 'rrggbb', 'r,g,b', white/black/gray), with
+    the error as an EditingError naming the flag."""
     try:
-        if t.startswith("#") and len(t) == 7:
-            return (int(t[1:3], 16), int(t[3:5], 16), int(t[5:7], 16))
-        parts = [int(p) for p in t.split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) != 3 or not all(0 <= p <= 255 for p in parts):
-        raise EditingError(f"background: expected '#rrggbb', 'r,g,b' or black/white/gray, got {text!r}")
-    return (parts[0], parts[1], parts[2])
+        return utils_parse_color(text)
+    except ValueError as exc:
+        raise EditingError(f"background: {exc}") from None
 
 
 def collect_inputs(paths: Sequence[str | os.PathLike[str]], suffixes: frozenset[str] = IMAGE_SUFFIXES) -> list[Path]:
@@ -256,7 +223,7 @@ def save_animation(path: str | os.PathLike[str], frames: torch.Tensor, fps: floa
 
 
 def write_json(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
-    atomic_write_bytes(path, (json.dumps(record, indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_json(path, record)
 
 
 def check_animation_path(path: str | os.PathLike[str]) -> None:

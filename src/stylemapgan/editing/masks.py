@@ -120,9 +120,9 @@ def mask_from_file(path: str | os.PathLike[str], size: int, fit: str = "crop") -
     """Mask image of any size/mode -> binary [1, 1, size, size]; made square the same way as the images."""
     image = open_image(path, "mask")
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        from stylemapgan.editing.images import _high_depth_to_l
+        from stylemapgan.utils.images import high_depth_to_l
 
-        image = _high_depth_to_l(image)
+        image = high_depth_to_l(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)

@@ -18,6 +18,9 @@ it measures the encoder's latent space.
 
 `num` caps every metric's count at once (generated images for fid/kid/fid_lerp, reconstructed images, pairs per
 part); the defaults are the paper's. Every image a metric scores is clamped and rounded to 8 bits first.
+
+Each metric group is one function over a shared `EvalRun` (model, options, splits, the report being filled),
+chosen from `METRIC_GROUPS`; a new metric is a function and a table entry.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from stylemapgan.metrics.errors import MetricsError
 from stylemapgan.metrics.fid import FeatureStats, fid_from_stats, kernel_inception_distance
 from stylemapgan.metrics.inception import InceptionFeatures, to_uint8
 from stylemapgan.metrics.local_editing import load_mask_folder, part_indices, score_part
-from stylemapgan.metrics.real_stats import content_sha256, dataset_card, real_features
+from stylemapgan.metrics.real_stats import RealFeatures, content_sha256, dataset_card, real_features
 from stylemapgan.metrics.reconstruction import reconstruct_batch
 
 ALL_METRICS = ("fid", "kid", "fid_lerp", "recon", "local_edit")
@@ -236,37 +239,255 @@ def _finite(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
 
 
-def evaluate(
-    editor: Editor,
-    data: str | os.PathLike[str],
-    options: EvalOptions | None = None,
-    checkpoint: str | os.PathLike[str] | None = None,
-    log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Run the chosen metrics and return the report (a JSON-ready dict; `report.write_report` saves it)."""
-    options = options or EvalOptions()
-    options.check()
-    log = log or (lambda m: print(m, file=sys.stderr))
-    t_start = time.perf_counter()
-    clock = _Clock()
-    want = set(options.metrics)
-    size = editor.size
-    data = str(data)
-    seed = options.seed
+@dataclass
+class EvalRun:
+    """What every metric group reads and fills: the model, the options, the opened splits, and the report.
 
+    The Inception features of the real images and the LPIPS network are built on first use and then shared
+    (FID, KID and FID-lerp score against the same real statistics; recon and local_edit share the projection's
+    LPIPS)."""
+
+    editor: Editor
+    options: EvalOptions
+    data: str
+    want: frozenset[str]
+    train: Any
+    test: Any | None
+    card: dict[str, Any]
+    report: dict[str, Any]
+    clock: _Clock
+    log: Callable[[str], None]
+    _real: tuple[InceptionFeatures, RealFeatures] | None = None
+    _perceptual: torch.nn.Module | None = None
+    _perceptual_built: bool = False
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.report["metrics"]
+
+    @property
+    def gen_count(self) -> int:
+        """Generated (and interpolated) images: `num`, else the train-set size (paper protocol)."""
+        return self.options.num or len(self.train)
+
+    @property
+    def test_split(self) -> Any:
+        assert self.test is not None, "checked in open_splits"
+        return self.test
+
+    def real(self) -> tuple[InceptionFeatures, RealFeatures]:
+        """The feature network and the real images' features (through the cache), loaded once."""
+        if self._real is None:
+            options = self.options
+            t0 = time.perf_counter()
+            extractor = InceptionFeatures(options.inception, self.editor.device, options.feature_batch)
+            self.report["feature_network"] = extractor.describe()
+            self.clock.add("load_feature_network", time.perf_counter() - t0)
+            real_ds = self.train if options.real_split == "train" else self.test
+            real = real_features(
+                real_ds, options.real_split, extractor, options.real_num, options.stats_dir, options.use_cache,
+                options.feature_batch, options.progress, self.log,
+            )
+            self.clock.add("real_stats", real.info["wall_s"])
+            self.report["real_stats"] = real.info
+            self.report["real_stats_cached"] = bool(real.info["cached"])
+            self.report["settings"]["generation_seeds"] = (
+                f"image i: torch.randn(C) seeded (seed << 32) + i, seed {options.seed}"
+            )
+            self._real = (extractor, real)
+        return self._real
+
+    def perceptual(self) -> torch.nn.Module | None:
+        """The LPIPS network of `options.lpips` on the editor's device (None for "none"), built once."""
+        if not self._perceptual_built:
+            from stylemapgan.losses.perceptual import build_perceptual
+
+            net = build_perceptual(self.options.lpips)
+            self._perceptual = net.to(self.editor.device) if net is not None else None
+            self._perceptual_built = True
+        return self._perceptual
+
+    @property
+    def projection_optimises(self) -> bool:
+        return projection_method(self.options.projection).optimises
+
+    @property
+    def projection_steps(self) -> int:
+        """Optimisation steps the projection actually runs (0 for the encoder alone), as reported."""
+        return self.options.projection_steps if self.projection_optimises else 0
+
+
+def _fid_and_kid(run: EvalRun) -> None:
+    """FID and KID of generated images: one set of generated features serves both."""
+    options, want, seed, count = run.options, run.want, run.options.seed, run.gen_count
+    extractor, real = run.real()
+    t0 = time.perf_counter()
+    gen = features_of(generated_batches(run.editor, count, seed, options.batch), extractor, count,
+                      "generated (fid/kid)", options.progress)
+    gen_s = time.perf_counter() - t0
+    run.clock.add("generate+features", gen_s)
+    if "fid" in want:
+        t0 = time.perf_counter()
+        value = fid_from_stats(FeatureStats.from_features(gen), real.stats)
+        fid_s = time.perf_counter() - t0
+        run.clock.add("fid", fid_s)
+        run.metrics["fid"] = {
+            "value": value, "num_generated": count, "num_real": real.stats.count,
+            "real_split": options.real_split, "truncation": 1.0, "seed": seed,
+            "wall_s": round(gen_s + fid_s, 3),
+        }
+    if "kid" in want:
+        t0 = time.perf_counter()
+        kid = kernel_inception_distance(real.features, gen, options.kid_subsets, options.kid_subset_size, seed)
+        kid_s = time.perf_counter() - t0
+        run.clock.add("kid", kid_s)
+        run.metrics["kid"] = {
+            "mean": kid.mean, "std": kid.std, "num_subsets": kid.num_subsets, "subset_size": kid.subset_size,
+            "num_generated": count, "num_real": real.stats.count, "real_split": options.real_split,
+            "kernel": "(x.y/d + 1)^3", "seed": seed,
+            "wall_s": round(kid_s + (0.0 if "fid" in want else gen_s), 3),
+            "shares_features_with": "fid" if "fid" in want else None,
+        }
+
+
+def _fid_lerp(run: EvalRun) -> None:
+    """FID of decoded interpolations between encoded test images (the encoder's latent space)."""
+    options, seed, count, test = run.options, run.options.seed, run.gen_count, run.test_split
+    extractor, real = run.real()
+    t0 = time.perf_counter()
+    lerp = features_of(lerp_batches(run.editor, test, count, seed, options.batch, options.progress),
+                       extractor, count, "interpolations (fid_lerp)", options.progress)
+    value = fid_from_stats(FeatureStats.from_features(lerp), real.stats)
+    lerp_s = time.perf_counter() - t0
+    run.clock.add("fid_lerp", lerp_s)
+    a, b, _ = lerp_plan(len(test), count, seed)
+    run.metrics["fid_lerp"] = {
+        "value": value, "num_generated": count, "num_real": real.stats.count,
+        "real_split": options.real_split, "pool": "test split (all images)",
+        "distinct_test_images": int(np.unique(np.concatenate([a, b])).size), "seed": seed,
+        "lambda": "U[0, 1), numpy default_rng([seed, 1])", "wall_s": round(lerp_s, 3),
+    }
+
+
+def _recon(run: EvalRun) -> None:
+    """MSE and LPIPS of the first N test images against their projections."""
+    options, test = run.options, run.test_split
+    perceptual = run.perceptual()
+    proj_options = ProjectionOptions(steps=options.projection_steps)
+    t0 = time.perf_counter()
+    count = min(options.num or RECON_DEFAULT, len(test))
+    mses: list[torch.Tensor] = []
+    lpips: list[torch.Tensor] = []
+    bar = _bar(count, f"reconstruction ({options.projection})", options.progress)
+    for start in range(0, count, options.batch):
+        images = _load_images(test, range(start, min(start + options.batch, count)))
+        scores = reconstruct_batch(run.editor, images, options.projection, proj_options, perceptual)
+        mses.append(scores.mse)
+        if scores.lpips is not None:
+            lpips.append(scores.lpips)
+        bar.update(images.shape[0])
+    bar.close()
+    recon_s = time.perf_counter() - t0
+    run.clock.add("recon", recon_s)
+    run.metrics["recon"] = {
+        "mse": float(torch.cat(mses).mean()),
+        "lpips": float(torch.cat(lpips).mean()) if lpips else None,
+        "lpips_kind": options.lpips, "num": count, "images": f"first {count} of the test split",
+        "projection": options.projection,
+        "projection_steps": run.projection_steps,
+        "wall_s": round(recon_s, 3),
+    }
+
+
+def _part_label_maps(run: EvalRun, pool: int) -> tuple[torch.Tensor, list[str], str]:
+    """Label maps of the first `pool` test images, their part names, and where they came from."""
+    options = run.options
+    if options.masks is not None:
+        label_maps, part_names = load_mask_folder(options.masks, pool, run.editor.size)
+        return label_maps, list(part_names), f"folder {options.masks}"
+    if not run.card.get("masks"):
+        raise MetricsError(f"{run.data}: has no part masks; pass --masks FOLDER or leave out local_edit")
+    masked = _open(run.data, run.editor.size, "test", masks=True)
+    label_maps = torch.stack([masked[i]["mask"].to(torch.uint8) for i in range(pool)])
+    return label_maps, list(masked.part_names), "dataset part masks"
+
+
+def _local_edit(run: EvalRun) -> None:
+    """MSE_src / MSE_ref per part: each test pair matched by mask IoU, the reference's part pasted in."""
+    options, test = run.options, run.test_split
+    perceptual = run.perceptual() if run.projection_optimises else None
+    proj_options = ProjectionOptions(steps=options.projection_steps)
+    t0 = time.perf_counter()
+    pairs_per_part = options.num or PAIRS_DEFAULT
+    pool = min(2 * pairs_per_part, len(test))
+    if pool < 2:
+        raise MetricsError("local_edit: the test split needs at least 2 images")
+    label_maps, part_names, mask_source = _part_label_maps(run, pool)
+    parts = list(options.parts) if options.parts else list(part_names)
+    indices = {p: part_indices(p, part_names) for p in parts}
+    stylemaps, images = encode_pool(run.editor, test, list(range(pool)), options.batch, keep_images=True,
+                                    method=options.projection, projection=proj_options, perceptual=perceptual)
+    assert images is not None
+    total = len(parts) * min(pairs_per_part, pool // 2)
+    bar = _bar(total, f"local editing ({options.edit_mode})", options.progress)
+    per_part = {}
+    for p in parts:
+        s = score_part(run.editor, p, indices[p], images, stylemaps, label_maps, pairs_per_part, options.edit_mode,
+                       options.batch, bar)
+        per_part[p] = {
+            "mse_src": _finite(s.mse_src), "mse_ref": _finite(s.mse_ref), "pairs": s.pairs,
+            "skipped_empty": s.skipped, "mean_iou": _finite(s.mean_iou),
+            "pairs_list": [[i, j, round(iou, 6)] for i, j, iou, _, _ in s.per_pair],
+        }
+    bar.close()
+    scored = [v for v in per_part.values() if v["pairs"]]
+    src_vals = [v["mse_src"] for v in scored if v["mse_src"] is not None]
+    ref_vals = [v["mse_ref"] for v in scored if v["mse_ref"] is not None]
+    edit_s = time.perf_counter() - t0
+    run.clock.add("local_edit", edit_s)
+    run.metrics["local_edit"] = {
+        "mse_src": sum(src_vals) / len(src_vals) if src_vals else None,
+        "mse_ref": sum(ref_vals) / len(ref_vals) if ref_vals else None,
+        "parts_scored": len(scored), "pairs_per_part": pairs_per_part, "pool": f"first {pool} test images",
+        "projection": options.projection, "projection_steps": run.projection_steps,
+        "edit_mode": options.edit_mode, "pooling": edit_mode(options.edit_mode).default_pooling,
+        "masks": mask_source,
+        "pairing": "greedy disjoint pairs by descending part-mask IoU (official pair_masks.py)",
+        "per_part": per_part, "wall_s": round(edit_s, 3),
+    }
+
+
+# Metric name -> the function that computes its group. A group runs once however many of its metrics are asked
+# for, in the order of ALL_METRICS, which is also the order of the report's "metrics".
+METRIC_GROUPS: dict[str, Callable[[EvalRun], None]] = {
+    "fid": _fid_and_kid,
+    "kid": _fid_and_kid,
+    "fid_lerp": _fid_lerp,
+    "recon": _recon,
+    "local_edit": _local_edit,
+}
+NEEDS_TEST_SPLIT = frozenset({"fid_lerp", "recon", "local_edit"})
+
+
+def _open_splits(data: str, size: int, options: EvalOptions, want: frozenset[str]) -> tuple[Any, Any, dict]:
+    """(train, test or None, dataset card); refuses data without the test split a chosen metric reads."""
     train = _open(data, size, "train")
     card = dataset_card(train)
     card["resolution"] = size
-    has_test = "test" in card["splits"]
-    test = _open(data, size, "test") if has_test else None
-    needs_test = sorted(want & {"fid_lerp", "recon", "local_edit"}) + (
-        ["--real-split test"] if options.real_split == "test" else []
-    )
+    test = _open(data, size, "test") if "test" in card["splits"] else None
+    needs_test = sorted(want & NEEDS_TEST_SPLIT) + (["--real-split test"] if options.real_split == "test" else [])
     if needs_test and test is None:
         raise MetricsError(f"{data}: has no test split, needed by {', '.join(needs_test)}")
-    if test is not None and want & {"fid_lerp", "recon", "local_edit"}:
+    if test is not None and want & NEEDS_TEST_SPLIT:
         card["test_content_sha256"] = content_sha256(test, len(test))  # the images recon/edit/lerp read
+    return train, test, card
 
+
+def _new_report(
+    editor: Editor, options: EvalOptions, card: dict[str, Any], checkpoint: str | os.PathLike[str] | None,
+    clock: _Clock,
+) -> dict[str, Any]:
+    """The report before any metric: format, versions, device, checkpoint, dataset card, settings."""
     report: dict[str, Any] = {
         "format": REPORT_FORMAT,
         "format_version": REPORT_VERSION,
@@ -284,160 +505,30 @@ def evaluate(
         "metrics": {},
         "timings": clock.timings,
     }
-    report["settings"]["metrics"] = [m for m in ALL_METRICS if m in want]
-    metrics = report["metrics"]
-    n_train = len(train)
-    gen_count = options.num or n_train
-
-    # ---- FID / KID / FID-lerp ----------------------------------------------------------------------------
-    if want & set(FEATURE_METRICS):
-        t0 = time.perf_counter()
-        extractor = InceptionFeatures(options.inception, editor.device, options.feature_batch)
-        report["feature_network"] = extractor.describe()
-        clock.add("load_feature_network", time.perf_counter() - t0)
-        real_ds = train if options.real_split == "train" else test
-        real = real_features(
-            real_ds, options.real_split, extractor, options.real_num, options.stats_dir, options.use_cache,
-            options.feature_batch, options.progress, log,
-        )
-        clock.add("real_stats", real.info["wall_s"])
-        report["real_stats"] = real.info
-        report["real_stats_cached"] = bool(real.info["cached"])
-        report["settings"]["generation_seeds"] = f"image i: torch.randn(C) seeded (seed << 32) + i, seed {seed}"
-
-        if want & {"fid", "kid"}:
-            t0 = time.perf_counter()
-            gen = features_of(generated_batches(editor, gen_count, seed, options.batch), extractor, gen_count,
-                              "generated (fid/kid)", options.progress)
-            gen_s = time.perf_counter() - t0
-            clock.add("generate+features", gen_s)
-            if "fid" in want:
-                t0 = time.perf_counter()
-                value = fid_from_stats(FeatureStats.from_features(gen), real.stats)
-                fid_s = time.perf_counter() - t0
-                clock.add("fid", fid_s)
-                metrics["fid"] = {
-                    "value": value, "num_generated": gen_count, "num_real": real.stats.count,
-                    "real_split": options.real_split, "truncation": 1.0, "seed": seed,
-                    "wall_s": round(gen_s + fid_s, 3),
-                }
-            if "kid" in want:
-                t0 = time.perf_counter()
-                kid = kernel_inception_distance(real.features, gen, options.kid_subsets, options.kid_subset_size, seed)
-                kid_s = time.perf_counter() - t0
-                clock.add("kid", kid_s)
-                metrics["kid"] = {
-                    "mean": kid.mean, "std": kid.std, "num_subsets": kid.num_subsets, "subset_size": kid.subset_size,
-                    "num_generated": gen_count, "num_real": real.stats.count, "real_split": options.real_split,
-                    "kernel": "(x.y/d + 1)^3", "seed": seed,
-                    "wall_s": round(kid_s + (0.0 if "fid" in want else gen_s), 3),
-                    "shares_features_with": "fid" if "fid" in want else None,
-                }
-
-        if "fid_lerp" in want:
-            t0 = time.perf_counter()
-            lerp = features_of(lerp_batches(editor, test, gen_count, seed, options.batch, options.progress),
-                               extractor, gen_count, "interpolations (fid_lerp)", options.progress)
-            value = fid_from_stats(FeatureStats.from_features(lerp), real.stats)
-            lerp_s = time.perf_counter() - t0
-            clock.add("fid_lerp", lerp_s)
-            a, b, _ = lerp_plan(len(test), gen_count, seed)
-            metrics["fid_lerp"] = {
-                "value": value, "num_generated": gen_count, "num_real": real.stats.count,
-                "real_split": options.real_split, "pool": "test split (all images)",
-                "distinct_test_images": int(np.unique(np.concatenate([a, b])).size), "seed": seed,
-                "lambda": "U[0, 1), numpy default_rng([seed, 1])", "wall_s": round(lerp_s, 3),
-            }
-
-    # ---- reconstruction ----------------------------------------------------------------------------------
-    # recon and local_edit share the projection settings; its LPIPS is also the projection's loss term.
-    optimises = projection_method(options.projection).optimises
-    proj_options = ProjectionOptions(steps=options.projection_steps)
-    projection_steps = options.projection_steps if optimises else 0
-    perceptual = None
-    if "recon" in want or ("local_edit" in want and optimises):
-        from stylemapgan.losses.perceptual import build_perceptual
-
-        perceptual = build_perceptual(options.lpips)
-        if perceptual is not None:
-            perceptual = perceptual.to(editor.device)
-    if "recon" in want:
-        t0 = time.perf_counter()
-        count = min(options.num or RECON_DEFAULT, len(test))
-        mses: list[torch.Tensor] = []
-        lpips: list[torch.Tensor] = []
-        bar = _bar(count, f"reconstruction ({options.projection})", options.progress)
-        for start in range(0, count, options.batch):
-            images = _load_images(test, range(start, min(start + options.batch, count)))
-            scores = reconstruct_batch(editor, images, options.projection, proj_options, perceptual)
-            mses.append(scores.mse)
-            if scores.lpips is not None:
-                lpips.append(scores.lpips)
-            bar.update(images.shape[0])
-        bar.close()
-        recon_s = time.perf_counter() - t0
-        clock.add("recon", recon_s)
-        metrics["recon"] = {
-            "mse": float(torch.cat(mses).mean()),
-            "lpips": float(torch.cat(lpips).mean()) if lpips else None,
-            "lpips_kind": options.lpips, "num": count, "images": f"first {count} of the test split",
-            "projection": options.projection,
-            "projection_steps": projection_steps,
-            "wall_s": round(recon_s, 3),
-        }
-
-    # ---- local editing -----------------------------------------------------------------------------------
-    if "local_edit" in want:
-        t0 = time.perf_counter()
-        pairs_per_part = options.num or PAIRS_DEFAULT
-        pool = min(2 * pairs_per_part, len(test))
-        if pool < 2:
-            raise MetricsError("local_edit: the test split needs at least 2 images")
-        if options.masks is not None:
-            label_maps, part_names = load_mask_folder(options.masks, pool, size)
-            mask_source = f"folder {options.masks}"
-        else:
-            if not card.get("masks"):
-                raise MetricsError(f"{data}: has no part masks; pass --masks FOLDER or leave out local_edit")
-            masked = _open(data, size, "test", masks=True)
-            part_names = masked.part_names
-            label_maps = torch.stack([masked[i]["mask"].to(torch.uint8) for i in range(pool)])
-            mask_source = "dataset part masks"
-        parts = list(options.parts) if options.parts else list(part_names)
-        indices = {p: part_indices(p, part_names) for p in parts}
-        stylemaps, images = encode_pool(editor, test, list(range(pool)), options.batch, keep_images=True,
-                                        method=options.projection, projection=proj_options, perceptual=perceptual)
-        assert images is not None
-        total = len(parts) * min(pairs_per_part, pool // 2)
-        bar = _bar(total, f"local editing ({options.edit_mode})", options.progress)
-        per_part = {}
-        for p in parts:
-            s = score_part(editor, p, indices[p], images, stylemaps, label_maps, pairs_per_part, options.edit_mode,
-                           options.batch, bar)
-            per_part[p] = {
-                "mse_src": _finite(s.mse_src), "mse_ref": _finite(s.mse_ref), "pairs": s.pairs,
-                "skipped_empty": s.skipped, "mean_iou": _finite(s.mean_iou),
-                "pairs_list": [[i, j, round(iou, 6)] for i, j, iou, _, _ in s.per_pair],
-            }
-        bar.close()
-        scored = [v for v in per_part.values() if v["pairs"]]
-        src_vals = [v["mse_src"] for v in scored if v["mse_src"] is not None]
-        ref_vals = [v["mse_ref"] for v in scored if v["mse_ref"] is not None]
-        edit_s = time.perf_counter() - t0
-        clock.add("local_edit", edit_s)
-        spec = edit_mode(options.edit_mode)
-        metrics["local_edit"] = {
-            "mse_src": sum(src_vals) / len(src_vals) if src_vals else None,
-            "mse_ref": sum(ref_vals) / len(ref_vals) if ref_vals else None,
-            "parts_scored": len(scored), "pairs_per_part": pairs_per_part, "pool": f"first {pool} test images",
-            "projection": options.projection, "projection_steps": projection_steps,
-            "edit_mode": options.edit_mode, "pooling": spec.default_pooling, "masks": mask_source,
-            "pairing": "greedy disjoint pairs by descending part-mask IoU (official pair_masks.py)",
-            "per_part": per_part, "wall_s": round(edit_s, 3),
-        }
-
-    report["wall_s"] = round(time.perf_counter() - t_start, 3)
+    report["settings"]["metrics"] = [m for m in ALL_METRICS if m in options.metrics]
     return report
+
+
+def evaluate(
+    editor: Editor,
+    data: str | os.PathLike[str],
+    options: EvalOptions | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the chosen metrics and return the report (a JSON-ready dict; `report.write_report` saves it)."""
+    options = options or EvalOptions()
+    options.check()
+    t_start = time.perf_counter()
+    want, data, clock = frozenset(options.metrics), str(data), _Clock()
+    train, test, card = _open_splits(data, editor.size, options, want)
+    report = _new_report(editor, options, card, checkpoint, clock)
+    log = log or (lambda m: print(m, file=sys.stderr))
+    run = EvalRun(editor, options, data, want, train, test, card, report, clock, log)
+    for group in dict.fromkeys(METRIC_GROUPS[m] for m in ALL_METRICS if m in want):
+        group(run)
+    run.report["wall_s"] = round(time.perf_counter() - t_start, 3)
+    return run.report
 
 
 def open_editor(ckpt: str | os.PathLike[str] | None, device: torch.device | str = "cpu", batch: int = 8) -> Editor:

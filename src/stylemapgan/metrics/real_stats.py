@@ -35,10 +35,11 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from tqdm.auto import tqdm
 
-from stylemapgan.checkpoint.io import atomic_write_bytes
 from stylemapgan.metrics.errors import MetricsError
 from stylemapgan.metrics.fid import FeatureStats
 from stylemapgan.metrics.inception import InceptionFeatures, to_uint8
+from stylemapgan.utils.files import atomic_write_bytes
+from stylemapgan.utils.safetensors_meta import read_metadata
 
 CACHE_VERSION = 1
 CACHE_SUBDIR = "fid-stats"
@@ -145,10 +146,8 @@ def _load_entry(path: Path, fields: dict[str, Any]) -> RealFeatures | None:
     try:
         data = path.read_bytes()
         tensors = st_load(data)
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8 : 8 + header_len])
-        stored = json.loads(header.get("__metadata__", {}).get("fields", "{}"))
-    except (OSError, SafetensorError, ValueError, json.JSONDecodeError):
+        stored = json.loads(read_metadata(data).get("fields", "{}"))
+    except (OSError, SafetensorError, ValueError):  # SafetensorsHeaderError and JSONDecodeError are ValueErrors
         return None
     if stored != fields or not {"features", "mean", "cov"} <= set(tensors):
         return None

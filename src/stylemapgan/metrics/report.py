@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from stylemapgan.checkpoint.io import atomic_write_bytes
+from stylemapgan.utils.files import atomic_write_text
 
 _ROWS = (
     # (metric key, label, value fields, count field)
@@ -140,6 +140,6 @@ def report_paths(out: str | os.PathLike[str]) -> tuple[Path, Path]:
 def write_report(report: dict[str, Any], out: str | os.PathLike[str]) -> tuple[Path, Path]:
     json_path, md_path = report_paths(out)
     text = json.dumps(_clean(report), indent=1, default=_json_default, allow_nan=False)
-    atomic_write_bytes(json_path, (text + "\n").encode("utf-8"))
-    atomic_write_bytes(md_path, render_markdown(report).encode("utf-8"))
+    atomic_write_text(json_path, text + "\n")
+    atomic_write_text(md_path, render_markdown(report))
     return json_path, md_path

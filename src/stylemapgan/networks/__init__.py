@@ -6,7 +6,8 @@ from stylemapgan.config import ModelConfig
 from stylemapgan.networks.discriminator import Discriminator
 from stylemapgan.networks.encoder import Encoder
 from stylemapgan.networks.generator import Generator, ModulatedConv
-from stylemapgan.networks.layers import IMPLS, set_impl
+from stylemapgan.networks.layers import set_impl, use_ops
+from stylemapgan.ops import IMPLS
 
 
 def parameter_counts(config: ModelConfig) -> dict[str, int]:
@@ -16,4 +17,5 @@ def parameter_counts(config: ModelConfig) -> dict[str, int]:
     return {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
 
 
-__all__ = ["IMPLS", "Discriminator", "Encoder", "Generator", "ModulatedConv", "parameter_counts", "set_impl"]
+__all__ = ["IMPLS", "Discriminator", "Encoder", "Generator", "ModulatedConv", "parameter_counts", "set_impl",
+           "use_ops"]

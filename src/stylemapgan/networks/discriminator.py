@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from stylemapgan.config import ModelConfig
-from stylemapgan.networks.layers import ConvLayer, EqualLinear, ResDownBlock, set_impl, to_channels_last
+from stylemapgan.networks.layers import ConvLayer, EqualLinear, ResDownBlock, set_impl
 
 
 def minibatch_stddev(x: torch.Tensor, group_size: int = 4) -> torch.Tensor:
@@ -45,7 +45,7 @@ class Discriminator(nn.Module):
         set_impl(self, impl)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = self.from_rgb(to_channels_last(image) if self.from_rgb.fast else image)
+        x = self.from_rgb(image)
         for block in self.blocks:
             x = block(x)
         x = self.final_conv(minibatch_stddev(x))

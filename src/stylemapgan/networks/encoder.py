@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from stylemapgan.config import ModelConfig
-from stylemapgan.networks.layers import ConvLayer, ResDownBlock, set_impl, to_channels_last
+from stylemapgan.networks.layers import ConvLayer, ResDownBlock, set_impl
 
 
 class Encoder(nn.Module):
@@ -27,7 +27,7 @@ class Encoder(nn.Module):
         set_impl(self, impl)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = self.from_rgb(to_channels_last(image) if self.from_rgb.fast else image)
+        x = self.from_rgb(image)
         for block in self.blocks:
             x = block(x)
         return self.to_stylemap(x).contiguous()

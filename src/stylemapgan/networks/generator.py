@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from stylemapgan.config import ModelConfig
@@ -17,35 +16,31 @@ from stylemapgan.networks.layers import (
     INV_SQRT2,
     Blur,
     ConvLayer,
-    DualImpl,
     EqualConv2d,
     EqualLinear,
     PixelNorm,
     UpConvLayer,
-    _up_pad,
-    scaled_weight,
+    layer_repr,
     set_impl,
-    to_channels_last,
-    upsample_conv,
-    upsample_conv_fast,
+    up_blur_pad,
 )
-from stylemapgan.ops import add_, bias_leaky_relu, inplace_ok, layer_norm_chw, leaky_relu_
-from stylemapgan.ops.bias_act import GAIN
+from stylemapgan.ops import layer_norm_chw, make_ops
 
 
 class LayerNorm2d(nn.Module):
-    """LayerNorm over (C, H, W) of each sample, no affine: the official default normalisation."""
+    """LayerNorm over (C, H, W) of each sample, no affine: the official default normalisation.
+
+    A channels-last input stays channels-last (no layout round trip); the result is the same."""
 
     def __init__(self, eps: float = 1e-5) -> None:
         super().__init__()
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, x.shape[1:], eps=self.eps)
-
-    def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
-        """Same, without a layout round trip for channels-last input."""
         return layer_norm_chw(x, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"eps={self.eps:g}"
 
 
 def make_norm(mode: str, channels: int) -> nn.Module:
@@ -58,11 +53,12 @@ def make_norm(mode: str, channels: int) -> nn.Module:
     return nn.Identity()
 
 
-class ModulatedConv(DualImpl):
+class ModulatedConv(nn.Module):
     """Spatially-variant modulated conv: normalise x, then x * gamma(t) + beta(t) per pixel, then a plain conv.
 
     gamma and beta come from one fused 3x3 conv of the style tensor t (output channels [gamma | beta]);
-    there is no weight demodulation, and a bias-act follows (the RGB layer's too).
+    there is no weight demodulation, and a bias-act follows (the RGB layer's too). `gain` scales the output
+    (a synthesis block's residual branch has 1/sqrt(2)).
     """
 
     def __init__(
@@ -74,10 +70,11 @@ class ModulatedConv(DualImpl):
         normalize_mode: str,
         *,
         upsample: bool = False,
+        gain: float = 1.0,
         impl: str = "fast",
     ) -> None:
         super().__init__()
-        self.in_channels = in_channels
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.scale = 1.0 / math.sqrt(in_channels * kernel_size**2)
         self.padding = kernel_size // 2
@@ -85,50 +82,38 @@ class ModulatedConv(DualImpl):
         bias_init = torch.cat([torch.ones(in_channels), torch.zeros(in_channels)])
         self.modulation = EqualConv2d(style_channels, 2 * in_channels, 3, bias_init, impl=impl)
         self.bias = nn.Parameter(torch.zeros(out_channels))
-        self.blur = Blur(_up_pad(kernel_size), gain=4.0) if upsample else None
-        self.set_impl(impl)
+        self.blur = Blur(up_blur_pad(kernel_size), gain=4.0) if upsample else None
+        self.gain = gain
+        self.ops = make_ops(impl)
 
     def modulation_params(self, style: torch.Tensor) -> torch.Tensor:
         """[gamma | beta] for a style tensor: linear in `style`, which the fast edit path exploits."""
         return self.modulation(style)
 
+    def modulation_params_from_patches(self, patches: torch.Tensor) -> torch.Tensor:
+        """[gamma | beta] at P pixels from their gathered 3x3 style neighbourhoods [P, 9, style_channels] in
+        (ky, kx, c) order, zeros outside the image: [P, 2 in_channels], equal to `modulation_params` there.
+        For recomputing a few pixels (an edit's mask edge) without convolving the whole style tensor."""
+        return self.modulation.forward_patches(patches)
+
     def forward_modulated(self, x: torch.Tensor, gamma_beta: torch.Tensor) -> torch.Tensor:
         """The layer given precomputed [gamma | beta]."""
-        if self.fast:
-            return self.forward_modulated_fast(x, gamma_beta)
-        return self.forward_modulated_ref(x, gamma_beta)
-
-    def forward_modulated_ref(self, x: torch.Tensor, gamma_beta: torch.Tensor) -> torch.Tensor:
-        gamma, beta = gamma_beta.split(self.in_channels, dim=1)
-        x = self.norm(x) * gamma + beta
-        weight = self.weight * self.scale
+        x = self.ops.modulate(x, self.norm, gamma_beta)
         if self.blur is not None:
-            x = upsample_conv(x, weight, self.blur)
-        else:
-            x = F.conv2d(x, weight, padding=self.padding)
-        return bias_leaky_relu(x, self.bias)
-
-    def forward_modulated_fast(self, x: torch.Tensor, gamma_beta: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-        """`gain * forward_modulated_ref`: norm, then one fused multiply-add (in place when no grad is
-        recorded), then the conv with bias and gain folded in and an in-place leaky ReLU."""
-        gamma, beta = gamma_beta.split(self.in_channels, dim=1)
-        normed = self.norm.forward_fast(x) if isinstance(self.norm, LayerNorm2d) else self.norm(x)
-        if normed is not x and inplace_ok(normed, gamma_beta):
-            x = torch.addcmul(beta, normed, gamma, out=normed)
-        else:
-            x = torch.addcmul(beta, normed, gamma)
-        m = gain * GAIN
-        weight, bias = scaled_weight(self, self.scale * m, None if self.blur is not None else x), self.bias * m
-        if self.blur is not None:
-            x = upsample_conv_fast(x, weight, self.blur, bias)
-        else:
-            x = F.conv2d(x, weight, bias, padding=self.padding)
-        return leaky_relu_(x)
+            return self.ops.up_conv2d(x, self.weight, self.bias, self.blur.kernel, self.blur.pad,
+                                      weight_gain=self.scale, activate=True, gain=self.gain)
+        return self.ops.conv2d(x, self.weight, self.bias, weight_gain=self.scale, padding=self.padding,
+                               activate=True, gain=self.gain)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         if style.shape[-2:] != x.shape[-2:]:
             raise ValueError(f"style tensor is {tuple(style.shape[-2:])} but features are {tuple(x.shape[-2:])}")
         return self.forward_modulated(x, self.modulation_params(style))
+
+    def extra_repr(self) -> str:
+        parts = [f"{self.in_channels}, {self.out_channels}", f"kernel_size={self.kernel_size}"]
+        parts += ["up=2"] if self.blur is not None else []
+        return layer_repr(*parts, gain=self.gain, ops=self.ops)
 
 
 class MappingNetwork(nn.Module):
@@ -168,7 +153,7 @@ class StylemapResizer(nn.Module):
 
     def forward(self, stylemap: torch.Tensor) -> list[torch.Tensor]:
         styles = []
-        x = to_channels_last(stylemap) if self.layers[0].fast else stylemap
+        x = stylemap
         for layer in self.layers:
             x = layer(x)
             styles.append(x)
@@ -176,15 +161,22 @@ class StylemapResizer(nn.Module):
 
 
 class SynthesisBlock(nn.Module):
-    """One resolution doubling: modulated up-conv, modulated conv, blurred 1x1 transposed skip; / sqrt(2)."""
+    """One resolution doubling: modulated up-conv, modulated conv, blurred 1x1 transposed skip; / sqrt(2).
+
+    The 1/sqrt(2) is the output gain of both branches (the second modulated conv and the skip)."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, style_in: int, style_out: int, normalize_mode: str
+        self, in_channels: int, out_channels: int, style_in: int, style_out: int, normalize_mode: str, *,
+        impl: str = "fast",
     ) -> None:
         super().__init__()
-        self.conv_up = ModulatedConv(in_channels, out_channels, 3, style_in, normalize_mode, upsample=True)
-        self.conv = ModulatedConv(out_channels, out_channels, 3, style_out, normalize_mode)
-        self.skip = UpConvLayer(in_channels, out_channels, 1, bias=False, activate=False)
+        self.conv_up = ModulatedConv(in_channels, out_channels, 3, style_in, normalize_mode, upsample=True,
+                                     impl=impl)
+        self.conv = ModulatedConv(out_channels, out_channels, 3, style_out, normalize_mode, gain=INV_SQRT2,
+                                  impl=impl)
+        self.skip = UpConvLayer(in_channels, out_channels, 1, bias=False, activate=False, gain=INV_SQRT2,
+                                impl=impl)
+        self.ops = make_ops(impl)
 
     def forward(self, x: torch.Tensor, style_in: torch.Tensor, style_out: torch.Tensor) -> torch.Tensor:
         return self.forward_modulated(
@@ -192,11 +184,11 @@ class SynthesisBlock(nn.Module):
         )
 
     def forward_modulated(self, x: torch.Tensor, gb_in: torch.Tensor, gb_out: torch.Tensor) -> torch.Tensor:
-        if self.conv.fast:  # the residual's 1/sqrt(2) folded into both branches, summed in place
-            h = self.conv.forward_modulated_fast(self.conv_up.forward_modulated_fast(x, gb_in), gb_out, INV_SQRT2)
-            return add_(h, self.skip.forward_fast(x, INV_SQRT2))
-        h = self.conv.forward_modulated_ref(self.conv_up.forward_modulated_ref(x, gb_in), gb_out)
-        return (h + self.skip.forward_ref(x)) * INV_SQRT2
+        h = self.conv.forward_modulated(self.conv_up.forward_modulated(x, gb_in), gb_out)
+        return self.ops.residual_sum(h, self.skip(x))
+
+    def extra_repr(self) -> str:
+        return layer_repr(f"{self.conv_up.in_channels}, {self.conv.out_channels}", "up=2", gain=1.0, ops=self.ops)
 
 
 class SynthesisNetwork(nn.Module):
@@ -233,11 +225,7 @@ class SynthesisNetwork(nn.Module):
         if len(gamma_betas) != expected:
             raise ValueError(f"expected {expected} style tensors, got {len(gamma_betas)}")
         n = gamma_betas[0].shape[0]
-        const = self.const
-        if self.conv.fast:
-            const = to_channels_last(const)
-            gamma_betas = [to_channels_last(gb) for gb in gamma_betas]
-        x = self.conv.forward_modulated(const.expand(n, -1, -1, -1), gamma_betas[0])
+        x = self.conv.forward_modulated(self.const.expand(n, -1, -1, -1), gamma_betas[0])
         for i, block in enumerate(self.blocks):
             x = block.forward_modulated(x, gamma_betas[1 + 2 * i], gamma_betas[2 + 2 * i])
         return self.to_rgb.forward_modulated(x, gamma_betas[-1]).contiguous()

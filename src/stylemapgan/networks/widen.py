@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from stylemapgan.networks.layers import _ConvBase
+from stylemapgan.networks.layers import ConvBase
 
 
 class WidenError(ValueError):
@@ -34,7 +34,7 @@ def widen_into(target: nn.Module, source_state: dict[str, torch.Tensor]) -> None
     missing = sorted(set(target_state) - set(source_state))
     if unknown or missing:
         raise WidenError(f"layouts differ: unexpected {unknown[:3]}, missing {missing[:3]}")
-    convs = {name for name, module in target.named_modules() if isinstance(module, _ConvBase)}
+    convs = {name for name, module in target.named_modules() if isinstance(module, ConvBase)}
     for key, new in target_state.items():
         old = source_state[key]
         owner, _, leaf = key.rpartition(".")

@@ -7,8 +7,10 @@ The page (static/index.html, app.js, style.css; plain JavaScript and canvas, no 
 """
 
 from stylemapgan.serving.app import create_app
+from stylemapgan.serving.domain import DomainReference, card_reference
 from stylemapgan.serving.gallery import Gallery, load_gallery
 from stylemapgan.serving.limits import ServerLimits
 from stylemapgan.serving.middleware import LOOPBACK_HOSTS, SESSION_COOKIE
 
-__all__ = ["LOOPBACK_HOSTS", "SESSION_COOKIE", "Gallery", "ServerLimits", "create_app", "load_gallery"]
+__all__ = ["LOOPBACK_HOSTS", "SESSION_COOKIE", "DomainReference", "Gallery", "ServerLimits", "card_reference",
+           "create_app", "load_gallery"]

@@ -5,7 +5,8 @@ Routes (JSON errors are `{"error": "one line"}`, 4xx for the request, 503 when b
 
     GET  /                                   the page (static/index.html); /static/NAME its script and style
     GET  /api/info                           model, gallery, directions, limits, this session's uploads
-    POST /api/upload?fit=crop|pad&name=N     raw image body (PNG/JPEG/WebP) -> {"id": ...}; encoded at once
+    POST /api/upload?fit=crop|pad&name=N     raw image body (PNG/JPEG/WebP) -> {"id", "reconstruction_mse",
+                                             "domain_warning": str|null, ...}; encoded at once (domain.py)
     GET  /api/images/ID                      model-sized PNG (gallery, own uploads, own results)
     GET  /api/images/ID/download             the same as an attachment
     GET  /api/images/ID/stylemap.npz         its stylemap (exact for samples, else the encoder's)
@@ -14,7 +15,8 @@ Routes (JSON errors are `{"error": "one line"}`, 4xx for the request, 503 when b
     DELETE /api/images/ID                    forget an upload
     POST /api/edit | reconstruct | attributes | interpolate   JSON -> PNG (timings in headers)
     POST /api/refine                         JSON {id, steps} -> a new upload whose stylemap is optimised
-                                             towards the image (hybrid projection), with MSE before/after;
+                                             towards the image (hybrid projection), with MSE before/after,
+                                             on a refine worker (edits go on meanwhile; engine.py);
                                              {"id": null, "improved": false, ...} if no step beat the start
     POST /api/samples                        JSON -> {"images": [...]}
     GET  /api/stats                          queue and cache counters
@@ -26,6 +28,10 @@ Requests that another web page made the browser send (Sec-Fetch-Site cross-site 
 other than this server on a POST or DELETE) are refused with 403 before they get a session: any page the user
 visits could otherwise queue edits on the one worker or use up the sessions. Opening the page from a link is
 allowed. Scripts and curl send neither header and are unaffected (`middleware.py`).
+
+Sessions: a cookie-less request (a script, curl) is served in one shared anonymous session and offered a
+cookie; a session is made when the cookie comes back, so scripts can never evict a browser's uploads
+(store.py says how sessions and uploads are kept).
 
 No model maths here: every image operation is one `Editor` call on the inference thread (see engine.py).
 Requests that carry `seq` (and `client`, one id per page) are "latest wins" per page and request kind: an
@@ -43,6 +49,7 @@ import anyio
 from fastapi import FastAPI
 
 from stylemapgan.editing import Direction, Editor
+from stylemapgan.serving.domain import DomainReference
 from stylemapgan.serving.engine import InferenceEngine, bound_editor_caches, ensure_handle
 from stylemapgan.serving.errors import Busy
 from stylemapgan.serving.gallery import Gallery
@@ -65,15 +72,17 @@ def create_app(
     model_name: str = "model",
     direction_range: float = 10.0,
     warm_gallery: bool = True,
+    domain: DomainReference | None = None,
 ) -> FastAPI:
     """The editor app. `allowed_hosts`: the Host names it answers to (a DNS-rebinding page cannot reach a local
     server); ["*"] answers to any, for a server bound to every interface. The editor's caches are sized to
-    `limits` (its memory budget), whatever they were."""
+    `limits` (its memory budget), whatever they were. `domain`: the model's typical reconstruction error
+    (`domain.card_reference(checkpoint)`), against which uploads get a domain warning; None: no warning."""
     limits = limits or ServerLimits()
     gallery = gallery or Gallery()
     bound_editor_caches(editor, limits, len(gallery))
     state = ServerState(
-        engine=InferenceEngine(editor, limits.max_pending_jobs),
+        engine=InferenceEngine(editor, limits.max_pending_jobs, limits.concurrent_refines, limits.refine_niceness),
         sessions=SessionStore(limits),
         gallery=gallery,
         directions=dict(directions or {}),
@@ -85,6 +94,7 @@ def create_app(
         static=load_static(),
         upload_slots=anyio.Semaphore(max(1, limits.concurrent_uploads)),
         image_threads=anyio.CapacityLimiter(max(1, limits.image_threads)),
+        domain=domain,
     )
     app = FastAPI(title="stylemapgan editor", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
                   exception_handlers=ERROR_HANDLERS)

@@ -1,14 +1,23 @@
-"""Model inference off the event loop: one worker thread, one job at a time, stale jobs skipped.
+"""Model inference off the event loop: one model worker for every short job, and refine workers beside it.
 
 Torch on a couple of CPU cores is fastest running one forward pass at a time with all its threads, so every
-model call goes through a single-thread executor (and a lock, for callers outside it). A job carries a
-`still_wanted` check that runs when the job reaches the front of the queue: an edit superseded by a newer
-one from the same page while it waited is dropped without touching the model. The queue length is bounded.
+short model call (edits, reconstructions, samples, uploads' encodings) goes through a single-thread executor
+(and a lock, for callers outside it). A job carries a `still_wanted` check that runs when the job reaches the
+front of the queue: an edit superseded by a newer one from the same page while it waited is dropped without
+touching the model. The queue length is bounded.
+
+A refine (hundreds of optimisation steps, up to `max_refine_seconds`) runs on a refine worker of its own
+(`run_refine`), so it never holds the model worker: other pages' edits go on while it runs. The refine threads
+run at a lower CPU priority (`ServerLimits.refine_niceness`, Linux; the threads torch starts for them inherit
+it), so on a busy CPU the edits get the cores first and the refine takes what is left. Both workers share the
+`Editor`, whose caches are locked and whose networks are only read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +37,20 @@ from stylemapgan.utils.images import from_uint8
 
 T = TypeVar("T")
 
+log = logging.getLogger("stylemapgan.serving")
+
+
+def lower_thread_priority(niceness: int) -> None:
+    """Raise the calling thread's nice value by `niceness` (Linux: nice is per thread, and threads it starts
+    inherit it). Best effort: elsewhere, or if refused, the thread keeps its priority."""
+    if niceness <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
+    except OSError as exc:
+        log.info("refine worker keeps its CPU priority (%s)", exc)
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -36,29 +59,44 @@ class Timing:
 
 
 class InferenceEngine:
-    """Wraps an `Editor`; `await engine.run(fn)` runs `fn(editor)` on the worker thread."""
+    """Wraps an `Editor`; `await engine.run(fn)` runs `fn(editor)` on the model worker, `await
+    engine.run_refine(fn)` on a refine worker."""
 
-    def __init__(self, editor: Editor, max_pending: int = 32) -> None:
+    def __init__(self, editor: Editor, max_pending: int = 32, refine_workers: int = 1,
+                 refine_niceness: int = 10) -> None:
         self.editor = editor
         self.max_pending = max_pending
-        self.lock = threading.Lock()  # held around every model call
+        self.lock = threading.Lock()  # held around every call on the model worker
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stylemapgan-inference")
+        self._refine_executor = ThreadPoolExecutor(
+            max_workers=max(1, refine_workers), thread_name_prefix="stylemapgan-refine",
+            initializer=lower_thread_priority, initargs=(refine_niceness,),
+        )
         self._count_lock = threading.Lock()
-        self._pending = 0
+        self._pending = 0  # model worker: queued or running (what max_pending bounds)
+        self._refining = 0  # refine workers: queued or running
         self.completed = 0
+        self.refines_completed = 0
         self.superseded = 0
         self.rejected = 0
 
     @property
     def pending(self) -> int:
-        """Jobs queued or running."""
+        """Jobs queued or running, on every worker."""
         with self._count_lock:
-            return self._pending
+            return self._pending + self._refining
+
+    @property
+    def refining(self) -> int:
+        """Refine jobs queued or running."""
+        with self._count_lock:
+            return self._refining
 
     async def run(
         self, fn: Callable[[Editor], T], still_wanted: Callable[[], bool] | None = None
     ) -> tuple[T, Timing]:
-        """Queue `fn`; raises Busy when the queue is full and Superseded when the job went stale while queued."""
+        """Queue `fn` on the model worker; raises Busy when its queue is full and Superseded when the job went
+        stale while queued."""
         with self._count_lock:
             if self._pending >= self.max_pending:
                 self.rejected += 1
@@ -89,15 +127,41 @@ class InferenceEngine:
         future.add_done_callback(release)
         return await asyncio.wrap_future(future)
 
+    async def run_refine(self, fn: Callable[[Editor], T]) -> tuple[T, Timing]:
+        """`fn(editor)` on a refine worker, beside the model worker (never holding it). The caller bounds how
+        many run at once (`ServerLimits.concurrent_refines`); one more waits for a free refine worker."""
+        with self._count_lock:
+            self._refining += 1
+        queued = time.perf_counter()
+
+        def job() -> tuple[T, Timing]:
+            started = time.perf_counter()
+            with torch.no_grad():  # the optimisation enables gradients for its own steps
+                result = fn(self.editor)
+            done = time.perf_counter()
+            with self._count_lock:
+                self.refines_completed += 1
+            return result, Timing((started - queued) * 1000, (done - started) * 1000)
+
+        def release(_: object) -> None:
+            with self._count_lock:
+                self._refining -= 1
+
+        future = self._refine_executor.submit(job)
+        future.add_done_callback(release)
+        return await asyncio.wrap_future(future)
+
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self._refine_executor.shutdown(wait=True, cancel_futures=True)
 
     def stats(self) -> dict[str, Any]:
         info = self.editor.cache_info()
         with self._count_lock:
-            return {"pending": self._pending, "completed": self.completed, "superseded": self.superseded,
-                    "rejected_busy": self.rejected, "encodings_cached": info.size, "encoding_capacity": info.capacity,
-                    "encoder_images": info.encoder_images}
+            return {"pending": self._pending, "refining": self._refining, "completed": self.completed,
+                    "refines_completed": self.refines_completed, "superseded": self.superseded,
+                    "rejected_busy": self.rejected, "encodings_cached": info.size,
+                    "encoding_capacity": info.capacity, "encoder_images": info.encoder_images}
 
 
 def encoding_bytes(editor: Editor) -> int:

@@ -24,10 +24,12 @@ from stylemapgan.utils.images import to_uint8
 class Gallery:
     records: list[ImageRecord] = field(default_factory=list)
     part_names: list[str] = field(default_factory=list)
-    source: str = "none"
+    source: str = "none"  # where it comes from, in full (the server's log)
+    label: str = ""  # what the page shows: a short name, never a path on the server (default: `source`)
 
     def __post_init__(self) -> None:
         self._by_id = {r.id: r for r in self.records}
+        self.label = self.label or self.source
 
     def get(self, image_id: str) -> ImageRecord | None:
         return self._by_id.get(image_id)
@@ -55,7 +57,7 @@ def gallery_from_folder(folder: Path, size: int, count: int, fit: str = "crop") 
             print(f"gallery: skipping {exc}", file=sys.stderr)
             continue
         records.append(ImageRecord(f"g_{len(records)}", path.stem[:80], "gallery", pixels))
-    return Gallery(records, [], f"folder {folder}")
+    return Gallery(records, [], f"folder {folder}", folder.resolve().name)
 
 
 def gallery_from_dataset(path: Path, size: int, count: int, fit: str = "crop") -> Gallery:
@@ -84,7 +86,8 @@ def gallery_from_dataset(path: Path, size: int, count: int, fit: str = "crop") -
                                        label_map=label_map.to(torch.int64) if label_map is not None else None))
     except DatasetError as exc:
         raise EditingError(f"--gallery {path}: {exc}") from None
-    return Gallery(records, parts, f"dataset {path} ({split} split)")
+    return Gallery(records, parts, f"dataset {path} ({split} split)",
+                   f"{path.resolve().name} ({split} split)")
 
 
 def load_gallery(spec: str | None, size: int, checkpoint: Path | None, count: int = 32, fit: str = "crop") -> Gallery:

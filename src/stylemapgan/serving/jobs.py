@@ -3,7 +3,8 @@
 `await Job.open(request, EditIn, kind="edit", check=...)`: start the clock, find the session, read and validate
 the JSON body, apply the route's checks against the limits, and (for a body that carries `seq`) claim its
 place as the page's latest request of that kind. The route then finds its images, runs one job on the worker
-(`job.run`) and answers with `job.result_reply` or `job.png_reply`, which add the timing headers.
+(`job.run`; a refine: `job.run_refine`) and answers with `job.result_reply` or `job.png_reply`, which add the
+timing headers.
 """
 
 from __future__ import annotations
@@ -92,6 +93,10 @@ class Job(Generic[B]):
     async def run(self, fn: Callable[[Editor], T]) -> tuple[T, Timing]:
         """`fn(editor)` on the worker; dropped (409) if a newer request of its kind arrives while it waits."""
         return await self.state.run_model(fn, self.still_wanted)
+
+    async def run_refine(self, fn: Callable[[Editor], T]) -> tuple[T, Timing]:
+        """`fn(editor)` on a refine worker: it never holds the model worker other pages' edits wait for."""
+        return await self.state.run_refine(fn)
 
     def headers(self, timing: Timing, encode_ms: float = 0.0) -> dict[str, str]:
         return timing_headers(timing, self.started, encode_ms)

@@ -11,10 +11,11 @@ class ServerLimits:
     """Upload, memory, queue and connection bounds (every number the server enforces or sizes itself by).
 
     Memory: the stores keep at most `cached_images` uint8 images at model size (plus, for samples and refined
-    uploads, their stylemaps): a few MB at 64 px, ~100 MB at 256 px. The editor's two caches are bounded
-    apart: encodings by `encoding_cache_mb` (but never fewer than two edits' worth of entries) and the
-    per-image modulations a fast edit reuses by `modulation_cache_mb`. So the defaults bound a server at
-    roughly 2 GB plus the model, whatever its traffic; lower the two cache budgets for a small machine.
+    uploads, their stylemaps; the anonymous session's share included, see store.py): a few MB at 64 px, ~100 MB
+    at 256 px. The editor's two caches are bounded apart: encodings by `encoding_cache_mb` (but never fewer than
+    two edits' worth of entries) and the per-image modulations a fast edit reuses by `modulation_cache_mb`. So
+    the defaults bound a server at roughly 2 GB plus the model, whatever its traffic; lower the two cache
+    budgets for a small machine.
     """
 
     max_upload_bytes: int = 10 * 1024 * 1024  # a large phone JPEG; checked while the body streams in
@@ -23,7 +24,7 @@ class ServerLimits:
     concurrent_uploads: int = 2  # bodies read and decoded at once (each may hold ~3 bytes per pixel)
     upload_read_seconds: float = 30.0  # a body still arriving after this gets 408 (a trickle cannot hold a slot)
     image_threads: int = 4  # PNG encodes and mask/upload decodes running at once off the event loop
-    max_sessions: int = 64  # least recently used session dropped beyond this, with its images
+    max_sessions: int = 64  # cookie sessions; one is dropped beyond this (one without uploads first)
     max_uploads_per_session: int = 16
     max_uploads_total: int = 128
     max_results_per_session: int = 12  # edit results, samples, reconstructions (downloadable, re-usable)
@@ -34,8 +35,9 @@ class ServerLimits:
     max_samples: int = 8
     max_interpolation_frames: int = 16
     max_refine_steps: int = 500  # optimisation steps of one refine request (~20 ms each at 64 px on 2 cores)
-    max_refine_seconds: float = 20.0  # a refine holds the model worker: it stops (keeping its best) after this
-    concurrent_refines: int = 1  # over all sessions; another one meanwhile gets 503 (edits queue behind a refine)
+    max_refine_seconds: float = 20.0  # a refine holds a refine worker: it stops (keeping its best) after this
+    concurrent_refines: int = 1  # refine workers, beside the model worker; another refine meanwhile gets 503
+    refine_niceness: int = 10  # added to the refine workers' nice value (Linux), so edits win the CPU from them
     max_shift_fraction: float = 1.0  # |shift| <= this * model size
     encoding_cache_mb: float = 1024.0  # the editor's encodings (a w+ entry: ~3.5 MB at cpu-64, ~120 MB at 256 px)
     modulation_cache_mb: float = 1024.0  # the editor's per-image modulations (fast edits); least recent dropped
@@ -46,7 +48,8 @@ class ServerLimits:
     @property
     def cached_images(self) -> int:
         """Upper bound on images the server keeps (and so on encodings it needs cached)."""
-        return self.max_uploads_total + self.max_results_total
+        anonymous = self.max_uploads_per_session + self.max_results_per_session  # apart from the totals
+        return self.max_uploads_total + self.max_results_total + anonymous
 
     @property
     def modulation_cache_bytes(self) -> int:

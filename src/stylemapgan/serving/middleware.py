@@ -55,24 +55,32 @@ def host_allowed(host_header: str, allowed: Sequence[str]) -> bool:
     return "*" in allowed or host in allowed
 
 
+def opens_page_from_another_site(request: Request) -> bool:
+    """A link on another site opening the page: the browser leaves out our SameSite=Strict cookie on that one
+    request, so offering a new cookie would replace the user's session (and hide their uploads)."""
+    return request.headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site")
+
+
 async def guard_and_session(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Refuse a wrong Host (400) or another site's request (403) before it gets a session; then find or make
-    the session (`request.state.session`), and set its cookie and the security headers on the answer."""
+    """Refuse a wrong Host (400) or another site's request (403) before it gets a session; then find the
+    session (`request.state.session`: the cookie's, or the shared anonymous one with a cookie offered; see
+    store.py), and set the offered cookie and the security headers on the answer."""
     state = server_state(request)
     if not host_allowed(request.headers.get("host", ""), state.allowed_hosts):
         return JSONResponse({"error": "host not allowed"}, status_code=400, headers=SECURITY_HEADERS)
     if from_another_site(request):
         return JSONResponse({"error": "refused: a request from another site"}, status_code=403,
                             headers=SECURITY_HEADERS)
-    created = False
+    offer = False
     if request.url.path.startswith("/static/") or request.url.path in STATELESS_PATHS:
         session = None
     else:
-        session, created = state.sessions.get_or_create(request.cookies.get(SESSION_COOKIE))
+        session, offer = state.sessions.session_for(request.cookies.get(SESSION_COOKIE))
+        offer = offer and not opens_page_from_another_site(request)
     request.state.session = session
     response = await call_next(request)
-    if created and session is not None:
-        response.set_cookie(SESSION_COOKIE, session.id, httponly=True, samesite="strict", path="/")
+    if offer:
+        response.set_cookie(SESSION_COOKIE, state.sessions.offer(), httponly=True, samesite="strict", path="/")
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     return response

@@ -13,6 +13,7 @@ import anyio
 from fastapi import Depends, Request
 
 from stylemapgan.editing import Direction, EditingError, Editor
+from stylemapgan.serving.domain import DomainReference
 from stylemapgan.serving.engine import InferenceEngine, Timing
 from stylemapgan.serving.errors import ApiError, Busy, Superseded
 from stylemapgan.serving.gallery import Gallery
@@ -41,6 +42,7 @@ class ServerState:
     static: dict[str, tuple[bytes, str]]
     upload_slots: anyio.Semaphore
     image_threads: anyio.CapacityLimiter
+    domain: DomainReference | None = None  # what uploads' reconstructions are compared with (domain.py)
     started: float = field(default_factory=time.time)
     refines_running: int = 0  # changed only on the event loop
 
@@ -74,6 +76,19 @@ class ServerState:
             raise ApiError(409, "superseded by a newer request") from None
         except EditingError as exc:
             raise ApiError(400, str(exc)) from None
+
+    async def run_refine(self, fn: Callable[[Editor], T]) -> tuple[T, Timing]:
+        """`fn(editor)` on a refine worker (never the model worker the edits use), at most
+        `limits.concurrent_refines` at once: one more gets 503 at once rather than waiting minutes."""
+        if self.refines_running >= max(1, self.limits.concurrent_refines):
+            raise ApiError(503, "refine: another refine is running; try again when it has finished")
+        self.refines_running += 1
+        try:
+            return await self.engine.run_refine(fn)
+        except EditingError as exc:
+            raise ApiError(400, str(exc)) from None
+        finally:
+            self.refines_running -= 1
 
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """CPU work that is not the model (PNG encoding, decoding) in a bounded pool of threads."""

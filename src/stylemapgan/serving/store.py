@@ -3,10 +3,30 @@
 Memory stays bounded however many sessions or uploads arrive: sessions, each session's items and all items
 together are least-recently-used caches. Images are referenced by opaque random ids that are only looked up
 inside the requesting session (plus the read-only gallery), so a session never sees another one's uploads.
+
+How sessions and uploads are kept (what a script, curl or a load test can and cannot do to a browser's images):
+
+- A request without a session cookie (or with one this server did not sign) is served in the one shared
+  *anonymous* session, and its answer offers a cookie: a signed random token. Nothing is stored for the offer.
+- A session is made only when a request brings such a token back, i.e. by a client that keeps cookies (a
+  browser, from its second request on). So cookie-less traffic, however much of it, makes no session and can
+  never push a browser's session out.
+- The anonymous session's images are bounded by the per-session caps (16 uploads, 12 results by default) and
+  kept apart from the totals the cookie sessions share, so cookie-less uploads evict only older cookie-less
+  uploads. They are never listed (`/api/info` shows the anonymous session no uploads): only whoever holds an
+  upload's unguessable id can use it, as a script does with the id its upload returned.
+- Beyond `max_sessions` cookie sessions, the least recently used session that owns no uploads is dropped
+  first; only when every session owns uploads does the least recently used one go, with its images. A dropped
+  session's cookie later gets a fresh, empty session. Uploads also expire beyond `max_uploads_per_session`
+  per session and `max_uploads_total` over all cookie sessions (least recently used first).
+- Everything is in memory: a restart forgets every session and upload (and invalidates every cookie).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import secrets
 import threading
 import time
@@ -21,6 +41,7 @@ import torch
 from stylemapgan.serving.limits import ServerLimits
 
 ID_PATTERN = r"^[gur]_[A-Za-z0-9_-]{1,40}$"  # gallery, upload, result
+ANONYMOUS = "anonymous"  # the session of requests without a (valid) cookie; never a signed token
 
 
 def new_id(prefix: str) -> str:
@@ -53,13 +74,17 @@ class ImageRecord:
 
 class BoundedStore:
     """Items keyed by (owner, key), evicted least-recently-used first: per owner beyond `per_owner`, and
-    over all owners beyond `total`. Thread-safe (the inference thread reads records)."""
+    over all owners beyond `total`. Owners in `apart` (the anonymous session) are bounded by `per_owner` only:
+    their items neither count towards `total` nor are evicted to make room in it, so they can never push
+    another owner's items out. Thread-safe (the inference threads read records)."""
 
-    def __init__(self, per_owner: int, total: int) -> None:
+    def __init__(self, per_owner: int, total: int, apart: tuple[str, ...] = ()) -> None:
         self.per_owner = max(1, per_owner)
         self.total = max(1, total)
+        self.apart = frozenset(apart)
         self._items: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._by_owner: dict[str, OrderedDict[str, None]] = {}
+        self._shared = 0  # items of owners not apart: what `total` bounds
         self._lock = threading.Lock()
         self.evicted = 0
 
@@ -68,6 +93,8 @@ class BoundedStore:
         evicted: list[str] = []
         with self._lock:
             keys = self._by_owner.setdefault(owner, OrderedDict())
+            if (owner, key) not in self._items and owner not in self.apart:
+                self._shared += 1
             self._items[(owner, key)] = value
             self._items.move_to_end((owner, key))
             keys[key] = None
@@ -75,9 +102,12 @@ class BoundedStore:
             while len(keys) > self.per_owner:
                 old, _ = keys.popitem(last=False)
                 del self._items[(owner, old)]
+                self._shared -= int(owner not in self.apart)
                 evicted.append(old)
-            while len(self._items) > self.total:
-                (old_owner, old), _ = self._items.popitem(last=False)
+            while self._shared > self.total:
+                old_owner, old = next(k for k in self._items if k[0] not in self.apart)
+                del self._items[(old_owner, old)]
+                self._shared -= 1
                 self._forget_key(old_owner, old)
                 evicted.append(old)
             self.evicted += len(evicted)
@@ -102,6 +132,7 @@ class BoundedStore:
         with self._lock:
             if self._items.pop((owner, key), None) is None:
                 return False
+            self._shared -= int(owner not in self.apart)
             self._forget_key(owner, key)
             return True
 
@@ -110,6 +141,7 @@ class BoundedStore:
             keys = self._by_owner.pop(owner, OrderedDict())
             for key in keys:
                 self._items.pop((owner, key), None)
+            self._shared -= 0 if owner in self.apart else len(keys)
             return len(keys)
 
     def values(self, owner: str) -> list[Any]:
@@ -155,40 +187,70 @@ class Session:
 
 
 class SessionStore:
-    """Sessions by cookie token (LRU-bounded) and the image stores they own."""
+    """Cookie sessions (made when a signed token comes back, LRU-bounded, those without uploads dropped first),
+    the one anonymous session, and the image stores they own; see the module docstring."""
 
     def __init__(self, limits: ServerLimits, on_drop: Callable[[str], None] | None = None) -> None:
         self.limits = limits
-        self.uploads = BoundedStore(limits.max_uploads_per_session, limits.max_uploads_total)
-        self.results = BoundedStore(limits.max_results_per_session, limits.max_results_total)
+        self.uploads = BoundedStore(limits.max_uploads_per_session, limits.max_uploads_total, apart=(ANONYMOUS,))
+        self.results = BoundedStore(limits.max_results_per_session, limits.max_results_total, apart=(ANONYMOUS,))
+        self.anonymous = Session(ANONYMOUS, limits.max_channels_per_session)
         self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._secret = secrets.token_bytes(32)  # per server run: a restart invalidates every cookie
         self._lock = threading.Lock()
         self._on_drop = on_drop
+        self.dropped = 0
 
-    def get_or_create(self, token: str | None) -> tuple[Session, bool]:
-        """The session for a cookie token; a new one (fresh random token) when absent or unknown, so a
-        client can never pick its own session id."""
+    def _signature(self, nonce: str) -> str:
+        digest = hmac.new(self._secret, nonce.encode(), hashlib.sha256).digest()[:18]
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def offer(self) -> str:
+        """A new cookie token: random, signed by this server, remembered nowhere (a session is made only when
+        it comes back)."""
+        nonce = secrets.token_urlsafe(18)
+        return f"{nonce}.{self._signature(nonce)}"
+
+    def signed(self, token: str | None) -> bool:
+        """Was this token offered by this server (run)? A client cannot pick its own session id."""
+        if not token or token.count(".") != 1 or len(token) > 96:
+            return False
+        nonce, signature = token.split(".")
+        return hmac.compare_digest(signature, self._signature(nonce))
+
+    def session_for(self, token: str | None) -> tuple[Session, bool]:
+        """The session of a cookie token, and whether to offer a new cookie: a signed token's session (made now
+        if it is new or was dropped); the anonymous session, with an offer, for a missing or unsigned token."""
+        if not self.signed(token):
+            return self.anonymous, True
+        assert token is not None
         dropped: list[str] = []
         with self._lock:
-            if token is not None and token in self._sessions:
+            session = self._sessions.get(token)
+            if session is not None:
                 self._sessions.move_to_end(token)
-                return self._sessions[token], False
-            session = Session(secrets.token_urlsafe(24), self.limits.max_channels_per_session)
-            self._sessions[session.id] = session
+                return session, False
+            session = Session(token, self.limits.max_channels_per_session)
+            self._sessions[token] = session
             while len(self._sessions) > self.limits.max_sessions:
-                old, _ = self._sessions.popitem(last=False)
-                dropped.append(old)
+                victim = next((sid for sid in self._sessions if sid != token and self.uploads.count(sid) == 0),
+                              next(iter(self._sessions)))
+                del self._sessions[victim]
+                dropped.append(victim)
+            self.dropped += len(dropped)
         for old in dropped:
             self.uploads.drop_owner(old)
             self.results.drop_owner(old)
             if self._on_drop is not None:
                 self._on_drop(old)
-        return session, True
+        return session, False
 
     def __len__(self) -> int:
+        """Cookie sessions (the anonymous one is not counted)."""
         with self._lock:
             return len(self._sessions)
 
     def counts(self) -> dict[str, int]:
-        return {"sessions": len(self), "uploads": self.uploads.count(), "results": self.results.count(),
+        return {"sessions": len(self), "sessions_dropped": self.dropped, "uploads": self.uploads.count(),
+                "results": self.results.count(), "anonymous_uploads": self.uploads.count(ANONYMOUS),
                 "evicted_uploads": self.uploads.evicted, "evicted_results": self.results.evicted}

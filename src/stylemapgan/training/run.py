@@ -30,20 +30,13 @@ from stylemapgan.checkpoint.io import (
 )
 from stylemapgan.checkpoint.models import check_state_dicts
 from stylemapgan.config import ModelConfig
+from stylemapgan.data.dataset import DataMismatchError, check_fits, collate_images, fit_to_model
+from stylemapgan.models import CHECKPOINT_GLOB
 from stylemapgan.training.config import RESUME_CHANGEABLE, RESUME_CHANGEABLE_MODEL, TrainConfig
 from stylemapgan.training.distributed import DistInfo, all_mean, barrier, init_from_env, shutdown
-from stylemapgan.training.trainer import (
-    DataMismatchError,
-    Trainer,
-    TrainingDiverged,
-    check_fits,
-    collate_images,
-    fit_to_model,
-)
+from stylemapgan.training.trainer import Trainer, TrainingDiverged
 from stylemapgan.utils.images import make_grid, save_png
 from stylemapgan.utils.precision import set_tf32
-
-CHECKPOINT_GLOB = "ckpt-*.safetensors"
 
 
 def checkpoint_path(run_dir: Path, iteration: int) -> Path:
@@ -203,10 +196,10 @@ class TrainingRun:
                              "a new run's is random")
         if len(train_data) == 0:
             raise DataMismatchError("no training images")
+        check_fits(collate_images([train_data[0]]).shape[-1], model_config.size)  # before anything is written
         if len(train_data) < train_config.batch:
             raise DataMismatchError(f"the dataset has {len(train_data)} training images, fewer than one batch of "
                                     f"{train_config.batch} (--batch)")
-        check_fits(collate_images([train_data[0]]).shape[-1], model_config.size)  # before anything is written
         set_tf32(train_config.tf32)  # both ways: PyTorch's default leaves cuDNN's TF32 on
         from stylemapgan.losses import build_perceptual
 

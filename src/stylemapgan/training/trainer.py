@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from stylemapgan.config import ModelConfig
+from stylemapgan.data.dataset import collate_images, fit_to_model
 from stylemapgan.networks import Discriminator, Encoder, Generator
 from stylemapgan.networks.widen import widen_into
 from stylemapgan.training.config import TrainConfig
@@ -37,36 +38,6 @@ from stylemapgan.training.sampler import ResumableBatchSampler
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the run stops without saving over the last good checkpoint."""
-
-
-def collate_images(items: list[Any]) -> torch.Tensor:
-    """Stack dataset items (tensors, or dicts/tuples whose first/'image' entry is the image)."""
-    images = []
-    for item in items:
-        if isinstance(item, dict):
-            item = item["image"]
-        elif isinstance(item, tuple | list):
-            item = item[0]
-        images.append(item)
-    return torch.stack(images)
-
-
-def fit_to_model(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Box-downsample stored images to the model's resolution by an integer factor (e.g. 64 px data, 32 px model)."""
-    stored = images.shape[-1]
-    check_fits(stored, size)
-    return images if stored == size else F.avg_pool2d(images, stored // size)
-
-
-class DataMismatchError(ValueError):
-    """The training data cannot feed this model (empty, or images of an unusable size)."""
-
-
-def check_fits(stored: int, size: int) -> None:
-    """Stored images must be the model's size or an integer multiple of it (checked before a run starts)."""
-    if stored < size or stored % size:
-        raise DataMismatchError(
-            f"dataset images are {stored}px; the model needs {size}px (or an integer multiple of it)")
 
 
 def set_requires_grad(module: nn.Module, flag: bool) -> None:

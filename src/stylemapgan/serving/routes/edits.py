@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from stylemapgan.editing import Editor, ProjectionOptions, Refinement
 from stylemapgan.serving.bodies import AttributesIn, EditIn, ImageIn, InterpolateIn, RefineIn, SamplesIn
+from stylemapgan.serving.domain import domain_warning
 from stylemapgan.serving.engine import ensure_handle, to_pixels
 from stylemapgan.serving.errors import ApiError
 from stylemapgan.serving.jobs import Job
@@ -26,8 +27,8 @@ DEFAULT_REFINE_STEPS = 100
 
 def refine_options(steps: int = DEFAULT_REFINE_STEPS, time_limit_s: float | None = None) -> ProjectionOptions:
     """The page's Refine: MSE only (~20 ms a step for the bundled model on 2 cores, where LPIPS would cost more
-    than the generator), Adam at the projection default lr; the time limit bounds how long it holds the one
-    worker every other request waits for. `benchmarks/bench_refine.py` measures it."""
+    than the generator), Adam at the projection default lr; the time limit bounds how long it holds a refine
+    worker (and the CPU it shares with the edits). `benchmarks/bench_refine.py` measures it."""
     return ProjectionOptions(steps=steps, perceptual_weight=0.0, time_limit_s=time_limit_s)
 
 
@@ -110,7 +111,7 @@ async def refine(request: Request) -> JSONResponse:
     """A new upload whose stylemap is optimised towards the image (hybrid projection), with MSE before and
     after; `{"id": null, "improved": false, ...}` when no step beat the start."""
     job = await Job.open(request, RefineIn, check=check_refine)
-    state, limits = job.state, job.state.limits
+    limits = job.state.limits
     steps = min(DEFAULT_REFINE_STEPS, limits.max_refine_steps) if job.body.steps is None else job.body.steps
     record = job.find(job.body.id)
     options = refine_options(steps, limits.max_refine_seconds)
@@ -119,22 +120,18 @@ async def refine(request: Request) -> JSONResponse:
         refined = ed.refine(ensure_handle(ed, record), from_uint8(record.pixels), options)
         return refined, ed.stylemap(refined.handle).detach().cpu().clone()
 
-    # a refine holds the one worker for up to max_refine_seconds: a bounded number at once, so a burst of
-    # them cannot stall every page's edits for minutes
-    if state.refines_running >= max(1, limits.concurrent_refines):
-        raise ApiError(503, "refine: another refine is running; try again when it has finished")
-    state.refines_running += 1
-    try:
-        (refined, stylemap), timing = await job.run(work)
-    finally:
-        state.refines_running -= 1
+    # on a refine worker of its own (never the model worker): other pages' edits go on meanwhile; a bounded
+    # number at once (another one gets 503), each stopped after max_refine_seconds
+    (refined, stylemap), timing = await job.run_refine(work)
     scores = {"steps": refined.steps, "mse_before": round(refined.mse_before, 6),
               "mse_after": round(refined.mse_after, 6)}
     if not refined.improved:  # nothing to keep: no copy that only claims to be refined
         return JSONResponse({"id": None, "improved": False, **scores}, headers=job.headers(timing))
+    warning = domain_warning(refined.mse_after, job.state.domain, refined=True)
     copy = ImageRecord(new_id("u"), f"{record.name} (refined)", "upload", record.pixels, stylemap, record.label_map,
-                       refined.handle, {"from": record.kind, "stylemap": "refined", **scores})
-    state.sessions.uploads.put(job.session.id, copy.id, copy)
+                       refined.handle, {"from": record.kind, "stylemap": "refined", **scores,
+                                        "reconstruction_mse": scores["mse_after"], "domain_warning": warning})
+    job.state.sessions.uploads.put(job.session.id, copy.id, copy)
     return JSONResponse({**copy.describe(), "improved": True}, headers=job.headers(timing))
 
 

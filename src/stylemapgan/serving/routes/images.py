@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from stylemapgan.editing import EditingError, Editor, PartMask, mask_from_parts
 from stylemapgan.editing.images import stylemap_npz_bytes
 from stylemapgan.serving.bodies import ImageId, read_limited
+from stylemapgan.serving.domain import assess_reconstruction
 from stylemapgan.serving.engine import ensure_handle
 from stylemapgan.serving.errors import ApiError
 from stylemapgan.serving.state import CurrentSession, State
@@ -50,7 +51,9 @@ async def upload(
     request: Request, state: State, session: CurrentSession,
     fit: Literal["crop", "pad"] = "crop", name: Annotated[str, Query(max_length=255)] = "",
 ) -> dict[str, Any]:
-    """A raw image body, fitted to the model's size and encoded at once (later edits only decode)."""
+    """A raw image body, fitted to the model's size and encoded at once (later edits only decode). The answer
+    says how well the model reconstructs it (`reconstruction_mse`) and, when far worse than the model's own
+    test images, why edits will disappoint (`domain_warning`, plain words; null otherwise; see domain.py)."""
     limits = state.limits
     check_declared_type(request.headers.get("content-type"))
     async with state.upload_slots:  # bounds the memory held by bodies and decoded pixels at once
@@ -64,7 +67,11 @@ async def upload(
         )
     record = ImageRecord(new_id("u"), safe_name(name), "upload", pixels,
                          meta={"width": width, "height": height, "fit": fit})
-    await state.run_model(lambda ed: ensure_handle(ed, record))
+    assessment, _ = await state.run_model(
+        lambda ed: assess_reconstruction(ed, ensure_handle(ed, record), record.pixels, state.domain)
+    )
+    record.meta.update(reconstruction_mse=round(assessment.reconstruction_mse, 6),
+                       domain_warning=assessment.warning)
     state.sessions.uploads.put(session.id, record.id, record)
     return record.describe()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Annotated, Any
 
@@ -9,10 +10,38 @@ from fastapi import APIRouter
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 
+from stylemapgan.editing import Direction
 from stylemapgan.serving.errors import ApiError
 from stylemapgan.serving.state import CurrentSession, ServerState, State
+from stylemapgan.serving.store import ANONYMOUS
 
 router = APIRouter()
+
+UNSUPERVISED_KINDS = {"pca": "PCA", "sefa": "SeFa"}  # directions found without labels: no attribute name
+
+
+def slider(direction: Direction, strength_range: float) -> dict[str, Any]:
+    """A direction as the page's slider: labelled ones by their attribute's name ("has glasses"), the others
+    said to be unsupervised ("PCA 1 (unsupervised)": a component, numbered from 1, with no known meaning)."""
+    meta = direction.meta or {}
+    kind = str(meta.get("kind") or "")
+    numbered = re.fullmatch(r"(pca|sefa)_(\d+)", direction.name)
+    if not kind and numbered:  # a file without metadata: its names say what the directions are
+        kind = numbered[1]
+    if kind in UNSUPERVISED_KINDS:
+        component = int(meta.get("component", numbered[2] if numbered else 0))
+        return {"name": direction.name, "label": f"{UNSUPERVISED_KINDS[kind]} {component + 1} (unsupervised)",
+                "kind": kind, "supervised": False, "component": component, "range": strength_range}
+    label = str(meta.get("attribute") or direction.name).replace("_", " ")
+    return {"name": direction.name, "label": label, "kind": kind or "attribute", "supervised": True,
+            "range": strength_range}
+
+
+def sliders(directions: dict[str, Direction], strength_range: float) -> list[dict[str, Any]]:
+    """Every direction as a slider, labelled ones first (by name), then the unsupervised ones in order."""
+    entries = [slider(d, strength_range) for d in directions.values()]
+    return sorted(entries, key=lambda e: (not e["supervised"], e["label"].casefold() if e["supervised"] else "",
+                                          e["kind"], e.get("component", 0)))
 
 
 def static_response(state: ServerState, name: str) -> Response:
@@ -36,14 +65,19 @@ async def static(state: State, name: Annotated[str, PathParam(max_length=64)]) -
 async def info(state: State, session: CurrentSession) -> dict[str, Any]:
     """Model, gallery, directions, limits and this session's uploads: all the page needs to start."""
     editor, cfg = state.editor, state.editor.config
+    # the anonymous session's uploads belong to every cookie-less client together: never listed (store.py)
+    uploads = [] if session.id == ANONYMOUS else [r.describe() for r in state.sessions.uploads.values(session.id)]
     return {
         "model": {"name": state.model_name, "id": editor.model_id, "size": cfg.size,
                   "stylemap_shape": list(cfg.stylemap_shape), "device": str(editor.device)},
         "modes": ["w", "w_plus"],
         "parts": [p for p in state.gallery.part_names if p != "background"],
-        "directions": [{"name": name, "range": state.direction_range} for name in state.directions],
-        "gallery": {"source": state.gallery.source, "images": [r.describe() for r in state.gallery.records]},
-        "uploads": [r.describe() for r in state.sessions.uploads.values(session.id)],
+        "directions": sliders(state.directions, state.direction_range),
+        "gallery": {"source": state.gallery.label, "images": [r.describe() for r in state.gallery.records]},
+        "uploads": uploads,
+        "domain": None if state.domain is None else {
+            "typical_mse": state.domain.typical_mse, "warn_above": state.domain.threshold,
+            "source": state.domain.source},
         "limits": state.limits.public(),
     }
 

@@ -4,13 +4,20 @@
 // strokes) and sent at model size as PNG (alpha = weight). Requests of one kind are "latest wins": at most
 // one in flight, newer state waits and is sent as soon as it returns (or at once, aborting the old one, when
 // the images change); every request carries a sequence number, stale answers are dropped, and the server
-// refuses (409) requests that were overtaken.
+// refuses (409) requests that were overtaken. A busy server (503) or a lost connection is retried with
+// backoff, always with the newest state, so the last change's result arrives once the load falls.
+// Messages are a toast fixed to the viewport: they never move the canvases.
 "use strict";
 
 const COLORS = ["#e6194b", "#2ca02c", "#3558d6", "#f58231"];
 const MAX_REFS = 4;
 const CLIENT_ID = (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2)).replace(/[^A-Za-z0-9_-]/g, "");
 const UNDO_LIMIT = 40;
+const RETRY_FIRST_MS = 250; // first wait after a 503 / a lost connection; doubled each time, up to RETRY_MAX_MS
+const RETRY_MAX_MS = 4000;
+const UPLOAD_ATTEMPTS = 6;
+const MASK_FILL_ALPHA = 0.3; // the painted region, see-through: the image under it stays visible
+const RECONSTRUCTION_LABEL = "Reconstruction (no edit yet)";
 
 const $ = (id) => document.getElementById(id);
 
@@ -34,13 +41,33 @@ const state = {
 // ---- messages and small helpers -------------------------------------------------------------------------
 
 let messageTimer = null;
+// kind: "error" (red, 12 s), "info" (4 s) or "busy" (the server is busy and a retry is due; until it passes)
 function showMessage(text, kind = "error") {
   const box = $("message");
   $("message-text").textContent = text;
   box.className = kind === "error" ? "" : "info";
+  box.dataset.kind = kind;
   box.hidden = false;
   clearTimeout(messageTimer);
-  messageTimer = setTimeout(() => { box.hidden = true; }, kind === "error" ? 12000 : 4000);
+  messageTimer = setTimeout(() => { box.hidden = true; }, kind === "error" ? 12000 : kind === "busy" ? 15000 : 4000);
+}
+
+function hideMessage(kind) {
+  const box = $("message");
+  if (!box.hidden && box.dataset.kind === kind) box.hidden = true;
+}
+
+function backoffDelay(failures) {
+  const base = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** Math.max(0, failures - 1));
+  return base * (0.75 + 0.5 * Math.random()); // jitter: pages turned away together do not come back together
+}
+
+function retryNotice(reason, delay) {
+  showMessage(`${reason}; retrying your latest change in ${(delay / 1000).toFixed(1)} s…`, "busy");
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 async function errorText(resp) {
@@ -80,8 +107,10 @@ function busy(delta) {
 // ---- latest-wins requests -----------------------------------------------------------------------------------
 
 class LatestRequest {
-  // build() returns {url, body} (or null: nothing to send); onResult(resp, rttMs, seq) shows the answer.
-  constructor(onResult, minGapMs = 30) {
+  // build() returns {url, body, ...} (or null: nothing to send); onResult(resp, rttMs, seq, req) shows the answer.
+  // `name` keeps each kind's sequence apart on the server (two of them may use the same route).
+  constructor(name, onResult, minGapMs = 30) {
+    this.client = `${CLIENT_ID}-${name}`;
     this.onResult = onResult;
     this.minGap = minGapMs;
     this.seq = 0;
@@ -91,6 +120,9 @@ class LatestRequest {
     this.timer = null;
     this.lastStart = 0;
     this.build = null;
+    this.failures = 0; // busy answers (503) or lost connections in a row
+    this.retryAt = 0; // nothing is sent before this (performance.now() ms)
+    this.waiting = false; // a retry is due: counted as work in progress (the busy marker stays on)
   }
 
   trigger(build, urgent = false) {
@@ -105,8 +137,23 @@ class LatestRequest {
 
   schedule(delay = null) {
     if (this.timer) return;
-    const wait = delay ?? Math.max(0, this.lastStart + this.minGap - performance.now());
-    this.timer = setTimeout(() => { this.timer = null; this.send(); }, wait);
+    const now = performance.now();
+    const wait = Math.max(delay ?? this.lastStart + this.minGap - now, this.retryAt - now, 0);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (this.waiting) { this.waiting = false; busy(-1); }
+      this.send();
+    }, wait);
+  }
+
+  retryLater(mine, reason) {
+    if (this.inflight !== mine) return; // a newer request already carries newer state
+    this.failures += 1;
+    const delay = backoffDelay(this.failures);
+    this.retryAt = performance.now() + delay;
+    this.dirty = true; // what it carried is still to be shown: send the newest state again
+    if (!this.waiting) { this.waiting = true; busy(+1); }
+    retryNotice(reason, delay);
   }
 
   async send() {
@@ -115,32 +162,54 @@ class LatestRequest {
     if (!req) return;
     const seq = ++this.seq;
     const ctrl = new AbortController();
-    const mine = { seq, ctrl };
+    const mine = { seq, ctrl, timedOut: false };
     this.inflight = mine;
     this.lastStart = performance.now();
     const started = this.lastStart;
-    const timeout = setTimeout(() => ctrl.abort(), 60000);
+    const timeout = setTimeout(() => { mine.timedOut = true; ctrl.abort(); }, 60000);
     busy(+1);
     try {
       const resp = await fetch(req.url, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ ...req.body, seq, client: CLIENT_ID }),
+        body: JSON.stringify({ ...req.body, seq, client: this.client }),
         signal: ctrl.signal,
       });
+      if (resp.status === 503) { this.retryLater(mine, `the server is busy (${await errorText(resp)})`); return; }
+      if (this.failures) { this.failures = 0; this.retryAt = 0; hideMessage("busy"); }
       if (resp.status === 409) return; // overtaken by a newer request: nothing to show
       if (!resp.ok) { showMessage(await errorText(resp)); return; }
       if (seq <= this.shown) return; // an older answer arriving late
       this.shown = seq;
-      await this.onResult(resp, performance.now() - started, seq);
+      await this.onResult(resp, performance.now() - started, seq, req);
     } catch (err) {
-      if (err.name !== "AbortError") showMessage(`request failed: ${err.message || err}`);
+      if (err.name !== "AbortError" || mine.timedOut) this.retryLater(mine, `no answer (${err.message || err})`);
     } finally {
       busy(-1);
       clearTimeout(timeout);
       if (this.inflight === mine) this.inflight = null;
       if (this.dirty && !this.inflight) this.schedule();
     }
+  }
+}
+
+// fetch, retried with backoff while the server answers 503 (busy) or cannot be reached
+async function fetchRetrying(url, init, attempts = UPLOAD_ATTEMPTS) {
+  for (let attempt = 1; ; attempt++) {
+    let resp = null;
+    let reason;
+    try {
+      resp = await fetch(url, init);
+      if (resp.status !== 503) { if (attempt > 1) hideMessage("busy"); return resp; }
+      reason = `the server is busy (${await errorText(resp)})`;
+    } catch (err) {
+      if (attempt >= attempts) throw err;
+      reason = `no answer (${err.message || err})`;
+    }
+    if (attempt >= attempts) return resp;
+    const delay = backoffDelay(attempt);
+    retryNotice(reason, delay);
+    await sleep(delay);
   }
 }
 
@@ -232,6 +301,7 @@ async function pick(desc, target = state.target) {
     const bitmap = await fetchBitmap(`/api/images/${desc.id}`);
     if (target === "source") {
       state.source = { ...desc, bitmap };
+      showDomainWarning(desc.domain_warning);
       drawSource();
       requestReconstruction();
       requestAttributes(true);
@@ -280,7 +350,7 @@ async function uploadFile(file) {
   const fit = $("upload-fit").value;
   busy(+1);
   try {
-    const resp = await fetch(`/api/upload?fit=${fit}&name=${encodeURIComponent(file.name)}`, {
+    const resp = await fetchRetrying(`/api/upload?fit=${fit}&name=${encodeURIComponent(file.name)}`, {
       method: "POST",
       headers: { "Content-Type": file.type || "application/octet-stream" },
       body: file,
@@ -296,7 +366,35 @@ async function uploadFile(file) {
   }
 }
 
+// an upload the model reconstructs far worse than its own test images: say so, next to the canvases
+function showDomainWarning(text) {
+  const box = $("domain-warning");
+  box.textContent = text || "";
+  box.hidden = !text;
+}
+
 // ---- drawing ------------------------------------------------------------------------------------------------
+
+// A painted mask as shown over an image: a see-through fill and an opaque outline around it, so the image
+// stays visible under the region (and a painted region does not look like an edit of the reference).
+let edgeCanvas = null;
+function drawMaskStyled(ctx, mask, x, y, fillAlpha) {
+  const n = mask.width;
+  if (!edgeCanvas || edgeCanvas.width !== n) edgeCanvas = makeCanvas(n, n);
+  const e = edgeCanvas.getContext("2d");
+  const w = Math.max(1, Math.round(n / 128)); // outline width: ~2 css px on the 256 px view
+  e.clearRect(0, 0, n, n);
+  for (const [dx, dy] of [[-w, 0], [w, 0], [0, -w], [0, w], [-w, -w], [w, w], [-w, w], [w, -w]]) e.drawImage(mask, dx, dy);
+  e.globalCompositeOperation = "destination-out"; // keep only the ring just outside the region
+  e.drawImage(mask, 0, 0);
+  e.globalCompositeOperation = "source-over";
+  ctx.save();
+  ctx.globalAlpha = fillAlpha;
+  ctx.drawImage(mask, x, y);
+  ctx.globalAlpha = 1;
+  ctx.drawImage(edgeCanvas, x, y);
+  ctx.restore();
+}
 
 function drawSource() {
   const c = $("source-canvas");
@@ -317,7 +415,7 @@ function drawReference() {
     return;
   }
   drawBitmap(img, ref.bitmap);
-  ctx.drawImage(ref.mask, 0, 0);
+  drawMaskStyled(ctx, ref.mask, 0, 0, MASK_FILL_ALPHA);
 }
 
 function drawOverlay() {
@@ -329,10 +427,9 @@ function drawOverlay() {
   ctx.clearRect(0, 0, n, n);
   state.refs.forEach((ref, i) => {
     if (!ref) return;
-    ctx.globalAlpha = i === state.active ? 0.5 : 0.3;
-    ctx.drawImage(ref.mask, ref.shift[0] * state.scale, ref.shift[1] * state.scale);
+    drawMaskStyled(ctx, ref.mask, ref.shift[0] * state.scale, ref.shift[1] * state.scale,
+      i === state.active ? MASK_FILL_ALPHA : MASK_FILL_ALPHA / 2);
   });
-  ctx.globalAlpha = 1;
 }
 
 function canvasPoint(canvas, ev) {
@@ -492,21 +589,34 @@ function hexToRgb(hex) {
 
 // ---- model requests -----------------------------------------------------------------------------------------
 
-function maskPng(ref) {
+function smallMask(ref) {
   const n = state.size;
   const small = makeCanvas(n, n);
   const ctx = small.getContext("2d");
   ctx.imageSmoothingEnabled = true;
   ctx.imageSmoothingQuality = "high";
   ctx.drawImage(ref.mask, 0, 0, n, n);
-  return small.toDataURL("image/png");
+  return small;
 }
 
-async function showResult(resp, rtt, seq) {
+// the PNG the page sends for a reference's mask (what an edit request carries)
+function maskPng(ref) {
+  return smallMask(ref).toDataURL("image/png");
+}
+
+function maskIsEmpty(small) {
+  const data = small.getContext("2d").getImageData(0, 0, small.width, small.height).data;
+  for (let i = 3; i < data.length; i += 4) if (data[i] !== 0) return false;
+  return true;
+}
+
+async function showResult(resp, rtt, seq, req) {
   const bitmap = await createImageBitmap(await resp.blob());
   const canvas = $("result-canvas");
   drawBitmap(canvas, bitmap);
   canvas.dataset.seq = String(seq);
+  canvas.dataset.kind = req.kind;
+  $("result-label").textContent = req.kind === "edit" ? "Result" : RECONSTRUCTION_LABEL;
   canvas.dataset.updates = String(Number(canvas.dataset.updates || 0) + 1);
   state.resultId = resp.headers.get("X-Image-Id");
   for (const [id, suffix] of [["download-png", "download"], ["download-npz", "stylemap.npz"]]) {
@@ -518,18 +628,20 @@ async function showResult(resp, rtt, seq) {
   $("latency").textContent = timingText(resp, rtt);
 }
 
-const editRequest = new LatestRequest(showResult);
+const editRequest = new LatestRequest("edit", showResult);
 
 function requestEdit(urgent = false) {
   editRequest.trigger(() => {
     if (!state.source) return null;
-    const refs = state.refs.filter((r) => r !== null);
-    if (refs.length === 0) return { url: "/api/reconstruct", body: { id: state.source.id } };
+    const painted = state.refs.filter((r) => r !== null).map((r) => [r, smallMask(r)]).filter(([, m]) => !maskIsEmpty(m));
+    // nothing painted yet: the result is the source's reconstruction, and it is labelled so
+    if (painted.length === 0) return { kind: "reconstruction", url: "/api/reconstruct", body: { id: state.source.id } };
     return {
+      kind: "edit",
       url: "/api/edit",
       body: {
         source: state.source.id,
-        references: refs.map((r) => ({ id: r.id, mask: maskPng(r), shift: r.shift })),
+        references: painted.map(([r, m]) => ({ id: r.id, mask: m.toDataURL("image/png"), shift: r.shift })), // = maskPng(r)
         mode: state.mode,
         alpha: state.alpha,
         feather: state.feather,
@@ -538,7 +650,7 @@ function requestEdit(urgent = false) {
   }, urgent);
 }
 
-const reconRequest = new LatestRequest(async (resp, rtt) => {
+const reconRequest = new LatestRequest("reconstruct", async (resp, rtt) => {
   drawBitmap($("recon-canvas"), await createImageBitmap(await resp.blob()));
   $("recon-latency").textContent = timingText(resp, rtt);
 });
@@ -584,7 +696,7 @@ function requestReconstruction() {
   reconRequest.trigger(() => (state.source ? { url: "/api/reconstruct", body: { id: state.source.id } } : null), true);
 }
 
-const attrRequest = new LatestRequest(async (resp, rtt) => {
+const attrRequest = new LatestRequest("attributes", async (resp, rtt) => {
   drawBitmap($("attr-canvas"), await createImageBitmap(await resp.blob()));
   $("attr-latency").textContent = timingText(resp, rtt);
 });
@@ -599,7 +711,7 @@ function requestAttributes(urgent = false) {
   }, urgent);
 }
 
-const interpRequest = new LatestRequest(async (resp) => {
+const interpRequest = new LatestRequest("interpolate", async (resp) => {
   const bitmap = await createImageBitmap(await resp.blob());
   const frames = Number(resp.headers.get("X-Frames"));
   state.interp = { bitmap, frames };
@@ -621,7 +733,7 @@ function drawInterpolation() {
   $("interp-out").textContent = (i / (frames - 1)).toFixed(2);
 }
 
-const samplesRequest = new LatestRequest(async (resp) => {
+const samplesRequest = new LatestRequest("samples", async (resp) => {
   const body = await resp.json();
   const box = $("samples");
   box.replaceChildren(...body.images.map(thumbButton));
@@ -698,7 +810,9 @@ function setupInfo(info) {
   $("brush-size").value = String(Math.max(1, Math.round(state.size / 12)));
   $("brush-size").dispatchEvent(new Event("input"));
   for (const id of ["source-canvas", "ref-canvas", "result-canvas"]) { $(id).width = state.size; $(id).height = state.size; }
-  $("gallery-source").textContent = info.gallery.images.length ? info.gallery.source : `no gallery: ${info.gallery.source}`;
+  const gallerySource = info.gallery.images.length ? info.gallery.source : `no gallery: ${info.gallery.source}`;
+  $("gallery-source").textContent = gallerySource; // a short name (never a server path), cut with an ellipsis
+  $("gallery-source").title = gallerySource;
   $("gallery").replaceChildren(...info.gallery.images.map(thumbButton));
   if (info.uploads.length) {
     $("uploads").replaceChildren();
@@ -716,9 +830,13 @@ function setupInfo(info) {
     $("attributes-box").hidden = false;
     $("attributes").replaceChildren(...info.directions.map((d) => {
       const row = document.createElement("label");
-      row.className = "attribute";
+      row.className = d.supervised ? "attribute" : "attribute unsupervised";
+      row.title = d.supervised
+        ? `${d.label}: a direction learned from labelled images`
+        : `${d.label}: a direction found without labels (${d.kind}); what it changes has no name`;
       const name = document.createElement("span");
-      name.textContent = d.name;
+      name.className = "attribute-label";
+      name.textContent = d.label;
       const input = document.createElement("input");
       Object.assign(input, { type: "range", min: String(-d.range), max: String(d.range), step: String(d.range / 50), value: "0" });
       input.dataset.name = d.name;

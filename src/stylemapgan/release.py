@@ -1,5 +1,7 @@
 """Turn a training checkpoint into a small inference model: EMA generator + encoder, the truncation centre,
-and a model card (data, config, training budget, metrics) in the file's provenance and as Markdown."""
+and a model card (data, config, training budget, metrics) in the file's provenance and as Markdown.
+
+It sits above `metrics` (the card can score the shipped sample faces), so it is not part of `checkpoint`."""
 
 from __future__ import annotations
 
@@ -10,16 +12,11 @@ from typing import Any
 
 import torch
 
-from stylemapgan.checkpoint.io import (
-    Checkpoint,
-    CheckpointError,
-    atomic_write_bytes,
-    file_sha256,
-    load_checkpoint,
-    save_checkpoint,
-)
-from stylemapgan.checkpoint.models import build_network
+from stylemapgan.checkpoint import Checkpoint, CheckpointError, build_network, load_checkpoint, save_checkpoint
+from stylemapgan.data.dataset import fit_to_model, open_dataset
+from stylemapgan.metrics.reconstruction import score_reconstructions
 from stylemapgan.networks import parameter_counts
+from stylemapgan.utils.files import atomic_write_bytes, file_sha256
 
 
 def release_model(
@@ -71,10 +68,6 @@ def release_model(
 def samples_reconstruction_mse(ckpt: Checkpoint, samples: str | os.PathLike[str]) -> float:
     """Encoder-projection MSE (images in [-1, 1]) over a sample dataset's test split, at the model's size; the
     reconstruction clamped and rounded to 8 bits, as `stylemapgan eval`'s recon.mse."""
-    from stylemapgan.data import open_dataset
-    from stylemapgan.metrics.reconstruction import score_reconstructions
-    from stylemapgan.training.trainer import fit_to_model
-
     data = open_dataset(samples, split="test")
     images = fit_to_model(torch.stack([data[i] for i in range(len(data))]), ckpt.config.size)
     rec = build_network(ckpt, "g_ema").decode(build_network(ckpt, "e_ema")(images))

@@ -55,7 +55,8 @@ def domain_warning(
               "(`project --pti-steps 50`)")
     ratio = mse / reference_mse
     times = f"{ratio:.1f}x" if ratio < 10 else f"{ratio:.0f}x"
-    return (f"{subject} reconstructs far worse than the model's own images (MSE {mse:.3f} against "
+    after = " even after refining" if refined else ""
+    return (f"{subject} reconstructs far worse than the model's own images{after} (MSE {mse:.3f} against "
             f"{reference_mse:.3f}, {times}): it is probably unlike what the model was trained "
             f"on, so edits of it will look smeared. What helps: {advice}, or use a model trained on images like it "
             "(`stylemapgan train --init-from MODEL --data YOUR_IMAGES`).")

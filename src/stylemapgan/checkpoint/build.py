@@ -1,4 +1,5 @@
-"""Networks from a checkpoint (config + state dicts), with strict, named shape checks; fresh checkpoints."""
+"""Networks from a checkpoint (config + state dicts), with strict, named checks (`checkpoint.validate`) made on
+the meta device before any real network is built; fresh checkpoints."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import torch
 from torch import nn
 
 from stylemapgan.checkpoint.format import Checkpoint, CheckpointError, default_provenance
+from stylemapgan.checkpoint.validate import check_parameter_budget, not_tensors, tensor_problems
 from stylemapgan.config import ModelConfig
 from stylemapgan.networks import Discriminator, Encoder, Generator
 
@@ -22,32 +24,40 @@ def _check(name: str, module: nn.Module, state: dict[str, torch.Tensor], where: 
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    problems = []
+    problems = [f"{key} is a {type(state[key]).__name__}, expected a tensor" for key in not_tensors(state)]
     if missing:
         problems.append(f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
     if unexpected:
         problems.append(f"unexpected {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
-    for key in sorted(set(expected) & set(state)):
+    for key in sorted(set(expected) & set(state) - set(not_tensors(state))):
         if tuple(expected[key].shape) != tuple(state[key].shape):
             problems.append(f"{key} has shape {tuple(state[key].shape)}, model needs {tuple(expected[key].shape)}")
     if problems:
         raise CheckpointError(f"{where}: network {name!r} does not match its config: " + "; ".join(problems))
+    problems = tensor_problems(expected, state)
+    if problems:
+        raise CheckpointError(f"{where}: network {name!r} has unusable weights: " + "; ".join(problems))
 
 
 def check_state_dicts(config: ModelConfig, networks: dict[str, dict[str, torch.Tensor]], where: str) -> None:
-    """Raise CheckpointError naming every missing, unexpected or mis-shaped key."""
+    """Raise CheckpointError naming every missing, unexpected, mis-shaped, mistyped or non-finite entry, or a
+    model over `validate.MAX_PARAMETERS`; the networks are built on the meta device (no memory)."""
+    counts = {}
     with torch.device("meta"):
         for name, state in networks.items():
             if name not in NETWORK_CLASSES:
                 raise CheckpointError(f"{where}: unknown network {name!r}")
-            _check(name, NETWORK_CLASSES[name](config), state, where)
+            module = NETWORK_CLASSES[name](config)
+            counts[name] = sum(p.numel() for p in module.parameters())
+            check_parameter_budget(counts, where)
+            _check(name, module, state, where)
 
 
 def build_network(ckpt: Checkpoint, name: str, device: torch.device | str = "cpu") -> nn.Module:
     if name not in ckpt.networks:
         raise CheckpointError(f"checkpoint has no {name!r} network (has: {', '.join(sorted(ckpt.networks))})")
+    check_state_dicts(ckpt.config, {name: ckpt.networks[name]}, "checkpoint")  # before any memory is allocated
     module = NETWORK_CLASSES[name](ckpt.config)
-    _check(name, module, ckpt.networks[name], "checkpoint")
     module.load_state_dict(ckpt.networks[name])
     return module.to(device).eval().requires_grad_(False)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from stylemapgan.checkpoint.build import check_state_dicts
 from stylemapgan.checkpoint.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -20,6 +21,7 @@ from stylemapgan.checkpoint.format import (
     default_provenance,
 )
 from stylemapgan.checkpoint.official import load_official
+from stylemapgan.checkpoint.validate import check_extra
 from stylemapgan.utils.files import atomic_write_bytes, file_sha256
 from stylemapgan.utils.safetensors_meta import looks_like_safetensors
 
@@ -44,7 +46,9 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Load our checkpoint, or an official naver-ai/StyleMapGAN .pt file (converted on the fly)."""
+    """Load our checkpoint, or an official naver-ai/StyleMapGAN .pt file (converted on the fly). Either is
+    checked before it is returned (`checkpoint.validate`): config within bounds, every network's tensors of the
+    shapes, dtypes and finite values its config needs."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file")
@@ -52,5 +56,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise CheckpointError(f"{path}: is a directory, expected a checkpoint file")
     data = path.read_bytes()
     if not looks_like_safetensors(data) and (data[:2] == b"PK" or data[:1] == b"\x80"):
-        return load_official(path)
-    return checkpoint_from_bytes(data, path)
+        ckpt = load_official(path)
+    else:
+        ckpt = checkpoint_from_bytes(data, path)
+    check_state_dicts(ckpt.config, ckpt.networks, str(path))
+    check_extra(ckpt.extra, str(path))
+    return ckpt

@@ -8,8 +8,12 @@ in comma lists need the `=` form: `--shift=-8,4`, `--strength=-3,0,3`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import functools
+import os
+import shutil
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,21 +30,65 @@ Handler = Callable[[argparse.Namespace], int]
 # ---- shared plumbing ------------------------------------------------------------------------------------------
 
 
+MAX_BATCH = 1024  # --batch: images per forward pass (memory grows with it)
+
+
+def _check_limits(args: argparse.Namespace) -> None:
+    """The documented bounds of the count and number options, checked before anything is loaded or written."""
+    from stylemapgan.editing.editor import check_feather, check_truncation, frame_alphas
+
+    if getattr(args, "frames", None) is not None:
+        frame_alphas(args.frames, "--frames")
+    if getattr(args, "feather", None) is not None:
+        check_feather(args.feather, "--feather")
+    if getattr(args, "trunc", None) is not None:
+        check_truncation(args.trunc, "--trunc")
+    if getattr(args, "batch", None) is not None and not 1 <= args.batch <= MAX_BATCH:
+        raise CLIError(f"--batch: must be in [1, {MAX_BATCH}], got {args.batch}")
+
+
+def _remove_outputs(args: argparse.Namespace) -> None:
+    """After a failure: the --outdir this command created goes entirely; in a folder that existed, what this
+    command added goes (files it overwrote stay overwritten)."""
+    created = getattr(args, "created_outdir", None)
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+        return
+    before = getattr(args, "outdir_before", None)
+    if before is None:
+        return
+    out = Path(args.outdir)
+    for path in sorted(out.rglob("*"), key=lambda p: len(p.parts), reverse=True):  # children before parents
+        if path in before:
+            continue
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            else:
+                path.unlink()
+
+
 def _user_errors(handler: Handler) -> Handler:
-    """Editing and dataset errors become one-line CLI errors; a failed command leaves no empty --outdir behind."""
+    """Editing, dataset and file-system errors become one-line CLI errors; a failed command (or an interrupted
+    one) removes what it wrote (`_remove_outputs`), so no half-written output folder is left behind."""
 
     @functools.wraps(handler)
     def wrapped(args: argparse.Namespace) -> int:
         from stylemapgan.data import DatasetError
 
         try:
+            _check_limits(args)
             return handler(args)
         except (EditingError, DatasetError) as exc:
+            _remove_outputs(args)
             raise CLIError(str(exc)) from None
-        finally:
-            created = getattr(args, "created_outdir", None)
-            if created is not None and created.is_dir() and not any(created.iterdir()):
-                created.rmdir()  # only a folder this command made and wrote nothing into
+        except OSError as exc:  # an output folder that cannot be written, a full disk...
+            _remove_outputs(args)
+            where = exc.filename if exc.filename is not None else getattr(args, "outdir", "output")
+            raise CLIError(f"{where}: {exc.strerror or exc}") from None
+        except BaseException:
+            _remove_outputs(args)
+            raise
 
     return wrapped
 
@@ -112,14 +160,21 @@ def _outdir(args: argparse.Namespace) -> Path:
     out = Path(args.outdir)
     if out.exists() and not out.is_dir():
         raise CLIError(f"{out}: exists and is not a folder (--outdir)")
-    if not out.exists():
-        args.created_outdir = out
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise CLIError(f"{out}: cannot be created, {blocking} is a file (--outdir)")
+    if out.exists():
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise CLIError(f"{out}: cannot write into this folder (--outdir)")
+        args.outdir_before = set(out.rglob("*"))
+    else:
+        args.created_outdir = next((p for p in reversed(out.parents) if not p.exists()), out)
     out.mkdir(parents=True, exist_ok=True)
     return out
 
 
 def _options(args: argparse.Namespace, skip: Sequence[str] = ()) -> dict[str, Any]:
-    hidden = {"handler", "command", "quiet", "created_outdir", *skip}
+    hidden = {"handler", "command", "quiet", "created_outdir", "outdir_before", *skip}
     return {k: v for k, v in vars(args).items() if k not in hidden}
 
 
@@ -328,7 +383,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from stylemapgan.editing.images import save_image, save_stylemap
     from stylemapgan.utils.images import make_grid, save_png
 
-    seeds = parse_seeds(args.seeds)
+    seeds = parse_seeds(args.seeds, "--seeds")
     editor = _open_editor(args)
     out = _outdir(args)
     outputs: list[str] = []
@@ -372,6 +427,7 @@ def _run_local_edits(
         outputs.append(f"reference{i + 1}_recon.png")
     stems = unique_stems([Path(s.name) for s in sources])
     saved_masks: set[int] = set()
+    warnings: list[str] = []
     for stem, source in tqdm(list(zip(stems, sources, strict=True)), desc="edit", disable=_bars_off(args)):
         masks = [resolver.mask(text, [source, ref], f"mask {i + 1}")
                  for i, (text, ref) in enumerate(zip(mask_texts, references, strict=True))]
@@ -381,6 +437,10 @@ def _run_local_edits(
                 save_image(out / name, (m[0].expand(3, -1, -1) * 2 - 1).cpu())
                 outputs.append(name)
                 saved_masks.add(i)
+        for note in editor.paste_warnings(masks, shifts, mode=args.mode, pool=args.pool, feather_px=args.feather):
+            note = f"{source.name}: {note}"
+            tqdm.write(f"warning: {note}", file=sys.stderr)
+            warnings.append(note)
         handle = resolver.handle(editor, source)
         save_image(out / f"{stem}_recon.png", editor.reconstruct(handle).cpu())
         outputs.append(f"{stem}_recon.png")
@@ -393,7 +453,7 @@ def _run_local_edits(
                   outputs, strengths=strengths, shifts=[list(s) for s in shifts],
                   pooling=args.pool or edit_mode(args.mode).default_pooling,
                   cache={"hits": info.hits, "misses": info.misses, "encoded_images": info.encoder_images},
-                  **extra)
+                  warnings=warnings, **extra)
     return 0
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from stylemapgan.cli import CLIError
@@ -100,6 +102,18 @@ def train_config_from_args(args: argparse.Namespace, preset_batch: int) -> Train
     return TrainConfig(**{"batch": preset_batch, **given_train_options(args)})
 
 
+def _check_outdir(out: Path) -> None:
+    """The run directory can be created (or written into), before any data is opened."""
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"{out}: exists and is not a folder (--outdir)")
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise CLIError(f"{out}: cannot be created, {blocking} is a file (--outdir)")
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CLIError(f"{out}: cannot write into {existing} (--outdir)")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from stylemapgan.data import open_dataset
     from stylemapgan.data.dataset import DataMismatchError
@@ -123,8 +137,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CLIError(f"--init-from: {exc}") from None
     try:
         train_config = train_config_from_args(args, preset.batch)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
+    except ValueError as exc:  # "iters: must be >= 1" -> "--iters: must be >= 1"
+        field, sep, rest = str(exc).partition(": ")
+        raise CLIError(f"--{field.replace('_', '-')}: {rest}" if sep and field.isidentifier() else str(exc)) from None
+    _check_outdir(Path(args.outdir))
     train_data = open_dataset(args.data, split="train")
     try:
         val_data = open_dataset(args.data, split="test")

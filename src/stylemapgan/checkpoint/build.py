@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from stylemapgan.checkpoint.format import Checkpoint, CheckpointError, default_provenance
-from stylemapgan.checkpoint.validate import check_parameter_budget, not_tensors, tensor_problems
+from stylemapgan.checkpoint.validate import check_parameter_budget, dtype_problems, not_tensors
 from stylemapgan.config import ModelConfig
 from stylemapgan.networks import Discriminator, Encoder, Generator
 
@@ -34,14 +34,14 @@ def _check(name: str, module: nn.Module, state: dict[str, torch.Tensor], where: 
             problems.append(f"{key} has shape {tuple(state[key].shape)}, model needs {tuple(expected[key].shape)}")
     if problems:
         raise CheckpointError(f"{where}: network {name!r} does not match its config: " + "; ".join(problems))
-    problems = tensor_problems(expected, state)
+    problems = dtype_problems(expected, state)
     if problems:
         raise CheckpointError(f"{where}: network {name!r} has unusable weights: " + "; ".join(problems))
 
 
 def check_state_dicts(config: ModelConfig, networks: dict[str, dict[str, torch.Tensor]], where: str) -> None:
-    """Raise CheckpointError naming every missing, unexpected, mis-shaped, mistyped or non-finite entry, or a
-    model over `validate.MAX_PARAMETERS`; the networks are built on the meta device (no memory)."""
+    """Raise CheckpointError naming every missing, unexpected, mis-shaped or mistyped entry, or a model over
+    `validate.MAX_PARAMETERS`; the networks are built on the meta device (no memory)."""
     counts = {}
     with torch.device("meta"):
         for name, state in networks.items():

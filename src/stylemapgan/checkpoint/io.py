@@ -21,7 +21,7 @@ from stylemapgan.checkpoint.format import (
     default_provenance,
 )
 from stylemapgan.checkpoint.official import load_official
-from stylemapgan.checkpoint.validate import check_extra
+from stylemapgan.checkpoint.validate import check_finite
 from stylemapgan.utils.files import atomic_write_bytes, file_sha256
 from stylemapgan.utils.safetensors_meta import looks_like_safetensors
 
@@ -60,5 +60,5 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     else:
         ckpt = checkpoint_from_bytes(data, path)
     check_state_dicts(ckpt.config, ckpt.networks, str(path))
-    check_extra(ckpt.extra, str(path))
+    check_finite(ckpt.networks, ckpt.extra, str(path))
     return ckpt

@@ -101,7 +101,7 @@ def _add_model_options(p: argparse.ArgumentParser, outdir: bool = True) -> None:
     if outdir:
         p.add_argument("--outdir", required=True, help="output folder (created); a JSON record is written there")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--batch", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--batch", type=int, default=8, help=f"images per forward pass, 1 to {MAX_BATCH} (default 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -125,8 +125,9 @@ def _add_blend_options(p: argparse.ArgumentParser) -> None:
                         + f" (default: {defaults})")
     strength = p.add_mutually_exclusive_group()
     strength.add_argument("--alpha", type=float, default=None, help="blend strength in [0, 1] (default 1)")
-    strength.add_argument("--frames", type=int, default=None, help="N frames with strength 0 .. 1 (demo: 16)")
-    p.add_argument("--feather", type=float, default=0.0, help="soften the mask edge over about PX pixels")
+    strength.add_argument("--frames", type=int, default=None,
+                          help="N frames with strength 0 .. 1, N at most 256 (demo: 16; 1: the full-strength edit)")
+    p.add_argument("--feather", type=float, default=0.0, help="soften the mask edge over about PX pixels (0 to 256)")
 
 
 def _open_editor(args: argparse.Namespace):
@@ -250,8 +251,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("generate", help="random images (and their stylemaps) from seeds")
     _add_model_options(p)
-    p.add_argument("--seeds", required=True, help="seeds and ranges, e.g. 0-7,12")
-    p.add_argument("--trunc", type=float, default=1.0, help="truncation towards the mean stylemap (paper: 0.7)")
+    p.add_argument("--seeds", required=True,
+                   help="seeds and ranges, e.g. 0-7,12 (at most 10000 seeds, each in 0 .. 4294967295)")
+    p.add_argument("--trunc", type=float, default=1.0,
+                   help="truncation towards the mean stylemap, -10 to 10 (paper: 0.7)")
     p.set_defaults(handler=_user_errors(cmd_generate))
 
     p = subparsers.add_parser("edit", help="local editing: paste masked regions of references into sources")
@@ -281,7 +284,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("b")
     _add_model_options(p)
     _add_image_options(p)
-    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--frames", type=int, default=8, help="frames from A to B, 2 to 256 (default 8)")
     p.add_argument("--video", default=None, help="also write an animation (.gif; .mp4 needs imageio-ffmpeg)")
     p.add_argument("--fps", type=float, default=8.0)
     p.set_defaults(handler=_user_errors(cmd_interpolate))
@@ -321,7 +324,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--attribute", required=True, help="direction name in the file")
     p.add_argument("--strength", default="1", help="strength(s), e.g. 3 or =-3,0,3 (distance in stylemap space)")
     p.add_argument("--mask", default=None, help="apply only inside this mask (pooled to s x s)")
-    p.add_argument("--feather", type=float, default=0.0)
+    p.add_argument("--feather", type=float, default=0.0, help="soften the mask edge over about PX pixels (0 to 256)")
     p.set_defaults(handler=_user_errors(cmd_attribute))
 
 

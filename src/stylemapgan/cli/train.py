@@ -118,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from stylemapgan.data import open_dataset
     from stylemapgan.data.dataset import DataMismatchError
     from stylemapgan.data.lmdb_format import DatasetError
-    from stylemapgan.training.run import TrainingRun
+    from stylemapgan.training.run import TrainingRun, discard_failed_run_dir
     from stylemapgan.training.trainer import TrainingDiverged
 
     if args.preset is not None and (args.resume or args.init_from):
@@ -146,6 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         val_data = open_dataset(args.data, split="test")
     except DatasetError:  # no held-out split (e.g. an official LMDB): no validation
         val_data = None
+    existed = Path(args.outdir).exists()
     try:  # checks data and resume settings before the run directory is written
         run = TrainingRun(
             preset.model, train_config, train_data, args.outdir, val_data=val_data, device=args.device,
@@ -158,12 +159,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.data}: {exc}") from None
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+    except OSError as exc:  # the run directory cannot be made (a read-only file system...)
+        if not existed:
+            discard_failed_run_dir(Path(args.outdir))
+        raise CLIError(f"{exc.filename or args.outdir}: {exc.strerror or exc} (--outdir)") from None
 
     try:
         result = run.run()
     except TrainingDiverged as exc:
         print(f"stylemapgan train: error: {exc}", file=sys.stderr)
         return 3
+    except OSError as exc:  # a full disk...: the run removed its directory if it had saved nothing
+        raise CLIError(f"{exc.filename or args.outdir}: {exc.strerror or exc}") from None
     finally:
         run.close()
     if run.dist.is_main:

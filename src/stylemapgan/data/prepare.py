@@ -71,7 +71,7 @@ class FolderSource(Source):
         files, self._ignored = [], []
         for dirpath, dirnames, filenames in os.walk(root):
             links = [d for d in dirnames if Path(dirpath, d).is_symlink()]
-            self._ignored += [(Path(dirpath, d), "a link to a folder (not followed)") for d in links]
+            self._ignored += [(Path(dirpath, d), "a link to a folder, not followed") for d in links]
             dirnames[:] = sorted(d for d in dirnames if d not in links and Path(dirpath, d).resolve() not in skip)
             for name in filenames:
                 path = Path(dirpath, name)
@@ -304,8 +304,8 @@ def _process(index: int) -> tuple[int, CleanImage | None, str | None, str | None
         declared = source.declared_size(index)
         if declared is not None and declared > limit:
             return index, None, "too-large", (
-                f"{declared} bytes, more than the {limit} an image within --max-pixels "
-                f"{_WORKER['options'].max_pixels} can need (not read)"), None
+                f"{declared} bytes declared, over the {limit} an image within --max-pixels "
+                f"{_WORKER['options'].max_pixels} can need; not read"), None
         data = source.read(index)
     except SkipImage as exc:
         return index, None, exc.reason, exc.detail, None

@@ -50,9 +50,9 @@ def open_image(path: str | os.PathLike[str], what: str = "image") -> Image.Image
             im = Image.open(path)
     except UnidentifiedImageError:
         raise EditingError(f"{path}: not an image (Pillow cannot identify the format) ({what})") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise EditingError(f"{path}: too many pixels to decode safely (over {Image.MAX_IMAGE_PIXELS} pixels, "
-                           f"Pillow's decompression-bomb limit) ({what})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        size = str(exc).split(", could be")[0]  # "Image size (400000000 pixels) exceeds limit of 89478485 pixels"
+        raise EditingError(f"{path}: not decoded: {size} (Pillow's decompression-bomb guard) ({what})") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise EditingError(f"{path}: unreadable image ({exc}) ({what})") from None
     try:

@@ -377,7 +377,7 @@ def run_bench(configs: Sequence[str], opts: BenchOptions) -> Report:
         "torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
         "cpu": _cpu_name(), "dtype": opts.dtype, "backend": opts.backend, "compile": opts.compile,
         "impl": opts.impl, "load_before": list(os.getloadavg()), "python": platform.python_version(),
-        "memory_budget_gb": opts.memory_budget_gb,
+        "memory_budget_gb": opts.memory_budget_gb, "throughput_batch": opts.throughput_batch,
     }
     if device.type == "cuda":
         meta["gpu"] = torch.cuda.get_device_name(device)
@@ -437,7 +437,7 @@ def format_report(report: Report) -> str:
         )
     lines.append("(batch 1 medians; edit = cached w_plus local edit via cached modulations, edit ref = the same "
                  "edit recomputed in full, edit w = w-mode edit; img/s at batch "
-                 f"{report.results[0].get('throughput_batch', 16) if report.results else 16})")
+                 f"{m.get('throughput_batch', 16)}, smaller where a note says so)")
     if report.training:
         lines += ["", f"{'training (batch 16)':<22}{'perceptual':<15}{'it/s':>8}{'s/it':>9}"]
         for t in report.training:

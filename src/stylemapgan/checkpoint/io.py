@@ -1,4 +1,4 @@
-"""Checkpoint files: load either format (ours, or an official naver-ai/StyleMapGAN .pt, converted on the fly),
+"""Checkpoint files: load either format (ours, or an official .pt of either family, converted on the fly),
 save ours. Writes are atomic (temp file in the same folder, fsync, rename), so a crash never leaves a half file.
 
 The format itself is `checkpoint.format`; its names are re-exported here, where most callers look for them.
@@ -6,10 +6,12 @@ The format itself is `checkpoint.format`; its names are re-exported here, where 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from stylemapgan.checkpoint.build import check_state_dicts
+from stylemapgan.checkpoint.families import ModelFamily, UnknownFamilyError, config_from_dict, family_of
 from stylemapgan.checkpoint.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -23,7 +25,12 @@ from stylemapgan.checkpoint.format import (
 from stylemapgan.checkpoint.official import load_official
 from stylemapgan.checkpoint.validate import check_finite
 from stylemapgan.utils.files import atomic_write_bytes, file_sha256
-from stylemapgan.utils.safetensors_meta import looks_like_safetensors
+from stylemapgan.utils.safetensors_meta import (
+    MAX_HEADER_BYTES,
+    SafetensorsHeaderError,
+    looks_like_safetensors,
+    read_metadata,
+)
 
 __all__ = [
     "FORMAT_NAME",
@@ -36,6 +43,7 @@ __all__ = [
     "default_provenance",
     "file_sha256",
     "load_checkpoint",
+    "read_family",
     "save_checkpoint",
 ]
 
@@ -46,8 +54,8 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Load our checkpoint, or an official naver-ai/StyleMapGAN .pt file (converted on the fly). Either is
-    checked before it is returned (`checkpoint.validate`): config within bounds, every network's tensors of the
+    """Load our checkpoint, or an official StyleMapGAN / SemanticStyleGAN .pt file (converted on the fly). Either
+    is checked before it is returned (`checkpoint.validate`): config within bounds, every network's tensors of the
     shapes, dtypes and finite values its config needs."""
     path = Path(path)
     if not path.exists():
@@ -62,3 +70,21 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     check_state_dicts(ckpt.config, ckpt.networks, str(path))
     check_finite(ckpt.networks, ckpt.extra, str(path))
     return ckpt
+
+
+def read_family(path: str | os.PathLike[str]) -> ModelFamily:
+    """The model family of a checkpoint file, from our file's header alone (an official .pt is loaded whole).
+
+    Lets a tool pick its path before it builds anything; a bad file gets the error `load_checkpoint` gives."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(9)
+            if looks_like_safetensors(data) and int.from_bytes(data[:8], "little") <= MAX_HEADER_BYTES:
+                data += f.read(int.from_bytes(data[:8], "little") - 1)
+        config = config_from_dict(json.loads(read_metadata(data)["config"]))
+    except UnknownFamilyError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    except (OSError, SafetensorsHeaderError, KeyError, ValueError, TypeError, RecursionError):
+        config = load_checkpoint(path).config  # an official .pt, or a bad file: the full reader names the problem
+    return family_of(config)

@@ -29,8 +29,10 @@ from PIL import Image
 from stylemapgan.checkpoint import CheckpointError, fresh_checkpoint, load_checkpoint, save_checkpoint
 from stylemapgan.checkpoint.format import checkpoint_to_bytes
 from stylemapgan.config import LIMITS, PRESETS, ConfigError, ModelConfig, get_preset
+from stylemapgan.semantic.config import SEMANTIC_PRESETS, SemanticConfig
 
 TINY = get_preset("tiny").model
+SEMANTIC_TINY = SEMANTIC_PRESETS["semantic-tiny"].model
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 MAX_RSS_KB = 1 << 20  # 1 GiB: what a refused input may cost at most
 # Runs a command and reports its peak RSS (KiB) on the last stderr line: this small parent has no other
@@ -101,6 +103,12 @@ def crafted_checkpoints(root: Path) -> dict[str, tuple[Path, str]]:
     cases["tensor_entry_list"] = (_join(tensor_list, body), "tensor data")
     cases["header_array"] = (_join([1, 2]), "not an object")
     cases["header_deep"] = (_join(b"[" * 50_000 + b"]" * 50_000), "nested too deeply")
+    semantic_header, semantic_body = _split(checkpoint_to_bytes(fresh_checkpoint(SEMANTIC_TINY, 0, "probe")))
+    for name, change in {"semantic_n_mlp_1e6": {"n_mlp": 10**6}, "semantic_local_channel_64.5": {"local_channel": 64.5},
+                         "semantic_seg_dim_1e4": {"seg_dim": 10**4}}.items():
+        h = json.loads(json.dumps(semantic_header))
+        h["__metadata__"]["config"] = json.dumps({**json.loads(h["__metadata__"]["config"]), **change})
+        cases[name] = (_join(h, semantic_body), next(iter(change)))
     files = {name: (root / f"{name}.safetensors", words) for name, (_, words) in cases.items()}
     for name, (data, _) in cases.items():
         files[name][0].write_bytes(data)
@@ -351,6 +359,21 @@ def test_the_largest_configs_inside_the_bounds_are_refused_by_their_render_estim
         ModelConfig(**biggest, latent_spatial_size=32)
     for preset in PRESETS.values():  # every preset, the official 1024 px models included, is well inside
         assert preset.model.render_bytes(1) < (4 << 30)
+
+
+def test_semantic_configs_are_bounded_and_their_largest_refused_by_the_parameter_budget() -> None:
+    """SemanticConfig bounds its own fields (typed, as ModelConfig); a checkpoint of the largest config inside those
+    bounds (about 1.1G parameters) is refused by the checkpoint's parameter budget before anything is allocated."""
+    from stylemapgan.checkpoint.build import check_state_dicts
+
+    for field, value in (("n_mlp", 10**6), ("local_channel", 64.5), ("style_dim", True), ("seg_dim", 10**4)):
+        with pytest.raises(ConfigError, match=field):
+            SemanticConfig(**{field: value})  # type: ignore[arg-type]
+    largest = SemanticConfig(size=1024, seg_dim=64, style_dim=1024, n_mlp=16, local_layers=32, local_channel=256,
+                             coarse_channel=1024, coarse_size=128, min_feat_size=64, channel_base=32768,
+                             channel_multiplier=4)
+    with pytest.raises(CheckpointError, match=r"M parameters .* more than the 600M"):
+        check_state_dicts(largest, {"g_ema": {}}, "largest.safetensors")
 
 
 def test_render_estimate_is_within_a_factor_of_two_of_the_measured_peak() -> None:

@@ -18,8 +18,36 @@ class ConfigError(ValueError):
     """A config field has a value the networks cannot be built with; the message names the field."""
 
 
+# Inclusive bounds of the integer fields. Official models use at most size 1024, 64 latent channels, 8 mapping
+# layers, channel_base 16384 and multiplier 2; the bounds leave room for wider experiments, not for absurd
+# allocations (a crafted checkpoint asking for mapping_layers 10**6 or channel_base 2**40 is refused here,
+# before any network is built).
+LIMITS: dict[str, tuple[int, int]] = {
+    "size": (8, 1024),
+    "latent_spatial_size": (2, 32),
+    "latent_channels": (1, 512),
+    "mapping_layers": (1, 16),
+    "channel_multiplier": (1, 4),
+    "channel_base": (32, 32768),
+    "channel_max": (1, 4096),
+}
+# The estimated peak of one image's render (`ModelConfig.render_bytes(1)`) a config may ask for: the official
+# 1024 px model needs about 3.5 GiB by this estimate, the largest config inside LIMITS about 20 GiB.
+MAX_RENDER_BYTES = 8 << 30
+
+
 def _is_power_of_two(value: int) -> bool:
     return value > 0 and (value & (value - 1)) == 0
+
+
+def _check_int(name: str, value: Any, low: int, high: int, *, power_of_two: bool = False,
+               or_none: bool = False) -> None:
+    """An integer (not a bool, not 64.5) in [low, high]; ConfigError naming the field otherwise."""
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        kind = "a power of two" if power_of_two else "an integer"
+        raise ConfigError(f"{name}: must be {kind} in [{low}, {high}]{' or None' if or_none else ''}, got {value!r}")
+    if power_of_two and not _is_power_of_two(value):
+        raise ConfigError(f"{name}: must be a power of two in [{low}, {high}], got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -43,29 +71,32 @@ class ModelConfig:
     encoder_channel_base: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.size, int) or not _is_power_of_two(self.size) or not 8 <= self.size <= 1024:
-            raise ConfigError(f"size: must be a power of two in [8, 1024], got {self.size!r}")
-        s = self.latent_spatial_size
-        if not isinstance(s, int) or not _is_power_of_two(s) or not 2 <= s <= 32:
-            raise ConfigError(f"latent_spatial_size: must be a power of two in [2, 32], got {s!r}")
-        if s > self.size:
-            raise ConfigError(f"latent_spatial_size: {s} is larger than size {self.size}")
-        if self.latent_channels < 1:
-            raise ConfigError(f"latent_channels: must be >= 1, got {self.latent_channels!r}")
-        if self.mapping_layers < 1:
-            raise ConfigError(f"mapping_layers: must be >= 1, got {self.mapping_layers!r}")
-        if not self.lr_mul > 0:
-            raise ConfigError(f"lr_mul: must be > 0, got {self.lr_mul!r}")
-        if self.channel_multiplier < 1:
-            raise ConfigError(f"channel_multiplier: must be >= 1, got {self.channel_multiplier!r}")
+        """Every field typed and bounded: a config read from a file (a checkpoint's JSON) is untrusted, and each
+        bound keeps the networks it describes buildable in memory (see `LIMITS`; official configs sit far inside)."""
+        _check_int("size", self.size, *LIMITS["size"], power_of_two=True)
+        _check_int("latent_spatial_size", self.latent_spatial_size, *LIMITS["latent_spatial_size"], power_of_two=True)
+        if self.latent_spatial_size > self.size:
+            raise ConfigError(f"latent_spatial_size: {self.latent_spatial_size} is larger than size {self.size}")
+        _check_int("latent_channels", self.latent_channels, *LIMITS["latent_channels"])
+        _check_int("mapping_layers", self.mapping_layers, *LIMITS["mapping_layers"])
+        lr_mul = self.lr_mul
+        if isinstance(lr_mul, bool) or not isinstance(lr_mul, int | float) or not (0 < lr_mul <= 1):
+            raise ConfigError(f"lr_mul: must be a number in (0, 1], got {lr_mul!r}")
+        _check_int("channel_multiplier", self.channel_multiplier, *LIMITS["channel_multiplier"])
         if self.normalize_mode not in NORMALIZE_MODES:
             raise ConfigError(f"normalize_mode: must be one of {NORMALIZE_MODES}, got {self.normalize_mode!r}")
-        if self.channel_base < 32:
-            raise ConfigError(f"channel_base: must be >= 32, got {self.channel_base!r}")
-        if self.encoder_channel_base is not None and self.encoder_channel_base < 32:
-            raise ConfigError(f"encoder_channel_base: must be >= 32 or None, got {self.encoder_channel_base!r}")
-        if self.channel_max is not None and self.channel_max < 1:
-            raise ConfigError(f"channel_max: must be >= 1 or None, got {self.channel_max!r}")
+        if not isinstance(self.small_generator, bool):
+            raise ConfigError(f"small_generator: must be true or false, got {self.small_generator!r}")
+        _check_int("channel_base", self.channel_base, *LIMITS["channel_base"])
+        if self.encoder_channel_base is not None:
+            _check_int("encoder_channel_base", self.encoder_channel_base, *LIMITS["channel_base"], or_none=True)
+        if self.channel_max is not None:
+            _check_int("channel_max", self.channel_max, *LIMITS["channel_max"], or_none=True)
+        if self.render_bytes(1) > MAX_RENDER_BYTES:
+            raise ConfigError(
+                f"size/channel_base/channel_multiplier: rendering one image would need about "
+                f"{self.render_bytes(1) / 2**30:.1f} GiB (limit {MAX_RENDER_BYTES / 2**30:.0f} GiB)"
+            )
 
     def channels(self, resolution: int, *, base: int | None = None) -> int:
         """Feature width at a resolution (the official channel table by default; `base` replaces channel_base)."""
@@ -103,6 +134,15 @@ class ModelConfig:
     def style_channels(self, resolution: int) -> int:
         return self.latent_channels if self.small_generator else self.channels(resolution)
 
+    def render_bytes(self, batch: int = 1) -> int:
+        """Estimated peak bytes of the float32 tensors alive while the generator renders `batch` images: every
+        style tensor (kept for w+ edits), and the features and modulations at each resolution. Within about 30 %
+        of the profiler's measurement on the presets (paper-256: 0.76 GB per image); it sizes memory budgets
+        (`stylemapgan bench`, checkpoint checks) before anything is allocated."""
+        styles = sum(self.style_channels(r) * r * r for r in self.style_resolutions)
+        features = sum(self.channels(r) * r * r for r in dict.fromkeys(self.style_resolutions))
+        return int(4 * batch * (3.5 * styles + 6 * features))
+
     def to_dict(self) -> dict[str, Any]:
         """All fields; extensions left at their default (None) are omitted, so older readers load the file."""
         data = dataclasses.asdict(self)
@@ -112,6 +152,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"model config must be a JSON object, got a {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

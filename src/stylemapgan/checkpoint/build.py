@@ -1,4 +1,5 @@
-"""Networks from a checkpoint (config + state dicts), with strict, named shape checks; fresh checkpoints.
+"""Networks from a checkpoint (config + state dicts), with strict, named checks (`checkpoint.validate`) made on
+the meta device before any real network is built; fresh checkpoints.
 
 Which networks a checkpoint may hold, and their classes, come from the config's family (`checkpoint.families`).
 """
@@ -10,22 +11,26 @@ from torch import nn
 
 from stylemapgan.checkpoint.families import AnyConfig, ModelFamily, family_of
 from stylemapgan.checkpoint.format import Checkpoint, CheckpointError, default_provenance
+from stylemapgan.checkpoint.validate import check_parameter_budget, dtype_problems, not_tensors
 
 
 def _check(name: str, module: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    problems = []
+    problems = [f"{key} is a {type(state[key]).__name__}, expected a tensor" for key in not_tensors(state)]
     if missing:
         problems.append(f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
     if unexpected:
         problems.append(f"unexpected {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
-    for key in sorted(set(expected) & set(state)):
+    for key in sorted(set(expected) & set(state) - set(not_tensors(state))):
         if tuple(expected[key].shape) != tuple(state[key].shape):
             problems.append(f"{key} has shape {tuple(state[key].shape)}, model needs {tuple(expected[key].shape)}")
     if problems:
         raise CheckpointError(f"{where}: network {name!r} does not match its config: " + "; ".join(problems))
+    problems = dtype_problems(expected, state)
+    if problems:
+        raise CheckpointError(f"{where}: network {name!r} has unusable weights: " + "; ".join(problems))
 
 
 def network_class(family: ModelFamily, name: str, where: str) -> type[nn.Module]:
@@ -39,18 +44,23 @@ def network_class(family: ModelFamily, name: str, where: str) -> type[nn.Module]
 
 
 def check_state_dicts(config: AnyConfig, networks: dict[str, dict[str, torch.Tensor]], where: str) -> None:
-    """Raise CheckpointError naming every missing, unexpected or mis-shaped key."""
+    """Raise CheckpointError naming every missing, unexpected, mis-shaped or mistyped entry, or a model over
+    `validate.MAX_PARAMETERS`; the networks are built on the meta device (no memory)."""
     family = family_of(config)
+    counts = {}
     with torch.device("meta"):
         for name, state in networks.items():
-            _check(name, network_class(family, name, where)(config), state, where)
+            module = network_class(family, name, where)(config)
+            counts[name] = sum(p.numel() for p in module.parameters())
+            check_parameter_budget(counts, where)
+            _check(name, module, state, where)
 
 
 def build_network(ckpt: Checkpoint, name: str, device: torch.device | str = "cpu") -> nn.Module:
     if name not in ckpt.networks:
         raise CheckpointError(f"checkpoint has no {name!r} network (has: {', '.join(sorted(ckpt.networks))})")
+    check_state_dicts(ckpt.config, {name: ckpt.networks[name]}, "checkpoint")  # before any memory is allocated
     module = network_class(family_of(ckpt.config), name, "checkpoint")(ckpt.config)
-    _check(name, module, ckpt.networks[name], "checkpoint")
     module.load_state_dict(ckpt.networks[name])
     return module.to(device).eval().requires_grad_(False)
 

@@ -27,6 +27,7 @@ FORMAT_NAME = "stylemapgan"
 FORMAT_VERSION = 1
 NETWORK_NAMES = tuple(dict.fromkeys(name for family in FAMILIES.values() for name in family.networks))
 _TENSOR_REF = "__tensor__"
+_MAX_DEPTH = 64  # training state nests a few levels (optimizer -> state -> param -> moment); a file may not nest more
 
 
 class CheckpointError(ValueError):
@@ -65,19 +66,41 @@ def _pack(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
     raise TypeError(f"{prefix}: cannot store a {type(obj).__name__} in a checkpoint")
 
 
-def _unpack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+class _BadSkeleton(ValueError):
+    """A training/extra skeleton that `_pack` cannot have written (a crafted or corrupt header)."""
+
+
+def _unpack(obj: Any, tensors: dict[str, torch.Tensor], depth: int = 0) -> Any:
+    """Inverse of `_pack`. The skeleton comes from the file: every node is checked (a list where a reference
+    belongs, a missing tensor, nesting deeper than `_pack` writes) and refused with `_BadSkeleton`."""
+    if depth > _MAX_DEPTH:
+        raise _BadSkeleton(f"nested deeper than {_MAX_DEPTH} levels")
     if isinstance(obj, dict):
         if _TENSOR_REF in obj:
-            return tensors[obj[_TENSOR_REF]]
+            ref = obj[_TENSOR_REF]
+            if not isinstance(ref, str) or ref not in tensors:
+                raise _BadSkeleton(f"refers to a missing tensor {ref!r}")
+            return tensors[ref]
         if "__dict__" in obj:
+            items = obj["__dict__"]
+            if not isinstance(items, dict):
+                raise _BadSkeleton(f"a __dict__ entry holds a {type(items).__name__}")
             out: dict[Any, Any] = {}
-            for key, v in obj["__dict__"].items():
+            for key, v in items.items():
                 kind, _, name = key.partition(":")
-                out[int(name) if kind == "int" else name] = _unpack(v, tensors)
+                if kind == "int" and not name.lstrip("-").isdigit():
+                    raise _BadSkeleton(f"dict key {key!r} is not an int")
+                out[int(name) if kind == "int" else name] = _unpack(v, tensors, depth + 1)
             return out
         if "__list__" in obj:
-            items = [_unpack(v, tensors) for v in obj["__list__"]]
-            return tuple(items) if obj.get("tuple") else items
+            values = obj["__list__"]
+            if not isinstance(values, list):
+                raise _BadSkeleton(f"a __list__ entry holds a {type(values).__name__}")
+            items_out = [_unpack(v, tensors, depth + 1) for v in values]
+            return tuple(items_out) if obj.get("tuple") else items_out
+        raise _BadSkeleton(f"an object with keys {sorted(obj)[:3]} is not a packed value")
+    if isinstance(obj, list):
+        raise _BadSkeleton("a bare JSON list where a packed value belongs")
     return obj
 
 
@@ -144,8 +167,19 @@ def checkpoint_from_bytes(data: bytes, path: Path) -> Checkpoint:
         extra_skeleton = json.loads(metadata.get("extra", "null"))
     except UnknownFamilyError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    except (KeyError, json.JSONDecodeError, ConfigError, TypeError) as exc:
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: corrupt metadata (no {exc} entry)") from None
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: model config refused ({exc})") from None
+    except (json.JSONDecodeError, TypeError) as exc:
         raise CheckpointError(f"{path}: corrupt metadata ({exc})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: corrupt metadata (JSON nested too deeply)") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{path}: corrupt metadata (networks is not a list of names)")
+    for what, value in (("provenance", provenance), ("training", training_skeleton), ("extra", extra_skeleton)):
+        if value is not None and not isinstance(value, dict):
+            raise CheckpointError(f"{path}: corrupt metadata ({what} is a JSON {type(value).__name__}, not an object)")
     networks: dict[str, dict[str, torch.Tensor]] = {name: {} for name in names}
     for key, value in tensors.items():
         net, sep, param = key.partition("/")
@@ -154,6 +188,8 @@ def checkpoint_from_bytes(data: bytes, path: Path) -> Checkpoint:
     try:
         training = _unpack(training_skeleton, tensors) if training_skeleton is not None else None
         extra = _unpack(extra_skeleton, tensors) if extra_skeleton is not None else {}
-    except KeyError as exc:
-        raise CheckpointError(f"{path}: metadata refers to a missing tensor {exc}") from None
-    return Checkpoint(config, networks, training, provenance, extra or {})
+    except _BadSkeleton as exc:
+        raise CheckpointError(f"{path}: corrupt metadata (training or extra state {exc})") from None
+    if not isinstance(extra, dict) or (training is not None and not isinstance(training, dict)):
+        raise CheckpointError(f"{path}: corrupt metadata (training or extra state is not a map)")
+    return Checkpoint(config, networks, training, provenance or {}, extra or {})

@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from stylemapgan.checkpoint.build import check_state_dicts
 from stylemapgan.checkpoint.families import ModelFamily, UnknownFamilyError, config_from_dict, family_of
 from stylemapgan.checkpoint.format import (
     FORMAT_NAME,
@@ -22,6 +23,7 @@ from stylemapgan.checkpoint.format import (
     default_provenance,
 )
 from stylemapgan.checkpoint.official import load_official
+from stylemapgan.checkpoint.validate import check_finite
 from stylemapgan.utils.files import atomic_write_bytes, file_sha256
 from stylemapgan.utils.safetensors_meta import (
     MAX_HEADER_BYTES,
@@ -52,7 +54,9 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Load our checkpoint, or an official StyleMapGAN / SemanticStyleGAN .pt file (converted on the fly)."""
+    """Load our checkpoint, or an official StyleMapGAN / SemanticStyleGAN .pt file (converted on the fly). Either
+    is checked before it is returned (`checkpoint.validate`): config within bounds, every network's tensors of the
+    shapes, dtypes and finite values its config needs."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file")
@@ -60,8 +64,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise CheckpointError(f"{path}: is a directory, expected a checkpoint file")
     data = path.read_bytes()
     if not looks_like_safetensors(data) and (data[:2] == b"PK" or data[:1] == b"\x80"):
-        return load_official(path)
-    return checkpoint_from_bytes(data, path)
+        ckpt = load_official(path)
+    else:
+        ckpt = checkpoint_from_bytes(data, path)
+    check_state_dicts(ckpt.config, ckpt.networks, str(path))
+    check_finite(ckpt.networks, ckpt.extra, str(path))
+    return ckpt
 
 
 def read_family(path: str | os.PathLike[str]) -> ModelFamily:
@@ -77,6 +85,6 @@ def read_family(path: str | os.PathLike[str]) -> ModelFamily:
         config = config_from_dict(json.loads(read_metadata(data)["config"]))
     except UnknownFamilyError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    except (OSError, SafetensorsHeaderError, KeyError, ValueError, TypeError):
+    except (OSError, SafetensorsHeaderError, KeyError, ValueError, TypeError, RecursionError):
         config = load_checkpoint(path).config  # an official .pt, or a bad file: the full reader names the problem
     return family_of(config)

@@ -13,7 +13,9 @@ are checked against ours and dropped; anything unmapped or mis-shaped is an erro
 from __future__ import annotations
 
 import argparse
+import pickle
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +118,8 @@ def _rename(family: str, key: str) -> str | None:
 
 def convert_state_dict(family: str, official: dict[str, torch.Tensor], where: str) -> dict[str, torch.Tensor]:
     """Official state dict -> ours (gamma and beta fused into one modulation conv). Errors name the key."""
+    if not isinstance(official, dict):
+        raise CheckpointError(f"{where}: is a {type(official).__name__}, expected a state dict")
     blur = make_blur_kernel((1, 3, 3, 1))
     out: dict[str, torch.Tensor] = {}
     pending: dict[str, dict[str, torch.Tensor]] = {}
@@ -142,12 +146,18 @@ def convert_state_dict(family: str, official: dict[str, torch.Tensor], where: st
     for ours, parts in pending.items():
         if set(parts) != {"gamma", "beta"}:
             raise CheckpointError(f"{where}: {ours!r} needs both gamma and beta, found only {sorted(parts)}")
-        out[ours] = torch.cat([parts["gamma"], parts["beta"]], dim=0)
+        try:
+            out[ours] = torch.cat([parts["gamma"], parts["beta"]], dim=0)
+        except RuntimeError:
+            raise CheckpointError(f"{where}: {ours!r}: gamma {tuple(parts['gamma'].shape)} and beta "
+                                  f"{tuple(parts['beta'].shape)} do not fit together") from None
     return out
 
 
 def config_from_train_args(args: Any, where: str) -> ModelConfig:
     """Model config from the official `train_args` Namespace (or a dict of the same fields)."""
+    if not isinstance(args, argparse.Namespace | dict):
+        raise CheckpointError(f"{where}: train_args is a {type(args).__name__}, not an argparse.Namespace")
     fields = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
     mapping: dict[str, tuple[str, Callable[[Any], Any]]] = {
         "size": ("size", int),
@@ -162,7 +172,12 @@ def config_from_train_args(args: Any, where: str) -> ModelConfig:
     kwargs = {}
     for theirs, (ours, cast) in mapping.items():
         if theirs in fields:
-            kwargs[ours] = cast(fields[theirs])
+            try:
+                kwargs[ours] = cast(fields[theirs])
+            except (TypeError, ValueError, OverflowError):
+                raise CheckpointError(
+                    f"{where}: train_args {theirs} = {fields[theirs]!r} is not a {cast.__name__}"
+                ) from None
     for required in ("size", "latent_spatial_size"):
         if required not in kwargs:
             raise CheckpointError(f"{where}: train_args lacks {required!r}; cannot rebuild the model")
@@ -185,6 +200,17 @@ def convert_official(raw: dict[str, Any], where: str) -> Checkpoint:
         raise CheckpointError(f"{where}: official checkpoint has no 'g_ema'")
     check_state_dicts(config, networks, where)
     return Checkpoint(config, networks)
+
+
+def _refusal(exc: Exception) -> str:
+    """One line on why torch's safe loader refused a file. torch's own message advises `weights_only=False`,
+    i.e. running the pickle's code: never repeated here; only the line naming what was refused is kept."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if isinstance(exc, pickle.UnpicklingError):
+        detail = next((line for line in lines if line.startswith(("Trying to load unsupported", "Unsupported"))),
+                      "it holds something other than tensors and plain settings")
+        return f"refused to unpickle ({detail.rstrip('.')}): it could run code, so it is not loaded"
+    return lines[0] if lines else type(exc).__name__
 
 
 def is_official_stylemapgan(raw: Any) -> bool:
@@ -221,11 +247,11 @@ OFFICIAL_FORMATS = (
 def read_official(path: str | Path) -> Any:
     """torch.load with weights_only and argparse.Namespace allow-listed; a one-line CheckpointError otherwise."""
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": not the user's concern
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... on bad files
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: cannot read as an official checkpoint ({first_line})") from None
+        raise CheckpointError(f"{path}: cannot read as an official checkpoint ({_refusal(exc)})") from None
 
 
 def official_format(raw: Any, where: str) -> OfficialFormat:

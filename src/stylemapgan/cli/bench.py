@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 from stylemapgan.cli import announce_threads
 from stylemapgan.cli.options import add_output, add_progress_option, add_threads_option
-from stylemapgan.perf.bench import DEFAULT_CONFIGS, DEFAULT_PERCEPTUAL, DEFAULT_TRAIN_PRESETS
+from stylemapgan.perf.bench import DEFAULT_CONFIGS, DEFAULT_MEMORY_BUDGET_GB, DEFAULT_PERCEPTUAL, DEFAULT_TRAIN_PRESETS
 
 
 def _csv(text: str) -> list[str]:
@@ -33,7 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", dest="out", default=None, help=argparse.SUPPRESS)  # the old name of --out
     p.add_argument("--repeats", type=int, default=10, help="timed runs per batch-1 number (small models)")
     p.add_argument("--paper-repeats", type=int, default=3, help="timed runs per batch-1 number (>= 10 GFLOP)")
-    p.add_argument("--batch", type=int, default=16, help="batch for the throughput numbers")
+    p.add_argument("--batch", type=int, default=16, help="batch for the throughput numbers (shrunk to the budget)")
+    p.add_argument("--memory-budget-gb", type=float, default=DEFAULT_MEMORY_BUDGET_GB, metavar="GB",
+                   help="estimated memory a measurement may use: larger throughput batches shrink, larger configs "
+                        f"are skipped with a note (default {DEFAULT_MEMORY_BUDGET_GB:g})")
     p.add_argument("--no-throughput", action="store_true", help="skip the batch throughput numbers")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory numbers")
     p.add_argument("--no-training", action="store_true", help="skip the training iterations/s")
@@ -77,6 +81,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise CLIError("--device cuda: no CUDA device is available")
     if args.backend == "onnx" and (args.compile or args.dtype != "fp32" or args.device != "cpu"):
         raise CLIError("--backend onnx runs the fp32 ONNX graphs on the CPU; --compile/--dtype apply to torch")
+    if not (math.isfinite(args.memory_budget_gb) and args.memory_budget_gb > 0):
+        raise CLIError(f"--memory-budget-gb: must be a positive number, got {args.memory_budget_gb}")
+    if args.batch < 1:
+        raise CLIError(f"--batch: must be >= 1, got {args.batch}")
     if not args.no_tune_alloc:
         tune_allocator()
     configs = [c for text in (args.config or [",".join(DEFAULT_CONFIGS)]) for c in _csv(text)]
@@ -85,6 +93,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         throughput=not args.no_throughput, memory=not args.no_memory, training=not args.no_training,
         train_presets=_csv(args.train_presets), perceptual=_csv(args.perceptual), train_iters=args.train_iters,
         backend=args.backend, compile=args.compile, dtype=args.dtype, impl=args.impl,
+        memory_budget_gb=args.memory_budget_gb,
         progress=(lambda line: print(line, file=sys.stderr, flush=True)) if args.progress else None,
     )
     announce_threads(args)

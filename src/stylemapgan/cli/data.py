@@ -8,6 +8,15 @@ import sys
 
 from stylemapgan.cli import CLIError
 from stylemapgan.cli.options import add_output, add_progress_option, output_path
+from stylemapgan.config import LIMITS
+
+MAX_SIZE = LIMITS["size"][1]  # the largest model resolution: a larger dataset is of no use to any model
+MAX_WORKERS = 64  # decoding or rendering processes
+
+
+def _check_workers(value: int | None) -> None:
+    if value is not None and not 1 <= value <= MAX_WORKERS:
+        raise CLIError(f"--workers: must be in [1, {MAX_WORKERS}], got {value}")
 
 
 def _sizes(values: list[str] | None) -> tuple[int, ...] | None:
@@ -22,6 +31,8 @@ def _sizes(values: list[str] | None) -> tuple[int, ...] | None:
                 continue
             if not part.isdigit() or int(part) < 1:
                 raise CLIError(f"--size: not a positive integer: {part!r}")
+            if int(part) > MAX_SIZE:
+                raise CLIError(f"--size: at most {MAX_SIZE} (the largest model resolution), got {part}")
             out.append(int(part))
     return tuple(sorted(set(out)))
 
@@ -41,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         required=True,
         metavar="N",
-        help="output resolution; repeat or comma-separate for several (e.g. --size 128,256)",
+        help=f"output resolution, at most {MAX_SIZE}; repeat or comma-separate for several (e.g. --size 128,256)",
     )
     p.add_argument(
         "--square",
@@ -86,7 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="official LMDB input: which stored resolution to read (default: the largest)",
     )
-    p.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
+    p.add_argument("--workers", type=int, default=1, help=f"decoding processes, 1 to {MAX_WORKERS} (default 1)")
     p.add_argument("--name", default=None, help="dataset name for the card (default: SRC's name)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists (atomically)")
     add_progress_option(p)
@@ -126,6 +137,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from stylemapgan.data import DatasetError, ImageOptions, parse_color, parse_test_split, prepare_dataset
     from stylemapgan.data.images import DEFAULT_MAX_PIXELS
 
+    _check_workers(args.workers)
     try:
         options = ImageOptions(
             sizes=_sizes(args.size) or (),
@@ -159,6 +171,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from stylemapgan.data import DatasetError, build_dataset, read_meta
     from stylemapgan.data.card import card_text
 
+    _check_workers(args.workers)
     try:
         path = build_dataset(
             args.name,

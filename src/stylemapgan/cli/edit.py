@@ -8,8 +8,11 @@ in comma lists need the `=` form: `--shift=-8,4`, `--strength=-3,0,3`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import functools
+import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,21 +31,66 @@ Handler = Callable[[argparse.Namespace], int]
 # ---- shared plumbing ------------------------------------------------------------------------------------------
 
 
+MAX_BATCH = 1024  # --batch: images per forward pass (memory grows with it)
+GRID_MAX = 64  # generate's grid.png: the first 64 seeds (8 x 8), so memory does not grow with the seed count
+
+
+def _check_limits(args: argparse.Namespace) -> None:
+    """The documented bounds of the count and number options, checked before anything is loaded or written."""
+    from stylemapgan.editing.editor import check_feather, check_truncation, frame_alphas
+
+    if getattr(args, "frames", None) is not None:
+        frame_alphas(args.frames, "--frames")
+    if getattr(args, "feather", None) is not None:
+        check_feather(args.feather, "--feather")
+    if getattr(args, "trunc", None) is not None:
+        check_truncation(args.trunc, "--trunc")
+    if getattr(args, "batch", None) is not None and not 1 <= args.batch <= MAX_BATCH:
+        raise CLIError(f"--batch: must be in [1, {MAX_BATCH}], got {args.batch}")
+
+
+def _remove_outputs(args: argparse.Namespace) -> None:
+    """After a failure: the --outdir this command created goes entirely; in a folder that existed, what this
+    command added goes (files it overwrote stay overwritten)."""
+    created = getattr(args, "created_outdir", None)
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+        return
+    before = getattr(args, "outdir_before", None)
+    if before is None:
+        return
+    out = Path(args.outdir)
+    for path in sorted(out.rglob("*"), key=lambda p: len(p.parts), reverse=True):  # children before parents
+        if path in before:
+            continue
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            else:
+                path.unlink()
+
+
 def _user_errors(handler: Handler) -> Handler:
-    """Editing and dataset errors become one-line CLI errors; a failed command leaves no empty --outdir behind."""
+    """Editing, dataset and file-system errors become one-line CLI errors; a failed command (or an interrupted
+    one) removes what it wrote (`_remove_outputs`), so no half-written output folder is left behind."""
 
     @functools.wraps(handler)
     def wrapped(args: argparse.Namespace) -> int:
         from stylemapgan.data import DatasetError
 
         try:
+            _check_limits(args)
             return handler(args)
         except (EditingError, DatasetError) as exc:
+            _remove_outputs(args)
             raise CLIError(str(exc)) from None
-        finally:
-            created = getattr(args, "created_outdir", None)
-            if created is not None and created.is_dir() and not any(created.iterdir()):
-                created.rmdir()  # only a folder this command made and wrote nothing into
+        except OSError as exc:  # an output folder that cannot be written, a full disk...
+            _remove_outputs(args)
+            where = exc.filename if exc.filename is not None else getattr(args, "outdir", "output")
+            raise CLIError(f"{where}: {exc.strerror or exc}") from None
+        except BaseException:
+            _remove_outputs(args)
+            raise
 
     return wrapped
 
@@ -56,7 +104,7 @@ def _add_model_options(p: argparse.ArgumentParser, outdir: bool = True) -> None:
     if outdir:
         p.add_argument("--outdir", required=True, help="output folder (created); a JSON record is written there")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--batch", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--batch", type=int, default=8, help=f"images per forward pass, 1 to {MAX_BATCH} (default 8)")
     add_progress_option(p)
     add_threads_option(p)
 
@@ -81,8 +129,9 @@ def _add_blend_options(p: argparse.ArgumentParser) -> None:
                         + f" (default: {defaults})")
     strength = p.add_mutually_exclusive_group()
     strength.add_argument("--alpha", type=float, default=None, help="blend strength in [0, 1] (default 1)")
-    strength.add_argument("--frames", type=int, default=None, help="N frames with strength 0 .. 1 (demo: 16)")
-    p.add_argument("--feather", type=float, default=0.0, help="soften the mask edge over about PX pixels")
+    strength.add_argument("--frames", type=int, default=None,
+                          help="N frames with strength 0 .. 1, N at most 256 (demo: 16; 1: the full-strength edit)")
+    p.add_argument("--feather", type=float, default=0.0, help="soften the mask edge over about PX pixels (0 to 256)")
 
 
 def _open_editor(args: argparse.Namespace):
@@ -120,14 +169,22 @@ def _outdir(args: argparse.Namespace) -> Path:
     out = Path(args.outdir)
     if out.exists() and not out.is_dir():
         raise CLIError(f"{out}: exists and is not a folder (--outdir)")
-    if not out.exists():
-        args.created_outdir = out
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise CLIError(f"{out}: cannot be created, {blocking} is a file (--outdir)")
+    if out.exists():
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise CLIError(f"{out}: cannot write into this folder (--outdir)")
+        args.outdir_before = set(out.rglob("*"))
+    else:
+        args.created_outdir = next((p for p in reversed(out.parents) if not p.exists()), out)
     out.mkdir(parents=True, exist_ok=True)
     announce_threads(args)
     return out
 
 
 _NOT_OPTIONS = {"handler", "command", "quiet", "progress", "threads", "thread_note", "thread_note_deferred",
+                "outdir_before",
                 "created_outdir"}  # how the command ran, not what it did
 
 
@@ -255,9 +312,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "generate", help="random images from seeds (with their stylemaps; SemanticStyleGAN: segmentations, latents)"
     )
     _add_model_options(p)
-    p.add_argument("--seeds", required=True, help="seeds and ranges, e.g. 0-7,12")
+    p.add_argument("--seeds", required=True,
+                   help="seeds and ranges, e.g. 0-7,12 (at most 10000 seeds, each in 0 .. 4294967295; grid.png "
+                        "shows the first 64)")
     p.add_argument("--trunc", type=float, default=1.0,
-                   help="truncation towards the mean stylemap (SemanticStyleGAN: the mean w) (paper: 0.7)")
+                   help="truncation towards the mean stylemap (SemanticStyleGAN: the mean w), -10 to 10 (paper: 0.7)")
     p.set_defaults(handler=_user_errors(cmd_generate))
 
     p = subparsers.add_parser("edit", help="local editing: paste masked regions of references into sources")
@@ -287,7 +346,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("b", help="last image, .npz stylemap or SPLIT:INDEX")
     _add_model_options(p)
     _add_image_options(p)
-    p.add_argument("--frames", type=int, default=8, help="images from A to B inclusive (default 8)")
+    p.add_argument("--frames", type=int, default=8, help="frames from A to B, 2 to 256 (default 8)")
     p.add_argument("--video", default=None, help="also write an animation (.gif; .mp4 needs imageio-ffmpeg)")
     p.add_argument("--fps", type=float, default=8.0, help="frames per second of --video (default 8)")
     p.set_defaults(handler=_user_errors(cmd_interpolate))
@@ -329,7 +388,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--attribute", required=True, help="direction name in the file")
     p.add_argument("--strength", default="1", help="strength(s), e.g. 3 or =-3,0,3 (distance in stylemap space)")
     p.add_argument("--mask", default=None, help="apply only inside this mask (pooled to s x s)")
-    p.add_argument("--feather", type=float, default=0.0, help="soften the mask edge over about PX pixels")
+    p.add_argument("--feather", type=float, default=0.0, help="soften the mask edge over about PX pixels (0 to 256)")
     p.set_defaults(handler=_user_errors(cmd_attribute))
 
 
@@ -409,7 +468,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from stylemapgan.models import resolve_checkpoint
     from stylemapgan.utils.images import make_grid, save_png
 
-    seeds = parse_seeds(args.seeds)
+    seeds = parse_seeds(args.seeds, "--seeds")
     args.ckpt = str(resolve_checkpoint(args.ckpt))
     family = read_family(args.ckpt)
     if not family.editable:
@@ -426,7 +485,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             save_stylemap(out / f"seed{seed:04d}.npz", sm,
                           {"seed": seed, "trunc": args.trunc, "model": editor.model_id})
             outputs += [f"seed{seed:04d}.png", f"seed{seed:04d}.npz"]
-        all_images.append(images.cpu())
+        all_images.append(images[: GRID_MAX - sum(len(i) for i in all_images)].cpu())
     save_png(out / "grid.png", make_grid(torch.cat(all_images)))
     outputs.append("grid.png")
     _write_record(out / "generate.json", args, editor, [{"seeds": seeds}], outputs,
@@ -478,7 +537,7 @@ def _generate_plain(args: argparse.Namespace, seeds: list[int]) -> int:
             atomic_write_bytes(out / f"{stem}.npy", latents_npy(batch.latents[i : i + 1]))
             outputs.append(f"{stem}.npy")
         done += batch.images.shape[0]
-        all_images.append(batch.images.cpu())
+        all_images.append(batch.images[: GRID_MAX - sum(len(i) for i in all_images)].cpu())
     save_png(out / "grid.png", make_grid(torch.cat(all_images)))
     outputs.append("grid.png")
     extra: dict[str, Any] = {}
@@ -520,6 +579,7 @@ def _run_local_edits(
         outputs.append(f"reference{i + 1}_recon.png")
     stems = unique_stems([Path(s.name) for s in sources])
     saved_masks: set[int] = set()
+    warnings: list[str] = []
     for stem, source in _bar(args, list(zip(stems, sources, strict=True)), desc="edit"):
         masks = [resolver.mask(text, [source, ref], f"mask {i + 1}")
                  for i, (text, ref) in enumerate(zip(mask_texts, references, strict=True))]
@@ -529,6 +589,10 @@ def _run_local_edits(
                 save_image(out / name, (m[0].expand(3, -1, -1) * 2 - 1).cpu())
                 outputs.append(name)
                 saved_masks.add(i)
+        for note in editor.paste_warnings(masks, shifts, mode=args.mode, pool=args.pool, feather_px=args.feather):
+            note = f"{source.name}: {note}"
+            tqdm.write(f"warning: {note}", file=sys.stderr)
+            warnings.append(note)
         handle = resolver.handle(editor, source)
         save_image(out / f"{stem}_recon.png", editor.reconstruct(handle).cpu())
         outputs.append(f"{stem}_recon.png")
@@ -541,7 +605,7 @@ def _run_local_edits(
                   outputs, strengths=strengths, shifts=[list(s) for s in shifts],
                   pooling=args.pool or edit_mode(args.mode).default_pooling,
                   cache={"hits": info.hits, "misses": info.misses, "encoded_images": info.encoder_images},
-                  **domain, **extra)
+                  **{**domain, "warnings": [*domain["warnings"], *warnings]}, **extra)
     return 0
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from stylemapgan.cli import CLIError, announce_threads
@@ -103,11 +105,23 @@ def train_config_from_args(args: argparse.Namespace, preset_batch: int) -> Train
     return TrainConfig(**{"batch": preset_batch, **given_train_options(args)})
 
 
+def _check_outdir(out: Path) -> None:
+    """The run directory can be created (or written into), before any data is opened."""
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"{out}: exists and is not a folder (--outdir)")
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise CLIError(f"{out}: cannot be created, {blocking} is a file (--outdir)")
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CLIError(f"{out}: cannot write into {existing} (--outdir)")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from stylemapgan.data import open_dataset
     from stylemapgan.data.dataset import DataMismatchError
     from stylemapgan.data.lmdb_format import DatasetError
-    from stylemapgan.training.run import TrainingRun
+    from stylemapgan.training.run import TrainingRun, discard_failed_run_dir
     from stylemapgan.training.trainer import TrainingDiverged
 
     if args.preset is not None and (args.resume or args.init_from):
@@ -126,13 +140,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CLIError(f"--init-from: {exc}") from None
     try:
         train_config = train_config_from_args(args, preset.batch)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
+    except ValueError as exc:  # "iters: must be >= 1" -> "--iters: must be >= 1"
+        field, sep, rest = str(exc).partition(": ")
+        raise CLIError(f"--{field.replace('_', '-')}: {rest}" if sep and field.isidentifier() else str(exc)) from None
+    _check_outdir(Path(args.outdir))
     train_data = open_dataset(args.data, split="train")
     try:
         val_data = open_dataset(args.data, split="test")
     except DatasetError:  # no held-out split (e.g. an official LMDB): no validation
         val_data = None
+    existed = Path(args.outdir).exists()
     try:  # checks data and resume settings before the run directory is written
         run = TrainingRun(
             preset.model, train_config, train_data, args.outdir, val_data=val_data, device=args.device,
@@ -145,6 +162,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.data}: {exc}") from None
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+    except OSError as exc:  # the run directory cannot be made (a read-only file system...)
+        if not existed:
+            discard_failed_run_dir(Path(args.outdir))
+        raise CLIError(f"{exc.filename or args.outdir}: {exc.strerror or exc} (--outdir)") from None
 
     start, total = run.trainer.iteration, run.cfg.iters
     announce_threads(args)
@@ -153,6 +174,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingDiverged as exc:
         print(f"stylemapgan train: error: {exc}", file=sys.stderr)
         return 3
+    except OSError as exc:  # a full disk...: the run removed its directory if it had saved nothing
+        raise CLIError(f"{exc.filename or args.outdir}: {exc.strerror or exc}") from None
     finally:
         run.close()
     if run.dist.is_main:

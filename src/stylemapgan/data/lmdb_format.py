@@ -206,10 +206,16 @@ class DatasetWriter:
                 raise DatasetError(f"{self.out}: already exists (pass --overwrite to replace it)")
             if not _is_replaceable(self.out):
                 raise DatasetError(f"{self.out}: refusing to replace it: not a dataset directory written by us")
-        self.out.parent.mkdir(parents=True, exist_ok=True)
+        blocking = next((p for p in self.out.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise DatasetError(f"{self.out}: cannot be created, {blocking} is a file")
         # One build per output at a time: a second one would delete the first one's OUT.partial.
         self._lock_path = self.out.with_name(self.out.name + ".lock")
-        self._lock = open(self._lock_path, "w")  # noqa: SIM115 (held until finish/abort)
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self._lock_path, "w")  # noqa: SIM115 (held until finish/abort)
+        except OSError as exc:
+            raise DatasetError(f"{self.out}: cannot write here ({exc.strerror or exc})") from None
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

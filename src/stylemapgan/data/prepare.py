@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import sys
 import zipfile
 from collections import Counter
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from stylemapgan.config import LIMITS
 from stylemapgan.data.images import CleanImage, ImageOptions, SkipImage, sanitize
 from stylemapgan.data.lmdb_format import (
     DatasetError,
@@ -30,6 +32,9 @@ from stylemapgan.data.lmdb_format import (
     official_sizes,
     shared_env,
 )
+
+MAX_SIZE = LIMITS["size"][1]  # the largest model resolution: a dataset larger than any model is of no use here
+MAX_WORKERS = 64  # decoding processes
 
 
 class Source:
@@ -43,6 +48,14 @@ class Source:
     def read(self, index: int) -> bytes:
         raise NotImplementedError
 
+    def declared_size(self, index: int) -> int | None:
+        """Bytes input `index` says it holds (file size, zip directory entry) before any is read; None: unknown."""
+        return None
+
+    def ignored(self) -> list[dict[str, str]]:
+        """Entries left out as not regular files (links to folders, FIFOs, devices...), as skip records."""
+        return []
+
     def describe(self) -> dict[str, Any]:
         return {"type": self.kind}
 
@@ -55,11 +68,19 @@ class FolderSource(Source):
     def __init__(self, root: Path, exclude: tuple[Path, ...] = ()) -> None:
         self.root = root
         skip = {p.resolve() for p in exclude}
-        files = []
+        files, self._ignored = [], []
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if Path(dirpath, d).resolve() not in skip)
-            files.extend(Path(dirpath, f) for f in filenames)
-        self._files = sorted(str(p.relative_to(root)) for p in files if p.is_file())
+            links = [d for d in dirnames if Path(dirpath, d).is_symlink()]
+            self._ignored += [(Path(dirpath, d), "a link to a folder, not followed") for d in links]
+            dirnames[:] = sorted(d for d in dirnames if d not in links and Path(dirpath, d).resolve() not in skip)
+            for name in filenames:
+                path = Path(dirpath, name)
+                kind = _not_a_file(path)
+                if kind is None:
+                    files.append(path)
+                else:
+                    self._ignored.append((path, kind))
+        self._files = sorted(str(p.relative_to(root)) for p in files)
 
     def names(self) -> list[str]:
         return self._files
@@ -67,8 +88,30 @@ class FolderSource(Source):
     def read(self, index: int) -> bytes:
         return (self.root / self._files[index]).read_bytes()
 
+    def declared_size(self, index: int) -> int | None:
+        return (self.root / self._files[index]).stat().st_size
+
+    def ignored(self) -> list[dict[str, str]]:
+        return [{"source": str(p.relative_to(self.root)), "reason": "not-a-file", "detail": kind}
+                for p, kind in sorted(self._ignored)]
+
     def describe(self) -> dict[str, Any]:
         return {"type": self.kind, "path": str(self.root.resolve())}
+
+
+def _not_a_file(path: Path) -> str | None:
+    """None for a regular file (or a link to one), else what the entry is, in words."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "a broken link" if path.is_symlink() else "unreadable entry"
+    if stat.S_ISREG(mode):
+        return None
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
 class ZipSource(Source):
@@ -85,6 +128,7 @@ class ZipSource(Source):
             raise DatasetError(f"{path}: not a readable zip file ({exc})") from exc
         self._positions: list[int] = []
         self._names: list[str] = []
+        self._sizes: list[int] = []
         seen: Counter[str] = Counter()
         for pos, info in enumerate(infos):
             if info.is_dir():
@@ -93,6 +137,7 @@ class ZipSource(Source):
             count = seen[info.filename]
             self._names.append(info.filename if count == 1 else f"{info.filename}#{count}")
             self._positions.append(pos)
+            self._sizes.append(info.file_size)
         self._zip: zipfile.ZipFile | None = None
         self._pid = -1
 
@@ -104,7 +149,10 @@ class ZipSource(Source):
             self._zip = zipfile.ZipFile(self.path)
             self._pid = os.getpid()
         info = self._zip.infolist()[self._positions[index]]
-        return self._zip.read(info)
+        return self._zip.read(info)  # zipfile stops at the declared size (and fails the CRC if there is more)
+
+    def declared_size(self, index: int) -> int | None:
+        return self._sizes[index]
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -233,6 +281,13 @@ class PrepareReport:
         return "\n".join(lines)
 
 
+def max_input_bytes(max_pixels: int) -> int:
+    """The most bytes an input file may hold: an uncompressed 8-bit RGBA image at the pixel limit, plus 1 MiB of
+    headers. Larger inputs (a zip member that would inflate to gigabytes) are skipped by their declared size,
+    before a byte of them is read."""
+    return 4 * max_pixels + (1 << 20)
+
+
 # Worker state for the process pool: the source and options, set once per worker.
 _WORKER: dict[str, Any] = {}
 
@@ -244,7 +299,13 @@ def _init_worker(source: Source, options: ImageOptions, dedup: bool) -> None:
 def _process(index: int) -> tuple[int, CleanImage | None, str | None, str | None, str | None]:
     """(index, clean image or None, reason, detail, content hash) for one input; never raises on bad data."""
     source: Source = _WORKER["source"]
+    limit = max_input_bytes(_WORKER["options"].max_pixels)
     try:
+        declared = source.declared_size(index)
+        if declared is not None and declared > limit:
+            return index, None, "too-large", (
+                f"{declared} bytes declared, over the {limit} an image within --max-pixels "
+                f"{_WORKER['options'].max_pixels} can need; not read"), None
         data = source.read(index)
     except SkipImage as exc:
         return index, None, exc.reason, exc.detail, None
@@ -292,10 +353,14 @@ def prepare_dataset(
     from stylemapgan import __version__
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
+    if max(options.sizes) > MAX_SIZE:
+        raise ValueError(f"sizes: at most {MAX_SIZE} (the largest model resolution), got {max(options.sizes)}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise ValueError(f"workers: must be an integer in [1, {MAX_WORKERS}], got {workers!r}")
     out = Path(out)
     source = open_source(src, source_size, exclude=(out, out.with_name(out.name + ".partial")))
     names = source.names()
-    skipped: list[dict[str, str]] = []
+    skipped: list[dict[str, str]] = source.ignored()
     conversions: Counter[str] = Counter()
     seen_hash: dict[str, str] = {}
     with DatasetWriter(out, overwrite=overwrite, log=log) as writer:

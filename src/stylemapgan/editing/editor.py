@@ -68,17 +68,49 @@ Renderer = Callable[[Generator, Sequence[torch.Tensor], Sequence[Paste]], torch.
 LayerRenderer = Callable[[TorchRunner, Sequence[torch.Tensor]], torch.Tensor]
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'0-7,12' -> [0, 1, ..., 7, 12] (order kept, duplicates dropped)."""
-    seeds: list[int] = []
+MAX_SEED = 2**32 - 1  # seeds are 32-bit, as NVlabs' tools read them
+MAX_SEEDS = 10_000  # per call: each seed is an image, its stylemap and two files; run again for more
+MAX_FRAMES = 256  # an animation's frames are held in memory together (256 px: 0.8 MB each)
+MAX_FEATHER_PX = 256.0  # wider than any model: the mask is blurred into a near-constant beyond it
+MAX_TRUNCATION = 10.0  # |psi|: beyond it the stylemaps leave anything the generator has seen
+
+
+def parse_seeds(text: str, name: str = "seeds") -> list[int]:
+    """'0-7,12' -> [0, 1, ..., 7, 12] (order kept, duplicates dropped). Seeds lie in [0, MAX_SEED], at most
+    MAX_SEEDS of them, counted before any list is made (0-999999999 is refused at once). `name` is the option
+    the errors name (the CLI's --seeds)."""
+    ranges: list[tuple[int, int]] = []
     for part in text.split(","):
         m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
         if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
-            raise EditingError(f"seeds: cannot read {part!r} in {text!r}; expected e.g. 0-7,12")
+            raise EditingError(f"{name}: cannot read {part!r} in {text!r}; expected e.g. 0-7,12")
         lo = int(m.group(1))
         hi = int(m.group(2)) if m.group(2) is not None else lo
+        if hi > MAX_SEED:
+            raise EditingError(f"{name}: seed {hi} is out of range; seeds are integers in [0, {MAX_SEED}]")
+        ranges.append((lo, hi))
+    count = sum(hi - lo + 1 for lo, hi in ranges)
+    if count > MAX_SEEDS:
+        raise EditingError(f"{name}: {count} seeds asked for; at most {MAX_SEEDS} per run (split the range)")
+    seeds: list[int] = []
+    for lo, hi in ranges:
         seeds += range(lo, hi + 1)
     return list(dict.fromkeys(seeds))
+
+
+def check_truncation(trunc: float, name: str = "trunc") -> float:
+    """A finite truncation psi in [-MAX_TRUNCATION, MAX_TRUNCATION] (NaN would render black images)."""
+    if not (isinstance(trunc, int | float) and math.isfinite(trunc) and abs(trunc) <= MAX_TRUNCATION):
+        bound = f"{MAX_TRUNCATION:g}"
+        raise EditingError(f"{name}: must be a finite number in [-{bound}, {bound}], got {trunc!r}")
+    return float(trunc)
+
+
+def check_feather(feather_px: float, name: str = "feather") -> float:
+    """A finite feather width in pixels, in [0, MAX_FEATHER_PX]."""
+    if not (isinstance(feather_px, int | float) and math.isfinite(feather_px) and 0 <= feather_px <= MAX_FEATHER_PX):
+        raise EditingError(f"{name}: must be a number of pixels in [0, {MAX_FEATHER_PX:g}], got {feather_px!r}")
+    return float(feather_px)
 
 
 @dataclass(frozen=True)
@@ -161,11 +193,12 @@ def _alphas(alphas: float | Sequence[float]) -> list[float]:
     return values
 
 
-def frame_alphas(frames: int) -> list[float]:
-    """N evenly spaced strengths from 0 to 1 (the official demo returns 16 frames)."""
-    if frames < 1:
-        raise EditingError(f"frames: must be >= 1, got {frames}")
-    return [0.0] if frames == 1 else [i / (frames - 1) for i in range(frames)]
+def frame_alphas(frames: int, name: str = "frames") -> list[float]:
+    """N evenly spaced strengths from 0 to 1 (the official demo returns 16 frames), 1 <= N <= MAX_FRAMES. A
+    single frame is the animation's last, the full-strength edit (the first, strength 0, would be the source)."""
+    if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= MAX_FRAMES:
+        raise EditingError(f"{name}: must be an integer in [1, {MAX_FRAMES}], got {frames!r}")
+    return [1.0] if frames == 1 else [i / (frames - 1) for i in range(frames)]
 
 
 class Editor:
@@ -415,6 +448,7 @@ class Editor:
         """Per-layer blend weights [1, 1, r, r] for a mask: pooled, feathered, then shifted (wrapped part zeroed)."""
         spec = edit_mode(mode)
         pool_fn = pooling(pool or spec.default_pooling)
+        feather_px = check_feather(feather_px)
         mask = as_mask(mask, self.size).to(self.device)
         per_resolution: dict[int, torch.Tensor] = {}
         for r in dict.fromkeys(spec.resolutions(self.config)):
@@ -478,6 +512,38 @@ class Editor:
             frames.append(image.expand(chunk.shape[0], -1, -1, -1))
         return torch.cat(frames)
 
+    def paste_warnings(
+        self,
+        masks: Sequence[torch.Tensor],
+        shifts: Sequence[tuple[int, int]] | None = None,
+        *,
+        mode: str = "w",
+        pool: str | None = None,
+        feather_px: float = 0.0,
+    ) -> list[str]:
+        """In words, each reference of a local edit that would paste nothing: an empty mask, a shift that moves
+        the whole region off the image, or a region too small to survive the mode's pooling. The edit itself
+        still runs (its result, the source, is honest); callers show and record these (the CLI: stderr and the
+        JSON record's `warnings`). Empty when every reference pastes something."""
+        shifts = list(shifts) if shifts is not None else [(0, 0)] * len(masks)
+        notes = []
+        for i, (mask, shift) in enumerate(zip(masks, shifts, strict=True)):
+            m = as_mask(mask, self.size, f"mask {i + 1}")
+            weights = self.blend_weights(m, mode, pool, feather_px, shift)
+            if any(float(w.max()) > 0 for w in weights):
+                continue
+            if float(m.max()) == 0:
+                why = f"mask {i + 1} is empty (no pixel selected)"
+            elif tuple(shift) != (0, 0) and float(shift_and_zero(m, *shift).max()) == 0:
+                why = f"shift {shift[0]},{shift[1]} moves mask {i + 1}'s region off the {self.size}x{self.size} image"
+            else:
+                why = (f"mask {i + 1} is too small to cover any cell after {pool or edit_mode(mode).default_pooling} "
+                       f"pooling in {mode} mode")
+            notes.append(f"{why}: reference {i + 1} pastes nothing")
+        if notes and len(notes) == len(masks):
+            notes.append("the edit returns the source's reconstruction unchanged")
+        return notes
+
     def _local_edit_fast(
         self,
         source: ImageLike,
@@ -525,7 +591,9 @@ class Editor:
 
     @torch.no_grad()
     def interpolate(self, a: ImageLike, b: ImageLike, frames: int = 8) -> torch.Tensor:
-        """Linear interpolation in stylemap space, `frames` images from a to b inclusive."""
+        """Linear interpolation in stylemap space, `frames` (2 .. MAX_FRAMES) images from a to b inclusive."""
+        if frames == 1:
+            raise EditingError("frames: an interpolation needs at least 2 frames (a and b), got 1")
         lambdas = torch.tensor(frame_alphas(frames), device=self.device).view(-1, 1, 1, 1)
         sa, sb = self.stylemap(a), self.stylemap(b)
         return self.decode(sa * (1 - lambdas) + sb * lambdas)
@@ -574,6 +642,7 @@ class Editor:
         the mean stylemap: mean + trunc * (stylemap - mean). Mapping and rendering run through the runner."""
         if not seeds:
             raise EditingError("seeds: need at least one seed")
+        trunc = check_truncation(trunc)
         z = torch.stack([
             torch.randn(self.config.latent_channels, generator=torch.Generator().manual_seed(int(s))) for s in seeds
         ]).to(self.device)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,17 +39,28 @@ def _check_file(path: Path, what: str = "input") -> None:
 
 
 def open_image(path: str | os.PathLike[str], what: str = "image") -> Image.Image:
-    """Open and fully decode an image file (EXIF rotation applied); one-line errors for missing/non-images."""
+    """Open and fully decode an image file (EXIF rotation applied); one-line errors for missing/non-images and
+    for images over Pillow's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`, 89 Mpx), checked from the header
+    before any pixel is decoded."""
     path = Path(path)
     _check_file(path, what)
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit: refused, not warned
+            im = Image.open(path)
+    except UnidentifiedImageError:
+        raise EditingError(f"{path}: not an image (Pillow cannot identify the format) ({what})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        size = str(exc).split(", could be")[0]  # "Image size (400000000 pixels) exceeds limit of 89478485 pixels"
+        raise EditingError(f"{path}: not decoded: {size} (Pillow's decompression-bomb guard) ({what})") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise EditingError(f"{path}: unreadable image ({exc}) ({what})") from None
+    try:
+        with im:
             im.load()
             image = ImageOps.exif_transpose(im) or im
             if image is im:
                 image = im.copy()
-    except UnidentifiedImageError:
-        raise EditingError(f"{path}: not an image (Pillow cannot identify the format) ({what})") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise EditingError(f"{path}: unreadable image ({exc}) ({what})") from None
     return image

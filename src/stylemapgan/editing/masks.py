@@ -169,7 +169,7 @@ def as_mask(mask: torch.Tensor, size: int, field: str = "mask") -> torch.Tensor:
         m = m[None]
     if m.ndim != 4 or m.shape[:2] != (1, 1) or tuple(m.shape[-2:]) != (size, size):
         raise EditingError(f"{field}: expected a {size}x{size} mask, got shape {tuple(mask.shape)}")
-    if m.numel() and (float(m.min()) < 0 or float(m.max()) > 1):
+    if m.numel() and (float(m.min()) < 0 or float(m.max()) > 1 or not bool(torch.isfinite(m).all())):
         raise EditingError(f"{field}: values must lie in [0, 1]")
     return m
 

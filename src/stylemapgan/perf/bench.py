@@ -9,6 +9,11 @@ Per configuration (a preset, a checkpoint, or the shipped model) and device:
   allocation timeline (tracemalloc does not see torch's allocations; RSS only ever grows);
 - training iterations per second for small presets (Trainer, in-memory data, batch 16, chosen perceptual losses).
 Networks use random weights for presets (latency does not depend on the values).
+
+Everything runs within a memory budget (`BenchOptions.memory_budget_gb`, 4 GB by default; printed in the report):
+before a configuration is measured, its memory is estimated from its config (`ModelConfig.render_bytes`, the
+weights, the edit caches); the throughput batch shrinks until the estimate fits, and a configuration or training
+preset that does not fit even at batch 1 is skipped with a note. (paper-256 at batch 16 alone needs about 12 GB.)
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from stylemapgan.config import PRESETS, ModelConfig
-from stylemapgan.networks import Encoder, Generator, set_impl
+from stylemapgan.networks import Encoder, Generator, parameter_counts, set_impl
 
 SHIPPED = "shipped"
 # older names of presets, still accepted: "cpu-64-narrow" was the bundled model's architecture before it was a preset
@@ -39,6 +44,8 @@ PRESET_ALIASES = {"cpu-64-narrow": "cpu-64-small"}
 DEFAULT_CONFIGS = ("paper-256", "cpu-64", "cpu-64-small", SHIPPED)
 DEFAULT_TRAIN_PRESETS = ("cpu-32", "cpu-64")
 DEFAULT_PERCEPTUAL = ("none", "stlpips-alex")
+DEFAULT_MEMORY_BUDGET_GB = 4.0
+GB = 1e9
 
 
 @dataclass
@@ -57,6 +64,7 @@ class BenchOptions:
     compile: bool = False
     dtype: str = "fp32"
     impl: str = "fast"
+    memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB
     progress: Callable[[str], None] | None = None
 
 
@@ -185,6 +193,35 @@ def measure_peak(device: torch.device, repeats: int = 3) -> dict[str, float]:
     return out
 
 
+# ---- memory estimates (before anything is allocated) -------------------------------------------------------
+
+
+def inference_bytes(config: ModelConfig, batch: int, params: int) -> int:
+    """Estimated peak of one configuration's measurements at a batch: the weights, a render of `batch` images
+    (with the encoder and inputs, a quarter more), and the cached modulations of the two edit images (each about
+    0.3 of a one-image render: 240 MB at 256 px)."""
+    return int(4 * params + 1.25 * config.render_bytes(batch) + 2 * 0.3 * config.render_bytes(1))
+
+
+def training_bytes(config: ModelConfig, batch: int, params: int) -> int:
+    """Estimated peak of a training iteration: G, E, D, their EMA copies, gradients and two Adam moments (about
+    six float32 copies of every parameter), activations kept for the backward passes (about four renders of the
+    batch), and 0.5 GB for a perceptual network."""
+    return int(6 * 4 * params + 4 * config.render_bytes(batch) + 0.5 * GB)
+
+
+def fit_batch(config: ModelConfig, wanted: int, params: int, budget: float) -> int:
+    """The largest batch <= wanted (halving) whose inference estimate fits the budget; 0 if not even batch 1."""
+    batch = wanted
+    while batch >= 1 and inference_bytes(config, batch, params) > budget:
+        batch = batch // 2 if batch > 1 else 0
+    return max(batch, 0)
+
+
+class OverBudget(Exception):
+    """A configuration whose estimated memory exceeds the bench's budget even at batch 1."""
+
+
 # ---- configurations --------------------------------------------------------------------------------------
 
 
@@ -225,7 +262,16 @@ def bench_config(name: str, opts: BenchOptions, peak: dict[str, float]) -> dict[
     from stylemapgan.editing import Editor, RectangleMask, rectangle_mask
 
     device = torch.device(opts.device)
+    budget = opts.memory_budget_gb * GB
+    if name in PRESETS or name in PRESET_ALIASES:  # checked before the networks are built
+        preset = PRESETS[PRESET_ALIASES.get(name, name)].model
+        counts = parameter_counts(preset)
+        need = inference_bytes(preset, 1, counts["generator"] + counts["encoder"])
+        if need > budget:
+            raise OverBudget(f"needs about {need / GB:.1f} GB at batch 1, over the {opts.memory_budget_gb:g} GB "
+                             "memory budget (--memory-budget-gb)")
     label, generator, encoder, source = load_config(name, device)
+    params = sum(p.numel() for p in (*generator.parameters(), *encoder.parameters()))
     set_impl(generator, opts.impl)
     set_impl(encoder, opts.impl)
     editor = Editor(generator, encoder, device=device, batch_size=1, backend=opts.backend, compile=opts.compile,
@@ -272,8 +318,12 @@ def bench_config(name: str, opts: BenchOptions, peak: dict[str, float]) -> dict[
     row["generator_peak_fraction"] = row["generator_gflops"] / peak["peak_gflops"]
     row["encoder_peak_fraction"] = row["encoder_gflops"] / peak["peak_gflops"]
 
-    if opts.throughput:
-        n = opts.throughput_batch
+    n = fit_batch(config, opts.throughput_batch, params, budget) if opts.throughput else 0
+    if opts.throughput and n < opts.throughput_batch:
+        need = inference_bytes(config, opts.throughput_batch, params) / GB
+        row["throughput_note"] = (f"batch {n} instead of {opts.throughput_batch}: batch {opts.throughput_batch} "
+                                  f"needs about {need:.1f} GB, over the {opts.memory_budget_gb:g} GB budget")
+    if n >= 1:
         batch_images = (torch.rand(n, 3, size, size, generator=gen) * 2 - 1).to(device)
         batch_maps = torch.randn(n, *config.stylemap_shape, generator=gen).to(device)
         t_repeats = max(1, repeats // 4) if heavy else max(2, repeats // 2)
@@ -323,6 +373,10 @@ def bench_training(preset: str, perceptual: str, opts: BenchOptions) -> dict[str
 
     config = preset_model(preset)
     batch = 16
+    need = training_bytes(config, batch, sum(parameter_counts(config).values()))
+    if need > opts.memory_budget_gb * GB:
+        raise OverBudget(f"needs about {need / GB:.1f} GB, over the {opts.memory_budget_gb:g} GB memory budget "
+                         "(--memory-budget-gb)")
     device = torch.device(opts.device)
     cfg = TrainConfig(batch=batch, perceptual=perceptual, num_workers=0)
     module = build_perceptual(perceptual)
@@ -357,6 +411,7 @@ def run_bench(configs: Sequence[str], opts: BenchOptions) -> Report:
         "torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
         "cpu": _cpu_name(), "dtype": opts.dtype, "backend": opts.backend, "compile": opts.compile,
         "impl": opts.impl, "load_before": list(os.getloadavg()), "python": platform.python_version(),
+        "memory_budget_gb": opts.memory_budget_gb, "throughput_batch": opts.throughput_batch,
     }
     if device.type == "cuda":
         meta["gpu"] = torch.cuda.get_device_name(device)
@@ -366,8 +421,11 @@ def run_bench(configs: Sequence[str], opts: BenchOptions) -> Report:
     for name in configs:
         try:
             with quiet_exporter_logs():  # --backend onnx exports the graphs first
-                report.results.append(bench_config(name, opts, peak))
-        except CheckpointError as exc:
+                row = bench_config(name, opts, peak)
+            report.results.append(row)
+            if "throughput_note" in row:
+                report.notes.append(f"{row['config']}: throughput at {row['throughput_note']}")
+        except (CheckpointError, OverBudget) as exc:
             report.notes.append(f"{name}: skipped ({exc})")
     if opts.training:
         for preset in opts.train_presets:
@@ -375,7 +433,7 @@ def run_bench(configs: Sequence[str], opts: BenchOptions) -> Report:
                 try:
                     with _progress(opts, f"training {preset} {kind}"):
                         report.training.append(bench_training(preset, kind, opts))
-                except ValueError as exc:  # e.g. LPIPS on a model smaller than 32 px
+                except (ValueError, OverBudget) as exc:  # e.g. LPIPS on a model smaller than 32 px
                     report.notes.append(f"training {preset} {kind}: skipped ({exc})")
     report.meta["load_after"] = list(os.getloadavg())
     report.meta["process_max_rss_mb"] = max_rss_mb()
@@ -395,7 +453,7 @@ def format_report(report: Report) -> str:
     lines = [
         f"stylemapgan bench: torch {m['torch']}, {m['device']} ({m.get('gpu', m['cpu'])}), threads {m['threads']}, "
         f"{m['dtype']}, backend {m['backend']}{', compiled' if m['compile'] else ''}, impl {m['impl']}, "
-        f"load average {load}",
+        f"load average {load}, memory budget {m.get('memory_budget_gb', DEFAULT_MEMORY_BUDGET_GB):g} GB",
         f"peak: matmul 2048^3 {p['matmul_gflops']:.0f} GFLOP/s, conv 512ch 3x3 32x32 (batch 1-4) "
         f"{p['conv_gflops']:.0f} GFLOP/s -> peak {p['peak_gflops']:.0f} GFLOP/s",
         "",
@@ -414,7 +472,7 @@ def format_report(report: Report) -> str:
         )
     lines.append("(batch 1 medians; edit = cached w_plus local edit via cached modulations, edit ref = the same "
                  "edit recomputed in full, edit w = w-mode edit; img/s at batch "
-                 f"{report.results[0].get('throughput_batch', 16) if report.results else 16})")
+                 f"{m.get('throughput_batch', 16)}, smaller where a note says so)")
     if report.training:
         lines += ["", f"{'training (batch 16)':<22}{'perceptual':<15}{'it/s':>8}{'s/it':>9}"]
         for t in report.training:

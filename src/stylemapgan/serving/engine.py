@@ -16,6 +16,8 @@ it), so on a busy CPU the edits get the cores first and the refine takes what is
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import logging
 import os
 import threading
@@ -50,6 +52,43 @@ def lower_thread_priority(niceness: int) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
     except OSError as exc:
         log.info("refine worker keeps its CPU priority (%s)", exc)
+
+
+class _JobWaiter(asyncio.Future):
+    """What a request awaits for a job on a worker thread. Cancelling it (the request went away) cancels the job at
+    once, in the same call: a job still queued then never runs. `asyncio.wrap_future` passes a cancellation on
+    only at the event loop's next turn, and meanwhile the worker could start the job (the race this closes)."""
+
+    def __init__(self, job: concurrent.futures.Future[Any], loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop=loop)
+        self._job = job
+
+    def cancel(self, msg: Any = None) -> bool:
+        self._job.cancel()  # a no-op once the job runs: its result is then dropped
+        return super().cancel(msg=msg)
+
+
+def _await_job(job: concurrent.futures.Future[T]) -> asyncio.Future[T]:
+    """An awaitable for `job` whose cancellation reaches the worker's queue at once (see `_JobWaiter`)."""
+    loop = asyncio.get_running_loop()
+    waiter = _JobWaiter(job, loop)
+
+    def copy_outcome(done: concurrent.futures.Future[T]) -> None:  # on the event loop
+        if waiter.done():
+            return
+        if done.cancelled():
+            asyncio.Future.cancel(waiter)
+        elif done.exception() is not None:
+            waiter.set_exception(done.exception())
+        else:
+            waiter.set_result(done.result())
+
+    def on_done(done: concurrent.futures.Future[T]) -> None:  # on the worker thread (or here, if cancelled)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody awaits the outcome
+            loop.call_soon_threadsafe(copy_outcome, done)
+
+    job.add_done_callback(on_done)
+    return waiter
 
 
 @dataclass(frozen=True)
@@ -125,7 +164,7 @@ class InferenceEngine:
         # request went away): a count kept inside `job` would leak then, until every request got Busy.
         future = self._executor.submit(job)
         future.add_done_callback(release)
-        return await asyncio.wrap_future(future)
+        return await _await_job(future)
 
     async def run_refine(self, fn: Callable[[Editor], T]) -> tuple[T, Timing]:
         """`fn(editor)` on a refine worker, beside the model worker (never holding it). The caller bounds how
@@ -149,7 +188,7 @@ class InferenceEngine:
 
         future = self._refine_executor.submit(job)
         future.add_done_callback(release)
-        return await asyncio.wrap_future(future)
+        return await _await_job(future)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

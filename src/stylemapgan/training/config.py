@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,18 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.batch < 1:
             raise ValueError(f"batch: must be >= 1, got {self.batch}")
+        if self.iters < 1:
+            raise ValueError(f"iters: must be >= 1, got {self.iters}")
+        for name in ("val_count", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "ema_decay", "r1_gamma", *(f.name for f in dataclasses.fields(self)
+                                                      if f.name.startswith("lambda_"))):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}: must be a finite number >= 0, got {value}")
+        if not 0 <= self.ema_decay <= 1:
+            raise ValueError(f"ema_decay: must be in [0, 1], got {self.ema_decay}")
         if self.perceptual not in PERCEPTUAL_KINDS:
             raise ValueError(f"perceptual: must be one of {PERCEPTUAL_KINDS}, got {self.perceptual!r}")
         for name in ("d_reg_every", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every", "val_every"):

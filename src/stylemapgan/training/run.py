@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import signal
 import sys
 import time
@@ -38,6 +39,9 @@ from stylemapgan.training.trainer import Trainer, TrainingDiverged
 from stylemapgan.utils.images import make_grid, save_png
 from stylemapgan.utils.precision import set_tf32
 
+# What `utils.files.atomic_write_bytes` leaves when killed mid-write (kill -9, power loss): `.NAME.XXXX.tmp`
+STALE_TEMP_GLOB = ".*.tmp"
+
 
 def checkpoint_path(run_dir: Path, iteration: int) -> Path:
     return run_dir / "checkpoints" / f"ckpt-{iteration:07d}.safetensors"
@@ -52,6 +56,27 @@ def latest_checkpoint(run_or_ckpt: str | Path) -> Path:
     if not found:
         raise CheckpointError(f"{path}: no checkpoint to resume from (expected {path}/checkpoints/{CHECKPOINT_GLOB})")
     return found[-1]
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the temporary files an interrupted atomic write left in a run's checkpoints/ and samples/ (never
+    read by anything: the write they belonged to did not happen). Returns what was removed."""
+    removed = []
+    for folder in (run_dir / "checkpoints", run_dir / "samples"):
+        for path in sorted(folder.glob(STALE_TEMP_GLOB)) if folder.is_dir() else []:
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def discard_failed_run_dir(run_dir: Path) -> bool:
+    """Remove a run directory that holds no checkpoint (a run that failed before its first save): it cannot be
+    resumed or released, and a leftover would look like a run. Returns whether it was removed."""
+    if run_dir.is_dir() and not any((run_dir / "checkpoints").glob(CHECKPOINT_GLOB)):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return True
+    return False
 
 
 class StopRequest:
@@ -115,6 +140,7 @@ class RunLogger:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+            self.tb = None
 
 
 @dataclass
@@ -153,6 +179,7 @@ class TrainingRun:
         if device.type == "cuda" and device.index is not None:
             torch.cuda.set_device(device)  # else helpers that use "the current device" (pin_memory) open cuda:0
         self.run_dir = Path(run_dir)
+        self.created_run_dir = not self.run_dir.exists()  # a failure before the first save removes it again
         self.val_data = val_data
         self.progress = progress and self.dist.is_main
         self.data_description = data_description or {}
@@ -213,6 +240,9 @@ class TrainingRun:
         if init_ckpt is not None:
             self.trainer.load_weights(init_ckpt.networks)
         self.cfg = train_config
+        if self.dist.is_main:
+            for path in remove_stale_temporaries(self.run_dir):
+                print(f"removed {path}, left by an interrupted write", file=sys.stderr)
         self.logger = RunLogger(self.run_dir, self.dist.is_main)
         if self.resume_record is not None:
             self.logger.event(**self.resume_record)
@@ -375,10 +405,16 @@ class TrainingRun:
                         barrier(self.dist)
                         break
         except TrainingDiverged as exc:
+            self.logger.close()
             if self.dist.is_main:
                 keep = latest_checkpoint(self.run_dir) if list((self.run_dir / "checkpoints").glob(
                     CHECKPOINT_GLOB)) else None
+                self.discard_if_failed()
                 raise TrainingDiverged(f"{exc}; stopped without saving; last good checkpoint: {keep}") from None
+            raise
+        except BaseException:
+            self.logger.close()
+            self.discard_if_failed()
             raise
         finally:
             if bar is not None:
@@ -387,6 +423,12 @@ class TrainingRun:
         if self.dist.is_main:
             self.write_samples()
         return RunResult(t.iteration, stopped, last)
+
+    def discard_if_failed(self) -> None:
+        """After a failure: the run directory goes if this run created it and saved no checkpoint into it."""
+        if self.created_run_dir and self.dist.is_main:
+            self.logger.close()
+            discard_failed_run_dir(self.run_dir)
 
     def close(self) -> None:
         shutdown(self.dist)

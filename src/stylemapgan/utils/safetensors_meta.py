@@ -30,6 +30,8 @@ def read_metadata(data: bytes) -> dict[str, str]:
         header = json.loads(data[8 : 8 + header_len])
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SafetensorsHeaderError(f"corrupt safetensors header ({exc})") from None
+    except RecursionError:  # e.g. [[[[...]]]] ten thousand deep
+        raise SafetensorsHeaderError("corrupt safetensors header (JSON nested too deeply)") from None
     if not isinstance(header, dict):
         raise SafetensorsHeaderError(f"corrupt safetensors header (a JSON {type(header).__name__}, not an object)")
     metadata = header.get("__metadata__") or {}

@@ -1,21 +1,15 @@
-"""Networks from a checkpoint (config + state dicts), with strict, named shape checks; fresh checkpoints."""
+"""Networks from a checkpoint (config + state dicts), with strict, named shape checks; fresh checkpoints.
+
+Which networks a checkpoint may hold, and their classes, come from the config's family (`checkpoint.families`).
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from stylemapgan.checkpoint.families import AnyConfig, ModelFamily, family_of
 from stylemapgan.checkpoint.format import Checkpoint, CheckpointError, default_provenance
-from stylemapgan.config import ModelConfig
-from stylemapgan.networks import Discriminator, Encoder, Generator
-
-NETWORK_CLASSES: dict[str, type[nn.Module]] = {
-    "g_ema": Generator,
-    "generator": Generator,
-    "e_ema": Encoder,
-    "encoder": Encoder,
-    "discriminator": Discriminator,
-}
 
 
 def _check(name: str, module: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
@@ -34,35 +28,41 @@ def _check(name: str, module: nn.Module, state: dict[str, torch.Tensor], where: 
         raise CheckpointError(f"{where}: network {name!r} does not match its config: " + "; ".join(problems))
 
 
-def check_state_dicts(config: ModelConfig, networks: dict[str, dict[str, torch.Tensor]], where: str) -> None:
+def network_class(family: ModelFamily, name: str, where: str) -> type[nn.Module]:
+    """The class of network `name` in a model of this family; CheckpointError for a name it does not have."""
+    try:
+        return family.networks[name]
+    except KeyError:
+        raise CheckpointError(
+            f"{where}: unknown network {name!r} for a {family.title} model (known: {', '.join(family.networks)})"
+        ) from None
+
+
+def check_state_dicts(config: AnyConfig, networks: dict[str, dict[str, torch.Tensor]], where: str) -> None:
     """Raise CheckpointError naming every missing, unexpected or mis-shaped key."""
+    family = family_of(config)
     with torch.device("meta"):
         for name, state in networks.items():
-            if name not in NETWORK_CLASSES:
-                raise CheckpointError(f"{where}: unknown network {name!r}")
-            _check(name, NETWORK_CLASSES[name](config), state, where)
+            _check(name, network_class(family, name, where)(config), state, where)
 
 
 def build_network(ckpt: Checkpoint, name: str, device: torch.device | str = "cpu") -> nn.Module:
     if name not in ckpt.networks:
         raise CheckpointError(f"checkpoint has no {name!r} network (has: {', '.join(sorted(ckpt.networks))})")
-    module = NETWORK_CLASSES[name](ckpt.config)
+    module = network_class(family_of(ckpt.config), name, "checkpoint")(ckpt.config)
     _check(name, module, ckpt.networks[name], "checkpoint")
     module.load_state_dict(ckpt.networks[name])
     return module.to(device).eval().requires_grad_(False)
 
 
-def fresh_checkpoint(config: ModelConfig, seed: int, source: str) -> Checkpoint:
-    """Newly initialised networks (seeded), G/E EMA copies equal to G/E."""
+def fresh_checkpoint(config: AnyConfig, seed: int, source: str) -> Checkpoint:
+    """Newly initialised networks (seeded, in the family's order), EMA copies equal to their networks."""
+    family = family_of(config)
     torch.manual_seed(seed)
-    g, e, d = Generator(config), Encoder(config), Discriminator(config)
-    networks = {
-        "generator": g.state_dict(),
-        "encoder": e.state_dict(),
-        "discriminator": d.state_dict(),
-        "g_ema": {k: v.clone() for k, v in g.state_dict().items()},
-        "e_ema": {k: v.clone() for k, v in e.state_dict().items()},
-    }
+    networks = {name: family.networks[name](config).state_dict() for name in family.trained}
+    for name, ema in family.trained.items():
+        if ema is not None:
+            networks[ema] = {k: v.clone() for k, v in networks[name].items()}
     provenance = default_provenance(source)
     provenance["seed"] = seed
     return Checkpoint(config, networks, provenance=provenance)

@@ -19,12 +19,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from stylemapgan.config import ConfigError, ModelConfig
+from stylemapgan.checkpoint.families import FAMILIES, AnyConfig, UnknownFamilyError, config_from_dict
+from stylemapgan.config import ConfigError
 from stylemapgan.utils.safetensors_meta import SafetensorsHeaderError, read_metadata
 
 FORMAT_NAME = "stylemapgan"
 FORMAT_VERSION = 1
-NETWORK_NAMES = ("g_ema", "e_ema", "generator", "encoder", "discriminator")
+NETWORK_NAMES = tuple(dict.fromkeys(name for family in FAMILIES.values() for name in family.networks))
 _TENSOR_REF = "__tensor__"
 
 
@@ -34,9 +35,10 @@ class CheckpointError(ValueError):
 
 @dataclass
 class Checkpoint:
-    """Config + weights (+ training state). `networks` maps a network name to its state dict."""
+    """Config + weights (+ training state). `networks` maps a network name to its state dict; which names a
+    checkpoint may hold depends on the config's family (`checkpoint.families`)."""
 
-    config: ModelConfig
+    config: AnyConfig
     networks: dict[str, dict[str, torch.Tensor]]
     training: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -135,11 +137,13 @@ def checkpoint_from_bytes(data: bytes, path: Path) -> Checkpoint:
             f"{path}: written by a newer stylemapgan (format {metadata['format_version']}); upgrade to read it"
         )
     try:
-        config = ModelConfig.from_dict(json.loads(metadata["config"]))
+        config = config_from_dict(json.loads(metadata["config"]))
         names = json.loads(metadata["networks"])
         provenance = json.loads(metadata.get("provenance", "{}"))
         training_skeleton = json.loads(metadata.get("training", "null"))
         extra_skeleton = json.loads(metadata.get("extra", "null"))
+    except UnknownFamilyError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     except (KeyError, json.JSONDecodeError, ConfigError, TypeError) as exc:
         raise CheckpointError(f"{path}: corrupt metadata ({exc})") from None
     networks: dict[str, dict[str, torch.Tensor]] = {name: {} for name in names}

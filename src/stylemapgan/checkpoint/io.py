@@ -1,4 +1,4 @@
-"""Checkpoint files: load either format (ours, or an official naver-ai/StyleMapGAN .pt, converted on the fly),
+"""Checkpoint files: load either format (ours, or an official .pt of either family, converted on the fly),
 save ours. Writes are atomic (temp file in the same folder, fsync, rename), so a crash never leaves a half file.
 
 The format itself is `checkpoint.format`; its names are re-exported here, where most callers look for them.
@@ -44,7 +44,7 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Load our checkpoint, or an official naver-ai/StyleMapGAN .pt file (converted on the fly)."""
+    """Load our checkpoint, or an official StyleMapGAN / SemanticStyleGAN .pt file (converted on the fly)."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file")

@@ -1,23 +1,34 @@
-"""Read checkpoints of the official naver-ai/StyleMapGAN code and map them onto our networks.
+"""Read checkpoints of the official code of either family and map them onto our networks.
 
-An official file is a `torch.save` dict ('g_ema', 'e_ema', optionally 'generator', 'encoder', 'discriminator',
-optimizer states) plus 'train_args', an argparse.Namespace. It is read with `torch.load(weights_only=True)`
-and only argparse.Namespace allow-listed, so loading it never runs code. Every key is mapped by a rule below;
-blur-kernel buffers are checked against ours and dropped; anything unmapped or mis-shaped is an error by name.
+Both are `torch.save` pickles, read with `torch.load(weights_only=True)` and only argparse.Namespace
+allow-listed, so loading one never runs code; which family a file is comes from its contents (`OFFICIAL_FORMATS`:
+a StyleMapGAN file has 'train_args', a SemanticStyleGAN one 'args' with 'seg_dim'). The SemanticStyleGAN
+mapping is `checkpoint.official_semantic`; the StyleMapGAN one is below.
+
+An official StyleMapGAN file is a dict ('g_ema', 'e_ema', optionally 'generator', 'encoder', 'discriminator',
+optimizer states) plus 'train_args', an argparse.Namespace. Every key is mapped by a rule below; blur-kernel buffers
+are checked against ours and dropped; anything unmapped or mis-shaped is an error by name.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from stylemapgan.checkpoint.build import check_state_dicts
+from stylemapgan.checkpoint.families import SEMANTICSTYLEGAN, STYLEMAPGAN, ModelFamily
 from stylemapgan.checkpoint.format import Checkpoint, CheckpointError, default_provenance
+from stylemapgan.checkpoint.official_semantic import (
+    convert_official_semantic,
+    is_official_semantic,
+    provenance_args,
+)
 from stylemapgan.config import ConfigError, ModelConfig
 from stylemapgan.ops import make_blur_kernel
 from stylemapgan.utils.files import file_sha256
@@ -176,18 +187,67 @@ def convert_official(raw: dict[str, Any], where: str) -> Checkpoint:
     return Checkpoint(config, networks)
 
 
-def load_official(path: str | Path) -> Checkpoint:
-    path = Path(path)
+def is_official_stylemapgan(raw: Any) -> bool:
+    return isinstance(raw, Mapping) and "train_args" in raw
+
+
+@dataclass(frozen=True)
+class OfficialFormat:
+    """One official checkpoint layout: how to recognise a loaded file, convert it, and which entry holds the
+    training arguments (kept, JSON-safe, in the provenance)."""
+
+    family: ModelFamily
+    matches: Callable[[Any], bool]
+    convert: Callable[[Any, str], Checkpoint]
+    args_key: str
+    provenance_key: str
+    provenance_args: Callable[[Any], dict[str, Any]]
+
+
+def _stylemapgan_args(args: Any) -> dict[str, Any]:
+    if not isinstance(args, argparse.Namespace):
+        return {}
+    return {k: v for k, v in vars(args).items() if isinstance(v, str | int | float | bool) or v is None}
+
+
+OFFICIAL_FORMATS = (
+    OfficialFormat(STYLEMAPGAN, is_official_stylemapgan, convert_official, "train_args", "official_train_args",
+                   _stylemapgan_args),
+    OfficialFormat(SEMANTICSTYLEGAN, is_official_semantic, convert_official_semantic, "args", "official_args",
+                   provenance_args),
+)
+
+
+def read_official(path: str | Path) -> Any:
+    """torch.load with weights_only and argparse.Namespace allow-listed; a one-line CheckpointError otherwise."""
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            raw = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... on bad files
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: cannot read as an official checkpoint ({first_line})") from None
-    ckpt = convert_official(raw, str(path))
+
+
+def official_format(raw: Any, where: str) -> OfficialFormat:
+    """Which official layout a loaded file is, from its contents."""
+    for fmt in OFFICIAL_FORMATS:
+        if fmt.matches(raw):
+            return fmt
+    keys = ", ".join(sorted(str(k) for k in raw)) if isinstance(raw, Mapping) else f"a {type(raw).__name__}"
+    raise CheckpointError(
+        f"{where}: not an official StyleMapGAN checkpoint (no 'train_args') nor an official SemanticStyleGAN one "
+        f"(no 'args' with 'seg_dim'); top level: {keys or 'empty'}"
+    )
+
+
+def load_official(path: str | Path) -> Checkpoint:
+    """An official .pt file of either family -> our Checkpoint (optimiser states dropped)."""
+    path = Path(path)
+    raw = read_official(path)
+    fmt = official_format(raw, str(path))
+    ckpt = fmt.convert(raw, str(path))
     ckpt.provenance = default_provenance(f"converted from official checkpoint {path.name}")
     ckpt.provenance["source_sha256"] = file_sha256(path)
-    ckpt.provenance["official_train_args"] = {
-        k: v for k, v in vars(raw["train_args"]).items() if isinstance(v, str | int | float | bool) or v is None
-    } if isinstance(raw["train_args"], argparse.Namespace) else {}
+    ckpt.provenance["official_code"] = fmt.family.title
+    ckpt.provenance[fmt.provenance_key] = fmt.provenance_args(raw[fmt.args_key])
     return ckpt

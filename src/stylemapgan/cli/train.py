@@ -10,9 +10,9 @@ import argparse
 import sys
 from typing import Any
 
+from stylemapgan.checkpoint.families import all_presets
 from stylemapgan.cli import CLIError
 from stylemapgan.training.config import PERCEPTUAL_KINDS, TrainConfig
-from stylemapgan.training.families import all_preset_names
 
 _TRAIN_OPTIONS: list[tuple[str, type, str]] = [
     ("lr", float, "Adam learning rate of G and E (D uses lr * k/(k+1); SemanticStyleGAN's G lr * p/(p+1), p the "
@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
              "(cartoon-faces, or prepare --labels DIR) with as many classes as the model",
     )
     p.add_argument("--outdir", required=True, help="run directory: checkpoints, logs, samples")
-    p.add_argument("--preset", default=None, choices=all_preset_names(),
+    p.add_argument("--preset", default=None, choices=list(all_presets()),
                    help="model preset of a new run (default paper-256; semantic-* presets train SemanticStyleGAN; "
                         "--resume and --init-from take the model config from the checkpoint)")
     p.add_argument("--iters", type=int, default=None,
@@ -144,10 +144,11 @@ def _checkpoint_config(path: Any) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from stylemapgan.checkpoint.families import find_preset
     from stylemapgan.data import open_dataset
     from stylemapgan.data.dataset import DataMismatchError
     from stylemapgan.data.lmdb_format import DatasetError
-    from stylemapgan.training.families import family_of, family_of_preset
+    from stylemapgan.training.families import training_family
     from stylemapgan.training.run import TrainingRun
     from stylemapgan.training.trainer import TrainingDiverged
 
@@ -155,7 +156,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError("--preset: the model config comes from the checkpoint with --resume/--init-from")
     if args.fresh_discriminator and not args.init_from:
         raise CLIError("--fresh-discriminator: only with --init-from")
-    family, preset = family_of_preset(args.preset or "paper-256")
+    _, preset = find_preset(args.preset or "paper-256")
+    family = training_family(preset.model)
     init_from = None
     if args.init_from:
         from stylemapgan.checkpoint.io import CheckpointError
@@ -168,9 +170,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     model_config = preset.model
     if args.resume or init_from:  # the family is the checkpoint's
         model_config = _checkpoint_config(args.resume or init_from)
-        family = family_of(model_config)
+        family = training_family(model_config)
     _check_options_fit(given_train_options(args), family.train_config, family.title, given_model_options(args),
-                       family.model_config)
+                       family.model.config_class)
     try:
         train_config = train_config_from_args(args, preset.batch, family.train_config)
     except ValueError as exc:

@@ -33,7 +33,7 @@ from stylemapgan.data.dataset import DataMismatchError, check_fits, collate_imag
 from stylemapgan.semantic import SemanticConfig
 from stylemapgan.training.config import RunConfig
 from stylemapgan.training.distributed import DistInfo, all_mean, barrier, init_from_env, shutdown
-from stylemapgan.training.families import build_trainer, family_of
+from stylemapgan.training.families import build_trainer, training_family
 from stylemapgan.training.trainer import TrainingDiverged
 from stylemapgan.utils.images import save_png
 from stylemapgan.utils.precision import set_tf32
@@ -202,7 +202,7 @@ class TrainingRun:
         if len(train_data) == 0:
             raise DataMismatchError("no training images")
         check_fits(collate_images([train_data[0]]).shape[-1], model_config.size)  # before anything is written
-        family_of(model_config).trainer.check_data(model_config, train_data)
+        training_family(model_config).trainer.check_data(model_config, train_data)
         if len(train_data) < train_config.batch:
             raise DataMismatchError(f"the dataset has {len(train_data)} training images, fewer than one batch of "
                                     f"{train_config.batch} (--batch)")
@@ -232,7 +232,7 @@ class TrainingRun:
         if unknown:
             raise ValueError(f"unknown model config field(s): {', '.join(unknown)}")
         differ = sorted(k for k, v in changes.items() if getattr(saved, k) != v)
-        fixed = [k for k in differ if k not in family_of(saved).train_config.RESUME_CHANGEABLE_MODEL]
+        fixed = [k for k in differ if k not in training_family(saved).train_config.RESUME_CHANGEABLE_MODEL]
         if fixed:
             raise ValueError(f"{path}: cannot change {', '.join(fixed)} when resuming (the saved weights fix it)")
         if not differ:
@@ -253,7 +253,7 @@ class TrainingRun:
         """The saved config with `changes` applied (default: only `iters` from `given`); the history grows by one
         record when something other than `iters` changes (model config changes included, and other training
         data: the batches then differ from an uninterrupted run's, which the card should say)."""
-        kind = family_of(model_was).train_config
+        kind = training_family(model_was).train_config
         saved = kind.from_dict(training["train_config"])
         self.history = list(training.get("history", []))
         changes = {"iters": given.iters} if changes is None else changes
@@ -299,7 +299,8 @@ class TrainingRun:
                            "device": str(t.device)})
         path = checkpoint_path(self.run_dir, t.iteration)
         training = {**t.training_state(), "history": self.history}
-        save_checkpoint(path, Checkpoint(t.model_config, t.networks_state(), training, provenance))
+        save_checkpoint(path, Checkpoint(t.model_config, t.networks_state(), training, provenance,
+                                         t.checkpoint_extra()))
         existing = sorted((self.run_dir / "checkpoints").glob(CHECKPOINT_GLOB))
         for old in existing[: -self.cfg.keep_checkpoints]:
             old.unlink(missing_ok=True)

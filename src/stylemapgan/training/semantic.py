@@ -206,6 +206,14 @@ class SemanticTrainer:
         hist = torch.bincount(labels.flatten(), minlength=self.model_config.seg_dim)[: self.model_config.seg_dim]
         return hist.double() / hist.sum()
 
+    def checkpoint_extra(self) -> dict[str, Any]:
+        """The class names of the training data's label maps (what `checkpoint.families.class_names` reads), when
+        the dataset names one per class."""
+        names = getattr(self.dataset, "part_names", None)
+        if isinstance(names, list | tuple) and len(names) == self.model_config.seg_dim:
+            return {"class_names": [str(n) for n in names]}
+        return {}
+
     @staticmethod
     def progress_fields(losses: dict[str, float]) -> dict[str, str]:
         return {"g": f"{losses['g_adv']:.3f}", "d": f"{losses['d_adv']:.3f}", "mask": f"{losses['mask']:.4f}"}

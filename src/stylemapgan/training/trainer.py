@@ -158,6 +158,11 @@ class Trainer:
         return values
 
     @staticmethod
+    def checkpoint_extra() -> dict[str, Any]:
+        """Nothing beyond config, networks and training state."""
+        return {}
+
+    @staticmethod
     def progress_fields(losses: dict[str, float]) -> dict[str, str]:
         """What the progress bar shows of an iteration's losses."""
         g_adv = f"{losses['g_adv']:.3f}" if "g_adv" in losses else "frozen"

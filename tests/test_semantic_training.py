@@ -107,6 +107,18 @@ def test_discriminator_and_generator_steps_update_the_right_networks() -> None:
     assert set(t.generator_step()) == {"g_adv"}  # weight 0: neither computed nor logged
 
 
+def test_flips_move_image_and_label_map_together() -> None:
+    flipped, plain = trainer(hflip=True), trainer(hflip=False)
+    (image, seg), (image0, seg0) = flipped.next_batch(), plain.next_batch()
+    kinds = []
+    for i in range(len(image)):
+        turned = torch.equal(image[i], image0[i].flip(2))
+        assert turned or torch.equal(image[i], image0[i])
+        assert torch.equal(seg[i], seg0[i].flip(2) if turned else seg0[i])
+        kinds.append(turned)
+    assert set(kinds) == {True, False}
+
+
 def test_path_length_is_taken_on_the_expanded_latents_and_tracks_its_mean(monkeypatch: pytest.MonkeyPatch) -> None:
     t = trainer()
     seen: list[tuple[int, ...]] = []

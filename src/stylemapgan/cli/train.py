@@ -31,8 +31,9 @@ _TRAIN_OPTIONS: list[tuple[str, type, str]] = [
     ("keep_checkpoints", int, "how many recent checkpoints to keep"),
     ("log_every", int, "iterations between JSONL/TensorBoard loss records"),
     ("sample_every", int, "iterations between sample grids"),
-    ("val_every", int, "iterations between validation MSE/LPIPS"),
-    ("val_count", int, "held-out images used for validation"),
+    ("val_every", int, "iterations between validation figures (StyleMapGAN: reconstruction MSE/LPIPS; "
+                       "SemanticStyleGAN: mask consistency and class coverage of fixed samples)"),
+    ("val_count", int, "held-out images (SemanticStyleGAN: also fixed samples) used for validation"),
     ("num_workers", int, "DataLoader workers per process"),
 ]
 # SemanticStyleGAN's own terms (spec section 8); defaults the official ones.
@@ -64,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="model preset of a new run (default paper-256; semantic-* presets train SemanticStyleGAN; "
                         "--resume and --init-from take the model config from the checkpoint)")
     p.add_argument("--iters", type=int, default=None,
-                   help="total iterations (default: 1.4M as the paper; on --resume, the run's saved total)")
+                   help="total iterations (default: the paper's, 1.4M for StyleMapGAN, 200,001 for SemanticStyleGAN; "
+                        "on --resume, the run's saved total)")
     p.add_argument("--batch", type=int, default=None, help="GLOBAL batch across all processes (default: preset's)")
     p.add_argument("--resume", default=None,
                    help="run directory or checkpoint to continue (restores everything, the model config included). "

@@ -66,6 +66,9 @@ RUNS: dict[str, str | None] = {
     "torchrun --nproc_per_node=8 -m stylemapgan train --data DATASET --outdir runs/ffhq --preset paper-256 "
     "--batch 16": "torchrun --nproc_per_node=2 -m stylemapgan train --data DATASET --outdir runs/ffhq --preset tiny "
     "--batch 2 --iters 1 --perceptual none",
+    "stylemapgan train --data DATASET --outdir runs/mine --init-from cartoon-faces --iters 100 --batch 8":
+        "stylemapgan train --data DATASET --outdir runs/mine --init-from cartoon-faces --iters 1 --batch 2 "
+        "--perceptual none",
     "stylemapgan serve": AS_WRITTEN,
     "stylemapgan serve --ckpt my.safetensors --gallery data/my-dataset --directions dirs.safetensors": AS_WRITTEN,
     "stylemapgan eval --data data/cartoon-faces-64 --metrics fid,kid,fid_lerp,recon,local_edit --num 1000 "

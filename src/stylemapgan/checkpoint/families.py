@@ -9,9 +9,9 @@ inference model needs, its presets and its parameter counts. Callers ask the reg
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -34,8 +34,17 @@ FAMILY_KEY = "family"  # the config dict's key; absent means StyleMapGAN
 
 AnyConfig = ModelConfig | SemanticConfig
 
-# (generator, z [N, D], truncation psi) -> (images [N, 3, H, W], segmentation logits [N, K, H, W] or None)
-Sampler = Callable[[nn.Module, torch.Tensor, float], tuple[torch.Tensor, torch.Tensor | None]]
+
+class SampleBatch(NamedTuple):
+    """What a family's plain sampler returns for a batch of z."""
+
+    images: torch.Tensor  # [N, 3, H, W] in about [-1, 1]
+    segmentation: torch.Tensor | None  # [N, K, H, W] class logits, for families that segment
+    latents: torch.Tensor  # what the images were rendered from (SemanticStyleGAN: W+ [N, n_latent, D])
+
+
+# (generator, z [M, D], truncation psi, batch size) -> one SampleBatch per `batch` rows of z, in order
+Sampler = Callable[[nn.Module, torch.Tensor, float, int], Iterator[SampleBatch]]
 
 
 class UnknownFamilyError(ConfigError):
@@ -52,7 +61,8 @@ class ModelFamily:
     roles: what an inference model needs: role ("generator", "encoder") -> network names, preferred first.
     no_editing: why the editing tools cannot open this family yet (None: they can).
     latent_dim: the config field holding the width of z (the seeds' random vectors).
-    sample: a plain eager sampler for families the editing tools cannot open (None: sample through the Editor).
+    sample: a plain eager sampler (`Sampler`) for families the editing tools cannot open (None: sample through
+        the Editor, with its runners and mean stylemap); truncation_center says what its truncation pulls towards.
     """
 
     name: str
@@ -66,6 +76,7 @@ class ModelFamily:
     latent_dim: str
     no_editing: str | None = None
     sample: Sampler | None = None
+    truncation_center: str = ""
 
     @property
     def editable(self) -> bool:
@@ -76,16 +87,18 @@ class ModelFamily:
 
 
 @torch.no_grad()
-def _sample_semantic(generator: nn.Module, z: torch.Tensor, truncation: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """SemanticStyleGAN: w from z, truncated towards the mean of 10,000 w (seed 0; the official scripts' centre),
-    rendered with the stored noise maps (deterministic)."""
+def _sample_semantic(generator: nn.Module, z: torch.Tensor, truncation: float, batch: int) -> Iterator[SampleBatch]:
+    """SemanticStyleGAN, plain eager PyTorch: w from z, truncated towards the mean of 10,000 w (seed 0, computed
+    once; the official scripts' centre), broadcast to W+ and rendered with the stored noise maps (deterministic)."""
     assert isinstance(generator, SemanticGenerator)
-    w = generator.mapping(z)
-    if truncation != 1.0:
-        mean = generator.mean_latent()
-        w = mean + truncation * (w - mean)
-    out = generator.synthesize(broadcast_w(generator.config, w), randomize_noise=False)
-    return out.image, out.segmentation
+    mean = generator.mean_latent() if truncation != 1.0 else None
+    for start in range(0, z.shape[0], batch):
+        w = generator.mapping(z[start : start + batch])
+        if mean is not None:
+            w = mean + truncation * (w - mean)
+        latents = broadcast_w(generator.config, w)
+        out = generator.synthesize(latents, randomize_noise=False)
+        yield SampleBatch(out.image, out.segmentation, latents)
 
 
 STYLEMAPGAN = ModelFamily(
@@ -118,6 +131,7 @@ SEMANTICSTYLEGAN = ModelFamily(
     latent_dim="style_dim",
     no_editing="this model has no encoder yet: editing arrives with issue 23",
     sample=_sample_semantic,
+    truncation_center="mean w of 10,000 z (seed 0)",
 )
 
 FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (STYLEMAPGAN, SEMANTICSTYLEGAN)}

@@ -1,5 +1,6 @@
 """Performance subcommands: bench (latency / throughput / FLOP efficiency / memory / training speed) and
-export-onnx (encoder, decoder and synthesis-from-modulations graphs for onnxruntime)."""
+export-onnx (StyleMapGAN: encoder, decoder and synthesis-from-modulations graphs; SemanticStyleGAN: W+ latents
+to image + segmentation; for onnxruntime)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-tune-alloc", action="store_true", help="leave glibc malloc as is (see perf.tuning)")
     p.set_defaults(handler=cmd_bench)
 
-    p = subparsers.add_parser("export-onnx", help="export encoder, decoder and synthesis-from-modulations to ONNX")
+    p = subparsers.add_parser(
+        "export-onnx", help="export the model to ONNX (StyleMapGAN: encoder, decoder, synthesis; SemanticStyleGAN: "
+        "W+ latents -> image + segmentation)"
+    )
     p.add_argument("--ckpt", default=None, help="checkpoint or bundled model name (default: the bundled model)")
     p.add_argument("--outdir", required=True)
     p.add_argument("--opset", type=int, default=None)
@@ -84,28 +88,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    import torch
-
-    from stylemapgan.checkpoint import load_editing_model
+    """The ONNX graphs of the model's family (`runtime.export_model_onnx`): StyleMapGAN encoder, decoder and
+    synthesis; SemanticStyleGAN W+ latents -> image + segmentation."""
+    from stylemapgan.checkpoint import load_inference_model
+    from stylemapgan.cli import CLIError
     from stylemapgan.models import resolve_checkpoint
-    from stylemapgan.runtime import DEFAULT_OPSET, OnnxModels, TorchRunner, export_onnx, onnxruntime_available
+    from stylemapgan.runtime import (
+        DEFAULT_OPSET,
+        OnnxExportError,
+        check_model_onnx,
+        export_model_onnx,
+        onnxruntime_available,
+    )
 
     path = resolve_checkpoint(args.ckpt)
-    model = load_editing_model(path, "cpu")
-    paths = export_onnx(model.generator, model.encoder, args.outdir, opset=args.opset or DEFAULT_OPSET)
+    model = load_inference_model(path, "cpu")
+    try:
+        paths = export_model_onnx(model, args.outdir, opset=args.opset or DEFAULT_OPSET)
+    except OnnxExportError as exc:
+        raise CLIError(str(exc)) from None
     for name, file in paths.items():
         print(f"{name}: {file} ({file.stat().st_size / 2**20:.1f} MB)")
     if args.check:
         if not onnxruntime_available():
             print("onnxruntime is not installed (pip install 'stylemapgan[onnx]'); skipped --check", file=sys.stderr)
             return 2
-        models = OnnxModels(args.outdir)
-        config = model.config
-        gen = torch.Generator().manual_seed(0)
-        images = torch.rand(2, 3, config.size, config.size, generator=gen) * 2 - 1
-        eager = TorchRunner(model.generator, model.encoder)  # the reference: eager fp32 PyTorch
-        sm = eager.encode(images)
-        diff_e = (models.encode(images) - sm).abs().max().item()
-        diff_d = (models.decode(sm) - eager.decode(sm)).abs().max().item()
-        print(f"onnxruntime vs PyTorch, max abs difference: encoder {diff_e:.2e}, decoder {diff_d:.2e}")
+        diffs = check_model_onnx(model, args.outdir)
+        print("onnxruntime vs PyTorch, max abs difference: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
     return 0

@@ -193,10 +193,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pti-lr", type=float, default=3e-4)
     p.set_defaults(handler=_user_errors(cmd_project))
 
-    p = subparsers.add_parser("generate", help="random images (and their stylemaps) from seeds")
+    p = subparsers.add_parser(
+        "generate", help="random images from seeds (with their stylemaps; SemanticStyleGAN: segmentations, latents)"
+    )
     _add_model_options(p)
     p.add_argument("--seeds", required=True, help="seeds and ranges, e.g. 0-7,12")
-    p.add_argument("--trunc", type=float, default=1.0, help="truncation towards the mean stylemap (paper: 0.7)")
+    p.add_argument("--trunc", type=float, default=1.0,
+                   help="truncation towards the mean stylemap (SemanticStyleGAN: the mean w) (paper: 0.7)")
     p.set_defaults(handler=_user_errors(cmd_generate))
 
     p = subparsers.add_parser("edit", help="local editing: paste masked regions of references into sources")
@@ -324,11 +327,20 @@ def cmd_project(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    """Random images from seeds. A model the editing tools open (StyleMapGAN) is sampled through the Editor (its
+    runners and mean stylemap; stylemaps saved as .npz); another family (SemanticStyleGAN, until it has an
+    encoder) through its plain eager sampler from the family registry (`_generate_plain`)."""
+    from stylemapgan.checkpoint.io import read_family
     from stylemapgan.editing import parse_seeds
     from stylemapgan.editing.images import save_image, save_stylemap
+    from stylemapgan.models import resolve_checkpoint
     from stylemapgan.utils.images import make_grid, save_png
 
     seeds = parse_seeds(args.seeds)
+    args.ckpt = str(resolve_checkpoint(args.ckpt))
+    family = read_family(args.ckpt)
+    if not family.editable:
+        return _generate_plain(args, seeds)
     editor = _open_editor(args)
     out = _outdir(args)
     outputs: list[str] = []
@@ -347,6 +359,66 @@ def cmd_generate(args: argparse.Namespace) -> int:
     _write_record(out / "generate.json", args, editor, [{"seeds": seeds}], outputs,
                   truncation={"psi": args.trunc, "center": editor.mean_stylemap_source},
                   z="torch.randn(latent_channels) from torch.Generator().manual_seed(seed), per seed")
+    return 0
+
+
+def _generate_plain(args: argparse.Namespace, seeds: list[int]) -> int:
+    """Eager PyTorch sampling for a family without an Editor (no runners, no compiled or ONNX backends): per seed
+    `seedNNNN.png`, the segmentation as a colour map `seedNNNN_seg.png` (a palette PNG: pixel = class index, 0 =
+    background) when the family segments, and the latents it was rendered from as `seedNNNN.npy` (SemanticStyleGAN:
+    W+ [1, n_latent, D], the official saved-latent format)."""
+    import math
+    from types import SimpleNamespace
+
+    from stylemapgan.checkpoint import load_inference_model
+    from stylemapgan.checkpoint.families import class_names
+    from stylemapgan.checkpoint.io import file_sha256
+    from stylemapgan.editing.images import save_image
+    from stylemapgan.semantic.io import class_color, latents_npy, segmentation_png
+    from stylemapgan.utils.files import atomic_write_bytes
+    from stylemapgan.utils.images import make_grid, save_png
+
+    if args.batch < 1:
+        raise CLIError(f"--batch: must be >= 1, got {args.batch}")
+    device = resolve_device(args.device)
+    model = load_inference_model(args.ckpt, device)
+    family = model.family
+    if family.sample is None:
+        raise CLIError(f"{args.ckpt}: a {family.title} model has no sampler")
+    dim = family.z_dim(model.config)
+    z = torch.stack([torch.randn(dim, generator=torch.Generator().manual_seed(s)) for s in seeds]).to(device)
+    out = _outdir(args)
+    outputs: list[str] = []
+    all_images = []
+    segmenting = False
+    batches = family.sample(model.generator, z, args.trunc, args.batch)
+    done = 0
+    for batch in tqdm(batches, total=math.ceil(len(seeds) / args.batch), desc="generate", disable=_bars_off(args)):
+        for i in range(batch.images.shape[0]):
+            stem = f"seed{seeds[done + i]:04d}"
+            save_image(out / f"{stem}.png", batch.images[i].cpu())
+            outputs.append(f"{stem}.png")
+            if batch.segmentation is not None:
+                atomic_write_bytes(out / f"{stem}_seg.png", segmentation_png(batch.segmentation[i]))
+                outputs.append(f"{stem}_seg.png")
+                segmenting = True
+            atomic_write_bytes(out / f"{stem}.npy", latents_npy(batch.latents[i : i + 1]))
+            outputs.append(f"{stem}.npy")
+        done += batch.images.shape[0]
+        all_images.append(batch.images.cpu())
+    save_png(out / "grid.png", make_grid(torch.cat(all_images)))
+    outputs.append("grid.png")
+    extra: dict[str, Any] = {}
+    if segmenting:
+        names = class_names(model.config, model.checkpoint.extra)
+        extra["classes"] = [
+            {"index": k, "name": names[k] if names else None, "color": "#{:02x}{:02x}{:02x}".format(*class_color(k))}
+            for k in range(int(model.config.seg_dim))
+        ]
+    source = SimpleNamespace(device=device, model_id="sha256:" + file_sha256(args.ckpt), config=model.config)
+    _write_record(out / "generate.json", args, source, [{"seeds": seeds}], outputs,
+                  family=family.name, truncation={"psi": args.trunc, "center": family.truncation_center},
+                  z=f"torch.randn({family.latent_dim}) from torch.Generator().manual_seed(seed), per seed", **extra)
     return 0
 
 

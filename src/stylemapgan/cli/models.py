@@ -1,4 +1,7 @@
-"""Model subcommands: info, init, convert."""
+"""Model subcommands: info, init, convert, release.
+
+info, init and convert work for every model family: presets, parameter counts and networks come from the
+family registry (`stylemapgan.checkpoint.families`), and the family of a file from the file itself."""
 
 from __future__ import annotations
 
@@ -6,28 +9,38 @@ import argparse
 import json
 from pathlib import Path
 
-from stylemapgan.checkpoint import Checkpoint, fresh_checkpoint, load_checkpoint, save_checkpoint
+from stylemapgan.checkpoint import (
+    AnyConfig,
+    Checkpoint,
+    all_presets,
+    family_of,
+    find_preset,
+    fresh_checkpoint,
+    load_checkpoint,
+    parameter_counts,
+    save_checkpoint,
+)
 from stylemapgan.checkpoint.io import default_provenance, file_sha256
-from stylemapgan.config import PRESETS, ModelConfig, get_preset
-from stylemapgan.networks import parameter_counts
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("info", help="print a model's config, parameter counts and provenance")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("ckpt", nargs="?", help="checkpoint file (ours or official)")
-    src.add_argument("--preset", choices=sorted(PRESETS), help="describe a named preset instead")
+    src.add_argument("--preset", choices=sorted(all_presets()), help="describe a named preset instead")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(handler=cmd_info)
 
     p = subparsers.add_parser("init", help="write a freshly initialised checkpoint (seeded)")
     p.add_argument("out", help="output checkpoint path (.safetensors)")
-    p.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    p.add_argument("--preset", required=True, choices=sorted(all_presets()))
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_init)
 
-    p = subparsers.add_parser("convert", help="convert an official naver-ai/StyleMapGAN .pt checkpoint to ours")
-    p.add_argument("official", help="official checkpoint (.pt)")
+    p = subparsers.add_parser(
+        "convert", help="convert an official StyleMapGAN or SemanticStyleGAN .pt checkpoint to ours"
+    )
+    p.add_argument("official", help="official checkpoint (.pt; the family is read from its contents)")
     p.add_argument("out", help="output checkpoint path (.safetensors)")
     p.set_defaults(handler=cmd_convert)
 
@@ -41,9 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_release)
 
 
-def describe(config: ModelConfig, provenance: dict, networks: list[str], source: str) -> dict:
+def describe(config: AnyConfig, provenance: dict, networks: list[str], source: str) -> dict:
     return {
         "source": source,
+        "family": family_of(config).name,
         "config": config.to_dict(),
         "parameters": parameter_counts(config),
         "networks_in_file": networks,
@@ -53,21 +67,25 @@ def describe(config: ModelConfig, provenance: dict, networks: list[str], source:
 
 def cmd_info(args: argparse.Namespace) -> int:
     if args.preset:
-        preset = get_preset(args.preset)
-        info = describe(preset.model, {"preset": preset.name, "description": preset.description}, [],
+        _, preset = find_preset(args.preset)
+        config = preset.model
+        info = describe(config, {"preset": preset.name, "description": preset.description}, [],
                         f"preset {preset.name}")
     else:
         ckpt = load_checkpoint(args.ckpt)
-        info = describe(ckpt.config, ckpt.provenance, sorted(ckpt.networks), str(args.ckpt))
+        config = ckpt.config
+        info = describe(config, ckpt.provenance, sorted(ckpt.networks), str(args.ckpt))
         if ckpt.training is not None:
             info["training"] = {k: v for k, v in ckpt.training.items() if isinstance(v, int | float | str)}
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     print(f"source: {info['source']}")
+    print(f"family: {family_of(config).title}")
     print("config:")
     for key, value in info["config"].items():
-        print(f"  {key}: {value}")
+        if key != "family":
+            print(f"  {key}: {value}")
     print("parameters:")
     for name, count in info["parameters"].items():
         print(f"  {name:<14} {count / 1e6:8.2f}M  ({count:,})")
@@ -82,7 +100,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    preset = get_preset(args.preset)
+    _, preset = find_preset(args.preset)
     ckpt = fresh_checkpoint(preset.model, args.seed, f"init --preset {preset.name} --seed {args.seed}")
     save_checkpoint(args.out, ckpt)
     print(f"wrote {args.out}")
@@ -95,7 +113,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if not ckpt.provenance.get("source", "").startswith("converted from official"):
         ckpt.provenance = {**default_provenance(f"copied from {src.name}"), "source_sha256": file_sha256(src)}
     save_checkpoint(args.out, Checkpoint(ckpt.config, ckpt.networks, None, ckpt.provenance))
-    print(f"converted {src} -> {args.out} (networks: {', '.join(sorted(ckpt.networks))})")
+    print(f"converted {src} -> {args.out} ({family_of(ckpt.config).title}; networks: "
+          f"{', '.join(sorted(ckpt.networks))})")
     return 0
 
 

@@ -1,13 +1,18 @@
 """Running the models: the runners the `Editor` and the CLI call the networks through (eager PyTorch, bf16
-autocast, torch.compile, onnxruntime), and the ONNX export they run. Imports only config and networks."""
+autocast, torch.compile, onnxruntime), and the ONNX export they run (both model families: `export_model_onnx`)."""
 
 from stylemapgan.runtime.backends import BACKENDS, make_runner
 from stylemapgan.runtime.onnx import (
     DEFAULT_OPSET,
     ONNX_FILES,
+    SEMANTIC_ONNX_FILE,
+    OnnxExportError,
     OnnxModels,
     OnnxRunner,
+    check_model_onnx,
+    export_model_onnx,
     export_onnx,
+    export_semantic_onnx,
     modulation_shapes,
     onnxruntime_available,
 )
@@ -19,10 +24,15 @@ __all__ = [
     "DTYPES",
     "MEAN_STYLEMAP_COUNT",
     "ONNX_FILES",
+    "SEMANTIC_ONNX_FILE",
+    "OnnxExportError",
     "OnnxModels",
     "OnnxRunner",
     "TorchRunner",
+    "check_model_onnx",
+    "export_model_onnx",
     "export_onnx",
+    "export_semantic_onnx",
     "make_runner",
     "mean_stylemap",
     "modulation_shapes",

@@ -8,6 +8,10 @@ Three graphs, each with a dynamic batch axis:
   local edit runs after blending modulations (see `editing.fast_edit`).
 plus manifest.json (model config, input names and shapes, opset) so a runner needs no PyTorch model.
 
+SemanticStyleGAN (`export_semantic_onnx`): one graph, semantic.onnx: W+ latents [N, n_latent, D] -> image
+[N, 3, size, size] and segmentation [N, K, size, size], rendered with the stored noise maps (deterministic), plus
+manifest.json. `export_model_onnx` picks the export of a model's family (`FAMILY_EXPORTS`).
+
 Export uses torch.export (`dynamo=True`, which needs onnxscript); the fast layers skip their caches and in-place
 shortcuts while exporting, so the graph is the plain math. `onnx` / `onnxruntime` / `onnxscript` are the
 optional extra `stylemapgan[onnx]`.
@@ -29,12 +33,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from stylemapgan.checkpoint.families import SEMANTICSTYLEGAN, STYLEMAPGAN
+from stylemapgan.checkpoint.models import InferenceModel
 from stylemapgan.config import ModelConfig
 from stylemapgan.networks import Encoder, Generator
 from stylemapgan.runtime.runner import TorchRunner
+from stylemapgan.semantic import SemanticGenerator
 
 ONNX_FILES = {"encoder": "encoder.onnx", "decoder": "decoder.onnx", "synthesis": "synthesis.onnx"}
+SEMANTIC_ONNX_FILE = "semantic.onnx"
 DEFAULT_OPSET = 18
+
+
+class OnnxExportError(RuntimeError):
+    """torch.onnx could not export a graph; the message is one line naming the graph and torch's reason."""
 
 
 def onnxruntime_available() -> bool:
@@ -66,17 +78,122 @@ def modulation_shapes(generator: Generator) -> list[tuple[int, int, int]]:
     return [(2 * m.in_channels, r, r) for m, r in zip(layers, config.style_resolutions, strict=True)]
 
 
-def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, inputs: list[str], output: str,
+def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, inputs: list[str], output: str | list[str],
             opset: int, varargs: bool = False) -> None:
     batch = torch.export.Dim("batch", min=1, max=4096)
     shapes: tuple[Any, ...] = tuple({0: batch} for _ in args)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, args, str(path), input_names=inputs, output_names=[output],
+            module, args, str(path), input_names=inputs, output_names=[output] if isinstance(output, str) else output,
             dynamic_shapes=(shapes,) if varargs else shapes, opset_version=opset, dynamo=True,
             external_data=False, verbose=False,
         )
+
+
+class _SemanticRender(nn.Module):
+    """W+ latents -> (image, segmentation) with the stored noise maps."""
+
+    def __init__(self, generator: SemanticGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.generator.synthesize(latents, randomize_noise=False)
+        return out.image, out.segmentation
+
+
+@torch.no_grad()
+def export_semantic_onnx(
+    generator: SemanticGenerator, outdir: str | os.PathLike[str], *, opset: int = DEFAULT_OPSET
+) -> dict[str, Path]:
+    """Write semantic.onnx (W+ latents -> image, segmentation; fp32, CPU) and manifest.json into `outdir`.
+
+    Raises OnnxExportError (one line) when torch.onnx cannot export the graph."""
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    g = copy.deepcopy(generator).cpu().float().eval().requires_grad_(False)
+    config = g.config
+    path = out / SEMANTIC_ONNX_FILE
+    latents = torch.randn(2, config.n_latent, config.style_dim)
+    try:
+        _export(_SemanticRender(g), (latents,), path, ["latents"], ["image", "segmentation"], opset)
+    except Exception as exc:  # torch.export / onnxscript raise many types; the first line says what failed
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OnnxExportError(f"{path.name}: torch.onnx could not export the SemanticStyleGAN generator ({first})") \
+            from None
+    manifest = {
+        "format": "stylemapgan-onnx/1",
+        "config": config.to_dict(),
+        "opset": opset,
+        "files": {"semantic": path.name},
+        "inputs": {"latents": ["N", config.n_latent, config.style_dim]},
+        "outputs": {"image": ["N", 3, config.size, config.size],
+                    "segmentation": ["N", config.seg_dim, config.size, config.size]},
+        "noise": "the stored noise maps (deterministic)",
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return {"semantic": path}
+
+
+def _export_stylemapgan(model: InferenceModel, outdir: Path, opset: int) -> dict[str, Path]:
+    return export_onnx(model.networks["generator"], model.networks["encoder"], outdir, opset=opset)
+
+
+def _export_semantic(model: InferenceModel, outdir: Path, opset: int) -> dict[str, Path]:
+    generator = model.networks["generator"]
+    assert isinstance(generator, SemanticGenerator)
+    return export_semantic_onnx(generator, outdir, opset=opset)
+
+
+def _check_stylemapgan(model: InferenceModel, folder: Path) -> dict[str, float]:
+    generator, encoder = model.networks["generator"], model.networks["encoder"]
+    assert isinstance(generator, Generator) and isinstance(encoder, Encoder)
+    models = OnnxModels(folder)
+    gen = torch.Generator().manual_seed(0)
+    size = generator.config.size
+    images = torch.rand(2, 3, size, size, generator=gen) * 2 - 1
+    eager = TorchRunner(generator, encoder)  # the reference: eager fp32 PyTorch
+    sm = eager.encode(images)
+    return {"encoder": (models.encode(images) - sm).abs().max().item(),
+            "decoder": (models.decode(sm) - eager.decode(sm)).abs().max().item()}
+
+
+@torch.no_grad()
+def _check_semantic(model: InferenceModel, folder: Path) -> dict[str, float]:
+    import onnxruntime as ort
+
+    generator = model.networks["generator"]
+    assert isinstance(generator, SemanticGenerator)
+    g = copy.deepcopy(generator).cpu().float().eval()
+    session = ort.InferenceSession(str(folder / SEMANTIC_ONNX_FILE), providers=["CPUExecutionProvider"])
+    latents = torch.randn(3, g.config.n_latent, g.config.style_dim, generator=torch.Generator().manual_seed(0))
+    image, segmentation = session.run(None, {"latents": latents.numpy()})
+    eager = g.synthesize(latents, randomize_noise=False)
+    return {"image": (torch.from_numpy(image) - eager.image).abs().max().item(),
+            "segmentation": (torch.from_numpy(segmentation) - eager.segmentation).abs().max().item()}
+
+
+# family name (from the registry) -> (export, check against eager PyTorch) of a model of that family
+FAMILY_EXPORTS = {
+    STYLEMAPGAN.name: (_export_stylemapgan, _check_stylemapgan),
+    SEMANTICSTYLEGAN.name: (_export_semantic, _check_semantic),
+}
+
+
+def export_model_onnx(
+    model: InferenceModel, outdir: str | os.PathLike[str], *, opset: int = DEFAULT_OPSET
+) -> dict[str, Path]:
+    """The ONNX graphs of a model of any family (see the module docstring); returns name -> path."""
+    export, _ = FAMILY_EXPORTS[model.family.name]
+    return export(model, Path(outdir), opset)
+
+
+def check_model_onnx(model: InferenceModel, outdir: str | os.PathLike[str]) -> dict[str, float]:
+    """Run the exported graphs in onnxruntime on fixed random inputs: max abs difference from eager fp32 PyTorch,
+    per output (StyleMapGAN: encoder, decoder; SemanticStyleGAN: image, segmentation)."""
+    _, check = FAMILY_EXPORTS[model.family.name]
+    return check(model, Path(outdir))
 
 
 @torch.no_grad()

@@ -142,6 +142,9 @@ def config_from_official_args(args: Mapping[str, Any]) -> SemanticConfig:
 
     style_dim is `latent` and n_mlp is hard-coded 8 in train.py; lr_mlp is the class default (make_model does
     not pass it); residual_refine and transparent_dims default off / empty like the official argument parser.
+    `channel_base` / `channel_max` (our width extension) are read when present: official files never carry
+    them, so they get the official channel table, while a narrow model of ours can be written in the official
+    layout (tests do this to keep official-layout files small).
     """
     fields = dict(
         size=int(args["size"]), seg_dim=int(args["seg_dim"]), style_dim=int(args.get("latent", 512)),
@@ -154,6 +157,10 @@ def config_from_official_args(args: Mapping[str, Any]) -> SemanticConfig:
         transparent_dims=tuple(int(d) for d in (args.get("transparent_dims") or ())),
         channel_multiplier=int(args.get("channel_multiplier", 2)),
     )
+    if args.get("channel_base") is not None:
+        fields["channel_base"] = int(args["channel_base"])
+    if args.get("channel_max") is not None:
+        fields["channel_max"] = int(args["channel_max"])
     return SemanticConfig(**fields)
 
 

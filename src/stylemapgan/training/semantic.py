@@ -36,7 +36,7 @@ from stylemapgan.data.dataset import (
     fit_to_model,
 )
 from stylemapgan.semantic import DualBranchDiscriminator, SemanticConfig, SemanticGenerator
-from stylemapgan.semantic.colors import colorize_segmentation
+from stylemapgan.semantic.io import class_color
 from stylemapgan.semantic.objective import (
     mask_consistency_loss,
     path_lengths,
@@ -53,6 +53,12 @@ from stylemapgan.training.trainer import ema_update, finite_losses, set_requires
 from stylemapgan.utils.images import make_grid
 
 PATH_DECAY = 0.01  # the running mean of path lengths moves this far towards each batch's mean (official)
+
+
+def colorize_segmentation(segmentation: torch.Tensor) -> torch.Tensor:
+    """Segmentation [N, K, H, W] -> its argmax in the class colours of `generate` ([N, 3, H, W] in [-1, 1])."""
+    palette = torch.tensor([class_color(k) for k in range(segmentation.shape[1])], device=segmentation.device)
+    return palette[segmentation.argmax(1)].permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 @dataclass(frozen=True)

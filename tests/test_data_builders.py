@@ -16,6 +16,7 @@ import torch
 
 from stylemapgan.cli import main
 from stylemapgan.data import DatasetError, PreparedDataset, build_dataset, read_meta
+from stylemapgan.data.builders.common import default_test_count
 from stylemapgan.data.builders.fashion_mnist import DEBIAN_DIR, read_idx
 from stylemapgan.data.lmdb_format import shared_env
 
@@ -217,8 +218,8 @@ def test_fashion_mnist_from_fake_idx(tmp_path: Path) -> None:
     train_y, test_y = rng.integers(0, 10, 12, dtype=np.uint8), rng.integers(0, 10, 5, dtype=np.uint8)
     _write_idx(src, train, train_y, "train")
     _write_idx(src, test, test_y, "t10k")
-    a = build_dataset("fashion-mnist", tmp_path / "a", source=src, count=10, progress=False, log=quiet)
-    b = build_dataset("fashion-mnist", tmp_path / "b", source=src, count=10, progress=False, log=quiet)
+    a = build_dataset("fashion-mnist", tmp_path / "a", source=src, count=10, test_count=5, progress=False, log=quiet)
+    b = build_dataset("fashion-mnist", tmp_path / "b", source=src, count=10, test_count=5, progress=False, log=quiet)
     assert all_values(a) == all_values(b)
     meta = read_meta(a)
     assert meta["splits"] == {"train": 10, "test": 5} and meta["sizes"] == [32] and meta["licence"].startswith("MIT")
@@ -240,6 +241,11 @@ def test_fashion_mnist_from_fake_idx(tmp_path: Path) -> None:
         "fashion-mnist", tmp_path / "c", source=src, count=2, test_count=0, sizes=(64,), progress=False, log=quiet
     )
     assert PreparedDataset(big, 64)[0].shape == (3, 64, 64)
+    # without --test-count: the whole test split, or a tenth of --count (issue 20: --count 200 built 1,000 tests)
+    whole = build_dataset("fashion-mnist", tmp_path / "w", source=src, progress=False, log=quiet)
+    assert read_meta(whole)["splits"] == {"train": 12, "test": 5}
+    small = build_dataset("fashion-mnist", tmp_path / "s", source=src, count=10, progress=False, log=quiet)
+    assert read_meta(small)["splits"] == {"train": 10, "test": 1}
     # bad files are named in the error
     (src / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x03" + bytes(8)))
     with pytest.raises(DatasetError, match=r"t10k-labels-idx1-ubyte\.gz: idx magic"):
@@ -272,3 +278,11 @@ def test_builders_reject_sizes_and_filters_they_cannot_make(tmp_path: Path, name
         with pytest.raises(DatasetError, match="resize filter must be one of"):
             build_dataset(name, tmp_path / "out", sizes=(32,), resize_filter="bicubic")
     assert not (tmp_path / "out").exists()
+
+
+def test_default_test_count_scales_with_count() -> None:
+    assert default_test_count(None, 1000) == 1000  # the builder's full test split
+    assert default_test_count(200, 1000) == 20  # `datasets build cartoon-faces --count 200`: 20 test faces
+    assert default_test_count(10000, 1000) == 1000  # the bundled model's 10,000 + 1,000
+    assert default_test_count(30000, 1000) == 1000  # capped at the full split
+    assert default_test_count(5, 1000) == 1  # at least one held-out image

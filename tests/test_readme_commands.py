@@ -87,7 +87,7 @@ RUNS: dict[str, str | None] = {
     "stylemapgan interpolate test:0 test:5 --frames 8 --outdir out/lerp": AS_WRITTEN,
     "stylemapgan attribute test:0 --directions src/stylemapgan/assets/models/cartoon-faces-directions.safetensors "
     "--attribute has_glasses --strength=-5,0,10,20 --outdir out/attr": AS_WRITTEN,
-    "stylemapgan bench --json bench.json": "stylemapgan bench --json bench.json --config shipped --no-throughput "
+    "stylemapgan bench --out bench.json": "stylemapgan bench --out bench.json --config shipped --no-throughput "
     "--no-training --repeats 1",  # every default config with training peaks at several GB and takes minutes
     "stylemapgan export-onnx --ckpt M --outdir onnx/": AS_WRITTEN,
     "python benchmarks/bench_networks.py": "python benchmarks/bench_networks.py --presets tiny --repeats 1",

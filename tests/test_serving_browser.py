@@ -319,7 +319,7 @@ def test_paint_edit_and_download_in_chromium(server_url: str, browser_page: Any,
     # noise reconstructs far worse than the (claimed) typical error: the page says so and suggests Refine
     warning = page.text_content("#domain-warning") or ""
     assert page.locator("#domain-warning").is_visible()
-    assert "unlike the images this model was trained on" in warning and "Refine source" in warning
+    assert "unlike what the model was trained on" in warning and "Refine in the web editor" in warning
     assert not errors, errors
 
 

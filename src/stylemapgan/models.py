@@ -2,7 +2,8 @@
 
 A bundled model is `assets/models/<name>.safetensors` (EMA generator + encoder only, with its card in the
 file's provenance and `<name>.md` beside it). Names resolve before paths, so `--ckpt cartoon-faces` works
-anywhere; anything else is treated as a file path.
+anywhere; anything else is a file path or a training run directory (its newest checkpoint, whose EMA networks
+the editing tools use).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from stylemapgan.checkpoint.io import CheckpointError
 
 DEFAULT_MODEL = "cartoon-faces"
+CHECKPOINT_GLOB = "ckpt-*.safetensors"  # a training run's checkpoints: RUN/checkpoints/ckpt-NNNNNNN.safetensors
 ENV_DEFAULT = "STYLEMAPGAN_DEFAULT_CKPT"  # lets users (and tests) point the default at their own checkpoint
 
 
@@ -45,7 +47,8 @@ def bundled_directions(ckpt: str | os.PathLike[str]) -> Path | None:
 
 
 def resolve_checkpoint(ckpt: str | os.PathLike[str] | None) -> Path:
-    """A bundled model's name, a checkpoint path, or None for the default (env override, then bundled)."""
+    """A bundled model's name, a checkpoint path, a run directory (its newest checkpoint), or None for the default
+    (env override, then bundled)."""
     if ckpt is None:
         override = os.environ.get(ENV_DEFAULT)
         if override:
@@ -55,6 +58,11 @@ def resolve_checkpoint(ckpt: str | os.PathLike[str] | None) -> Path:
     if str(ckpt) in models:
         return models[str(ckpt)]
     path = Path(ckpt)
+    if path.is_dir():
+        found = sorted((path / "checkpoints").glob(CHECKPOINT_GLOB))
+        if not found:
+            raise CheckpointError(f"{ckpt}: a folder but not a training run (no checkpoints/{CHECKPOINT_GLOB} in it)")
+        return found[-1]
     if path.exists():
         return path
     if str(ckpt) == DEFAULT_MODEL:

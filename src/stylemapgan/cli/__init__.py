@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,33 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def _set_threads(args: argparse.Namespace, automatic: bool) -> None:
+    """Apply `stylemapgan.cli.threads`' policy for commands with --threads; the note waits in args.thread_note."""
+    args.thread_note = None
+    if not hasattr(args, "threads"):
+        return
+    if args.threads is not None and args.threads < 1:
+        raise CLIError(f"--threads: must be >= 1, got {args.threads}")
+    if args.threads is None and not automatic:
+        return
+    import torch
+
+    from stylemapgan.cli.threads import choose_threads, load_average, usable_cores
+
+    choice = choose_threads(args.threads, os.environ, load_average(), usable_cores(), torch.get_num_threads())
+    if choice.threads is not None:
+        torch.set_num_threads(choice.threads)
+    args.thread_note = choice.note
+
+
+def announce_threads(args: argparse.Namespace) -> None:
+    """Print the thread note (once), when the command starts its work: a bad option still fails in one line."""
+    note = getattr(args, "thread_note", None)
+    if note:
+        print(note, file=sys.stderr, flush=True)
+        args.thread_note = None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from stylemapgan import __version__
 
@@ -78,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
 
     set_tf32(False)  # plain fp32 unless a command asks (train --tf32); see utils/precision.py
     try:
+        _set_threads(args, automatic=argv is None)
+        if not getattr(args, "thread_note_deferred", False):
+            announce_threads(args)
         return int(args.handler(args) or 0)
     except (CLIError, CheckpointError, ConfigError, DatasetError, FileNotFoundError) as exc:
         print(f"stylemapgan {args.command}: error: {exc}", file=sys.stderr)

@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+from stylemapgan.cli import announce_threads
+from stylemapgan.cli.options import add_output, add_progress_option, add_threads_option
 from stylemapgan.perf.bench import DEFAULT_CONFIGS, DEFAULT_PERCEPTUAL, DEFAULT_TRAIN_PRESETS
 
 
@@ -26,33 +28,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", action="append", default=None, metavar="NAME|CKPT",
                    help=f"preset, checkpoint or 'shipped' (repeatable or comma-separated; default "
                         f"{','.join(DEFAULT_CONFIGS)})")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--json", default=None, metavar="PATH", help="also write every number as JSON")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to measure (default cpu)")
+    p.add_argument("--out", default=None, metavar="PATH", help="also write every number as JSON to PATH")
+    p.add_argument("--json", dest="out", default=None, help=argparse.SUPPRESS)  # the old name of --out
     p.add_argument("--repeats", type=int, default=10, help="timed runs per batch-1 number (small models)")
     p.add_argument("--paper-repeats", type=int, default=3, help="timed runs per batch-1 number (>= 10 GFLOP)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--batch", type=int, default=16, help="batch for the throughput numbers")
-    p.add_argument("--no-throughput", action="store_true")
-    p.add_argument("--no-memory", action="store_true")
-    p.add_argument("--no-training", action="store_true")
-    p.add_argument("--train-presets", default=",".join(DEFAULT_TRAIN_PRESETS))
-    p.add_argument("--perceptual", default=",".join(DEFAULT_PERCEPTUAL), help="training perceptual losses")
+    p.add_argument("--no-throughput", action="store_true", help="skip the batch throughput numbers")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory numbers")
+    p.add_argument("--no-training", action="store_true", help="skip the training iterations/s")
+    p.add_argument("--train-presets", default=",".join(DEFAULT_TRAIN_PRESETS),
+                   help="presets whose training speed is measured (comma-separated)")
+    p.add_argument("--perceptual", default=",".join(DEFAULT_PERCEPTUAL),
+                   help="perceptual losses the training speed is measured with (comma-separated)")
     p.add_argument("--train-iters", type=int, default=3, help="timed training iterations (after one warm-up)")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
+                   help="run the networks in PyTorch or as ONNX graphs in onnxruntime (default torch)")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks (CPU needs a C++ compiler)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="network precision (default fp32)")
     p.add_argument("--impl", default="fast", choices=["fast", "ref"], help="layer implementation (A/B)")
     p.add_argument("--no-tune-alloc", action="store_true", help="leave glibc malloc as is (see perf.tuning)")
+    add_progress_option(p)
+    add_threads_option(p)
     p.set_defaults(handler=cmd_bench)
 
     p = subparsers.add_parser(
         "export-onnx", help="export the model to ONNX (StyleMapGAN: encoder, decoder, synthesis; SemanticStyleGAN: "
         "W+ latents -> image + segmentation)"
     )
-    p.add_argument("--ckpt", default=None, help="checkpoint or bundled model name (default: the bundled model)")
-    p.add_argument("--outdir", required=True)
-    p.add_argument("--opset", type=int, default=None)
+    p.add_argument("--ckpt", default=None,
+                   help="checkpoint file, run directory or bundled model name (default: the bundled model)")
+    add_output(p, folder=True, positional=False, help="output folder for the .onnx graphs and their manifest")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's tested one)")
     p.add_argument("--check", action="store_true", help="run the graphs in onnxruntime and compare with PyTorch")
+    add_progress_option(p)
+    add_threads_option(p)
     p.set_defaults(handler=cmd_export_onnx)
 
 
@@ -67,8 +77,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise CLIError("--device cuda: no CUDA device is available")
     if args.backend == "onnx" and (args.compile or args.dtype != "fp32" or args.device != "cpu"):
         raise CLIError("--backend onnx runs the fp32 ONNX graphs on the CPU; --compile/--dtype apply to torch")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if not args.no_tune_alloc:
         tune_allocator()
     configs = [c for text in (args.config or [",".join(DEFAULT_CONFIGS)]) for c in _csv(text)]
@@ -77,13 +85,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         throughput=not args.no_throughput, memory=not args.no_memory, training=not args.no_training,
         train_presets=_csv(args.train_presets), perceptual=_csv(args.perceptual), train_iters=args.train_iters,
         backend=args.backend, compile=args.compile, dtype=args.dtype, impl=args.impl,
-        progress=lambda line: print(line, file=sys.stderr, flush=True),
+        progress=(lambda line: print(line, file=sys.stderr, flush=True)) if args.progress else None,
     )
+    announce_threads(args)
     report = run_bench(configs, opts)
     report.meta["allocator_tuned"] = not args.no_tune_alloc
     print(format_report(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report.to_dict(), indent=2))
     return 0
 
 
@@ -93,6 +102,7 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     from stylemapgan.checkpoint import load_inference_model
     from stylemapgan.cli import CLIError
     from stylemapgan.models import resolve_checkpoint
+    from stylemapgan.perf.bench import quiet_exporter_logs
     from stylemapgan.runtime import (
         DEFAULT_OPSET,
         OnnxExportError,
@@ -103,8 +113,12 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 
     path = resolve_checkpoint(args.ckpt)
     model = load_inference_model(path, "cpu")
+    announce_threads(args)
+    if args.progress:  # tens of seconds and no bar to show: say what runs
+        print(f"exporting {path.name} to ONNX in {args.out} ...", file=sys.stderr, flush=True)
     try:
-        paths = export_model_onnx(model, args.outdir, opset=args.opset or DEFAULT_OPSET)
+        with quiet_exporter_logs():
+            paths = export_model_onnx(model, args.out, opset=args.opset or DEFAULT_OPSET)
     except OnnxExportError as exc:
         raise CLIError(str(exc)) from None
     for name, file in paths.items():
@@ -113,6 +127,6 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
         if not onnxruntime_available():
             print("onnxruntime is not installed (pip install 'stylemapgan[onnx]'); skipped --check", file=sys.stderr)
             return 2
-        diffs = check_model_onnx(model, args.outdir)
+        diffs = check_model_onnx(model, args.out)
         print("onnxruntime vs PyTorch, max abs difference: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
     return 0

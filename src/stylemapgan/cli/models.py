@@ -21,36 +21,46 @@ from stylemapgan.checkpoint import (
     save_checkpoint,
 )
 from stylemapgan.checkpoint.io import default_provenance, file_sha256
+from stylemapgan.cli import CLIError, announce_threads
+from stylemapgan.cli.options import add_output, add_threads_option, output_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("info", help="print a model's config, parameter counts and provenance")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("ckpt", nargs="?", help="checkpoint file (ours or official)")
+    p = subparsers.add_parser(
+        "info", help="print a model's config, parameter counts and provenance",
+        description="Describe a checkpoint (ours or official), a training run's newest checkpoint, a bundled model "
+                    "(default: the bundled default model), or a named preset.",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("ckpt", nargs="?", metavar="CKPT",
+                     help="checkpoint file (ours or official), run directory or bundled model name (or --ckpt)")
+    src.add_argument("--ckpt", dest="ckpt_flag", metavar="CKPT", default=None,
+                     help="the same as the positional CKPT, spelled as on every other command")
     src.add_argument("--preset", choices=sorted(all_presets()), help="describe a named preset instead")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(handler=cmd_info)
 
     p = subparsers.add_parser("init", help="write a freshly initialised checkpoint (seeded)")
-    p.add_argument("out", help="output checkpoint path (.safetensors)")
-    p.add_argument("--preset", required=True, choices=sorted(all_presets()))
-    p.add_argument("--seed", type=int, default=0)
+    add_output(p, folder=False, help="output checkpoint path (.safetensors)")
+    p.add_argument("--preset", required=True, choices=sorted(all_presets()), help="model configuration")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights (default 0)")
     p.set_defaults(handler=cmd_init)
 
     p = subparsers.add_parser(
         "convert", help="convert an official StyleMapGAN or SemanticStyleGAN .pt checkpoint to ours"
     )
     p.add_argument("official", help="official checkpoint (.pt; the family is read from its contents)")
-    p.add_argument("out", help="output checkpoint path (.safetensors)")
+    add_output(p, folder=False, help="output checkpoint path (.safetensors)")
     p.set_defaults(handler=cmd_convert)
 
     p = subparsers.add_parser("release", help="strip a training checkpoint to EMA G + E + mean stylemap + card")
     p.add_argument("ckpt", help="training checkpoint (or run directory: its latest checkpoint)")
-    p.add_argument("out", help="output model (.safetensors); the card is written beside it as .md")
-    p.add_argument("--name", required=True)
-    p.add_argument("--description", default="")
+    add_output(p, folder=False, help="output model (.safetensors); the card is written beside it as .md")
+    p.add_argument("--name", required=True, help="model name for the card (a bundled model's name is its file stem)")
+    p.add_argument("--description", default="", help="one paragraph for the card: data, budget, what it is for")
     p.add_argument("--metrics", default=None, help="report.json from `stylemapgan eval` to put in the card")
     p.add_argument("--samples", default=None, help="sample dataset shipped with the model: its MSE goes in the card")
+    add_threads_option(p)
     p.set_defaults(handler=cmd_release)
 
 
@@ -72,9 +82,14 @@ def cmd_info(args: argparse.Namespace) -> int:
         info = describe(config, {"preset": preset.name, "description": preset.description}, [],
                         f"preset {preset.name}")
     else:
-        ckpt = load_checkpoint(args.ckpt)
+        from stylemapgan.models import resolve_checkpoint
+
+        if args.ckpt is not None and args.ckpt_flag is not None:
+            raise CLIError("--ckpt: give the checkpoint once (positional CKPT or --ckpt)")
+        path = resolve_checkpoint(args.ckpt if args.ckpt is not None else args.ckpt_flag)
+        ckpt = load_checkpoint(path)
         config = ckpt.config
-        info = describe(config, ckpt.provenance, sorted(ckpt.networks), str(args.ckpt))
+        info = describe(config, ckpt.provenance, sorted(ckpt.networks), str(path))
         if ckpt.training is not None:
             info["training"] = {k: v for k, v in ckpt.training.items() if isinstance(v, int | float | str)}
     if args.json:
@@ -101,19 +116,20 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     _, preset = find_preset(args.preset)
+    out = output_path(args)
     ckpt = fresh_checkpoint(preset.model, args.seed, f"init --preset {preset.name} --seed {args.seed}")
-    save_checkpoint(args.out, ckpt)
-    print(f"wrote {args.out}")
+    save_checkpoint(out, ckpt)
+    print(f"wrote {out}")
     return 0
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    src = Path(args.official)
+    src, out = Path(args.official), output_path(args)
     ckpt = load_checkpoint(src)
     if not ckpt.provenance.get("source", "").startswith("converted from official"):
         ckpt.provenance = {**default_provenance(f"copied from {src.name}"), "source_sha256": file_sha256(src)}
-    save_checkpoint(args.out, Checkpoint(ckpt.config, ckpt.networks, None, ckpt.provenance))
-    print(f"converted {src} -> {args.out} ({family_of(ckpt.config).title}; networks: "
+    save_checkpoint(out, Checkpoint(ckpt.config, ckpt.networks, None, ckpt.provenance))
+    print(f"converted {src} -> {out} ({family_of(ckpt.config).title}; networks: "
           f"{', '.join(sorted(ckpt.networks))})")
     return 0
 
@@ -122,12 +138,14 @@ def cmd_release(args: argparse.Namespace) -> int:
     from stylemapgan.release import release_model
     from stylemapgan.training.run import latest_checkpoint
 
+    out = output_path(args)
     metrics = None
     if args.metrics:
         metrics = eval_report_summary(json.loads(Path(args.metrics).read_text()))
-    release_model(latest_checkpoint(args.ckpt), args.out, name=args.name, description=args.description,
-                  metrics=metrics, samples=args.samples)
-    print(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
+    source = latest_checkpoint(args.ckpt)
+    announce_threads(args)
+    release_model(source, out, name=args.name, description=args.description, metrics=metrics, samples=args.samples)
+    print(f"wrote {out} and {Path(out).with_suffix('.md')}")
     return 0
 
 

@@ -45,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="memory for cached encodings (w+ style tensors included; default 1024)")
     p.add_argument("--modulation-cache-mb", type=float, default=1024.0,
                    help="memory for the per-image modulations fast edits reuse (default 1024)")
-    p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"),
+                   help="uvicorn's log level (default warning)")
     p.set_defaults(handler=cmd_serve)
 
 

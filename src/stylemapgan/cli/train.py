@@ -11,7 +11,8 @@ import sys
 from typing import Any
 
 from stylemapgan.checkpoint.families import all_presets
-from stylemapgan.cli import CLIError
+from stylemapgan.cli import CLIError, announce_threads
+from stylemapgan.cli.options import add_progress_option, add_threads_option
 from stylemapgan.training.config import PERCEPTUAL_KINDS, TrainConfig
 
 _TRAIN_OPTIONS: list[tuple[str, type, str]] = [
@@ -79,13 +80,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "iteration start afresh, and D comes from the checkpoint when it has one")
     p.add_argument("--fresh-discriminator", action="store_true",
                    help="with --init-from: a newly initialised discriminator even if the checkpoint has one")
-    p.add_argument("--perceptual", choices=PERCEPTUAL_KINDS, default=None, help="default stlpips-vgg")
+    p.add_argument("--perceptual", choices=PERCEPTUAL_KINDS, default=None,
+                   help="LPIPS network of the reconstruction loss (default stlpips-vgg; none: MSE only)")
     p.add_argument("--no-hflip", dest="hflip", action="store_const", const=False, default=None,
                    help="disable horizontal-flip augmentation (StyleMapGAN's default is on)")
     p.add_argument("--hflip", dest="hflip", action="store_const", const=True,
                    help="enable horizontal flips of image and label map together (SemanticStyleGAN's default is "
                         "off, as official)")
-    p.add_argument("--seed", type=int, default=None, help="default 0")
+    p.add_argument("--seed", type=int, default=None, help="seed of weights, data order and noise (default 0)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--bf16", dest="amp_bf16", action="store_const", const=True, default=None,
                    help="bf16 autocast for forward passes")
@@ -99,7 +101,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--encoder-channel-base", type=int, default=None,
                    help="the encoder's channel_base (default: the generator's, as official). With --resume it may "
                         "grow: the trained encoder is widened, computing the same function, and trains on")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_progress_option(p)
+    add_threads_option(p)
     for name, kind, text in _TRAIN_OPTIONS + _SEMANTIC_OPTIONS:
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None, help=text)
     p.set_defaults(handler=cmd_train)
@@ -201,6 +204,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
 
+    start, total = run.trainer.iteration, run.cfg.iters
+    announce_threads(args)
     try:
         result = run.run()
     except TrainingDiverged as exc:
@@ -211,6 +216,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         run.close()
     if run.dist.is_main:
-        how = "stopped by signal" if result.stopped_by_signal else "finished"
-        print(f"{how} at iteration {result.iteration}; last checkpoint: {result.last_checkpoint}")
+        print(_summary(result, start, total))
     return STOPPED_EXIT if result.stopped_by_signal else 0  # so `make` and scripts do not go on as if finished
+
+
+def _summary(result: Any, start: int, total: int) -> str:
+    """The last line of a run: where it stopped and the checkpoint to use or resume from."""
+    last = f"last checkpoint: {result.last_checkpoint}" if result.last_checkpoint else "no checkpoint written"
+    if result.stopped_by_signal:
+        return f"stopped by signal at iteration {result.iteration}; {last} (continue with --resume)"
+    if start >= total:
+        return f"already at iteration {result.iteration} of {total}: nothing trained; {last} (--iters N to go on)"
+    return f"finished at iteration {result.iteration}; {last}"

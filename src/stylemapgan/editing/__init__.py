@@ -21,6 +21,7 @@ from stylemapgan.editing.directions import (
     sefa_directions,
     supervised_direction,
 )
+from stylemapgan.editing.domain import DOMAIN_FACTOR, DomainCheck, domain_warning
 from stylemapgan.editing.editor import (
     EDIT_MODES,
     CacheInfo,
@@ -48,11 +49,13 @@ from stylemapgan.editing.masks import (
 from stylemapgan.editing.projection import PROJECTION_METHODS, ProjectionOptions, ProjectionResult, project
 
 __all__ = [
+    "DOMAIN_FACTOR",
     "EDIT_MODES",
     "POOLINGS",
     "PROJECTION_METHODS",
     "CacheInfo",
     "Direction",
+    "DomainCheck",
     "EditMode",
     "EditingError",
     "Editor",
@@ -65,6 +68,7 @@ __all__ = [
     "RectangleMask",
     "Refinement",
     "blend_layers",
+    "domain_warning",
     "fit_linear_classifier",
     "frame_alphas",
     "load_directions",

@@ -36,6 +36,8 @@ from stylemapgan.checkpoint.models import EditingModel
 from stylemapgan.config import ModelConfig
 from stylemapgan.editing.blend import Paste, blend_layers, render_w, render_w_plus
 from stylemapgan.editing.directions import apply_direction as _apply_direction
+from stylemapgan.editing.domain import DomainCheck, domain_warning
+from stylemapgan.editing.domain import reference_mse as card_reference_mse
 from stylemapgan.editing.errors import EditingError
 from stylemapgan.editing.fast_edit import ModPaste, render_w_plus_fast
 from stylemapgan.editing.images import prepare_pil
@@ -185,11 +187,14 @@ class Editor:
         compile: bool = False,
         dtype: str | torch.dtype = "fp32",
         onnx_dir: str | os.PathLike[str] | None = None,
+        reference_mse: float | None = None,
+        reference_mse_source: str | None = None,
     ) -> None:
         """fast_edit: w_plus local edits blend cached modulations (exact; see `editing.fast_edit`), each image's
         modulations kept in a second LRU cache bounded by `modulation_cache_bytes` (~240 MB per 256 px image).
         backend ("torch" | "onnx"), compile, dtype ("fp32" | "bf16"), onnx_dir: how the networks run, see
-        `stylemapgan.runtime` (defaults: eager PyTorch, fp32)."""
+        `stylemapgan.runtime` (defaults: eager PyTorch, fp32). reference_mse: the model's own reconstruction MSE,
+        what `check_domain` compares inputs with (`from_model` reads it from the model card; None: no check)."""
         self.device = torch.device(device) if device is not None else generator.const_device
         self.generator = generator.to(self.device).eval().requires_grad_(False)
         self.encoder = encoder.to(self.device).eval().requires_grad_(False)
@@ -207,6 +212,8 @@ class Editor:
         self._mods: OrderedDict[str, list[torch.Tensor]] = OrderedDict()
         self._lock = threading.RLock()
         self._hits = self._misses = self._encoded = 0
+        self.reference_mse = reference_mse
+        self.reference_mse_source = reference_mse_source if reference_mse is not None else None
 
     # ---- construction ------------------------------------------------------------------------------------
 
@@ -215,6 +222,8 @@ class Editor:
         mean = model.checkpoint.extra.get("mean_stylemap") if model.checkpoint is not None else None
         if isinstance(mean, torch.Tensor) and mean.numel() == math.prod(model.config.stylemap_shape):
             kwargs.setdefault("mean", mean.reshape(1, *model.config.stylemap_shape).float())
+        if model.checkpoint is not None and "reference_mse" not in kwargs:
+            kwargs["reference_mse"], kwargs["reference_mse_source"] = card_reference_mse(model.checkpoint.provenance)
         return cls(model.generator, model.encoder, **kwargs)
 
     @classmethod
@@ -360,6 +369,26 @@ class Editor:
         with self._lock:
             self._cache.clear()
             self._mods.clear()
+
+    # ---- the domain check -----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def check_domain(
+        self, images: Sequence[torch.Tensor | Image.Image] | torch.Tensor, names: Sequence[str] | None = None
+    ) -> list[DomainCheck]:
+        """Per image: the encoder's reconstruction MSE (clamped, images in [-1, 1], as `project` reports it) and
+        the warning `editing.domain` gives against the model's own figure (`reference_mse`; None: no warning).
+        Encodings go through the cache, so checking the inputs of an edit costs one decode per image."""
+        batch = torch.cat([self.prepare(image) for image in images])
+        if names is not None and len(names) != batch.shape[0]:
+            raise EditingError(f"names: got {len(names)} for {batch.shape[0]} image(s)")
+        checks = []
+        for i, key in enumerate(self.encode_many(batch)):
+            mse, _ = reconstruction_metrics(self.reconstruct(key), batch[i : i + 1], None)
+            value = float(mse[0])
+            warning = domain_warning(value, self.reference_mse, name=names[i] if names is not None else None)
+            checks.append(DomainCheck(value, self.reference_mse, warning))
+        return checks
 
     # ---- rendering -----------------------------------------------------------------------------------------
 

@@ -118,7 +118,7 @@ def optimise_stylemaps(
     history: list[float] = []
     deadline = None if options.time_limit_s is None else time.perf_counter() + options.time_limit_s
     with torch.enable_grad():
-        for _ in tqdm(range(options.steps), desc="optimise", leave=False, disable=None if progress else True):
+        for _ in tqdm(range(options.steps), desc="optimise", leave=False, disable=not progress):
             if deadline is not None and history and time.perf_counter() > deadline:
                 break
             loss = per_sample_loss(generator.decode(stylemap), targets, perceptual, options)
@@ -154,7 +154,7 @@ def pivotal_tuning(
     optimizer = torch.optim.Adam(params, lr=options.pti_lr)
     pivot = stylemap.detach()
     with torch.enable_grad():
-        steps = tqdm(range(options.pti_steps), desc="pivotal tuning", leave=False, disable=None if progress else True)
+        steps = tqdm(range(options.pti_steps), desc="pivotal tuning", leave=False, disable=not progress)
         for _ in steps:
             loss = per_sample_loss(tuned.decode(pivot), target, perceptual, options).sum()
             optimizer.zero_grad(set_to_none=True)

@@ -200,7 +200,7 @@ def labelled_stylemaps(
                 stylemaps.append(editor.encoder(torch.cat(batch).to(editor.device)).cpu())
             batch.clear()
 
-    for i in tqdm(range(n), desc=f"encode {split}", disable=None if progress else True):
+    for i in tqdm(range(n), desc=f"encode {split}", disable=not progress):
         record = ds[i]
         batch.append(resolver.to_model_size(record["image"]))
         labels.append(record["labels"])

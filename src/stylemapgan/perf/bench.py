@@ -14,11 +14,13 @@ Networks use random weights for presets (latency does not depend on the values).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import platform
 import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,11 +34,9 @@ from stylemapgan.config import PRESETS, ModelConfig
 from stylemapgan.networks import Encoder, Generator, set_impl
 
 SHIPPED = "shipped"
-# the narrow 64 px variant (channel_base 2048) under a stable name, whether or not config.py has it as a preset
-EXTRA_CONFIGS = {
-    "cpu-64-narrow": ModelConfig(size=64, latent_spatial_size=8, channel_base=2048, channel_multiplier=1),
-}
-DEFAULT_CONFIGS = ("paper-256", "cpu-64", "cpu-64-narrow", SHIPPED)
+# older names of presets, still accepted: "cpu-64-narrow" was the bundled model's architecture before it was a preset
+PRESET_ALIASES = {"cpu-64-narrow": "cpu-64-small"}
+DEFAULT_CONFIGS = ("paper-256", "cpu-64", "cpu-64-small", SHIPPED)
 DEFAULT_TRAIN_PRESETS = ("cpu-32", "cpu-64")
 DEFAULT_PERCEPTUAL = ("none", "stlpips-alex")
 
@@ -119,13 +119,42 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     current = peak = 0
     for event in sorted(prof.events(), key=lambda e: e.time_range.start):
         current += event.cpu_memory_usage if event.name == "[memory]" else event.self_cpu_memory_usage
         peak = max(peak, current)
     return peak / 2**20
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Drop what C++ code writes to file descriptor 2 meanwhile: PyTorch's profiler (Kineto) prints
+    "USDT: ... profiler_start/stop" lines there at every start and stop, whatever its log level. Python's own
+    sys.stderr is flushed first, and exceptions still propagate (they are printed after the fd is restored)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def quiet_exporter_logs() -> Iterator[None]:
+    """Silence the ONNX exporter's registry warnings ("torchvision is not installed. Skipping torchvision::nms",
+    four per export): our graphs use no torchvision operator. Other exporter warnings still show."""
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def max_rss_mb() -> float:
@@ -159,10 +188,15 @@ def measure_peak(device: torch.device, repeats: int = 3) -> dict[str, float]:
 # ---- configurations --------------------------------------------------------------------------------------
 
 
+def preset_model(name: str) -> ModelConfig:
+    """A preset's model config, by its name or an older alias."""
+    return PRESETS[PRESET_ALIASES.get(name, name)].model
+
+
 def load_config(name: str, device: torch.device) -> tuple[str, Generator, Encoder, str]:
     """(label, generator, encoder, source) for a preset name, `shipped`, or a checkpoint path."""
-    if name in PRESETS or name in EXTRA_CONFIGS:
-        config = PRESETS[name].model if name in PRESETS else EXTRA_CONFIGS[name]
+    if name in PRESETS or name in PRESET_ALIASES:
+        config = preset_model(name)
         torch.manual_seed(0)
         return name, Generator(config), Encoder(config), "preset (random weights)"
     from stylemapgan.checkpoint import load_editing_model
@@ -287,7 +321,7 @@ def bench_training(preset: str, perceptual: str, opts: BenchOptions) -> dict[str
     from stylemapgan.training.config import TrainConfig
     from stylemapgan.training.trainer import Trainer
 
-    config = PRESETS[preset].model if preset in PRESETS else EXTRA_CONFIGS[preset]
+    config = preset_model(preset)
     batch = 16
     device = torch.device(opts.device)
     cfg = TrainConfig(batch=batch, perceptual=perceptual, num_workers=0)
@@ -331,7 +365,8 @@ def run_bench(configs: Sequence[str], opts: BenchOptions) -> Report:
     report = Report(meta, peak)
     for name in configs:
         try:
-            report.results.append(bench_config(name, opts, peak))
+            with quiet_exporter_logs():  # --backend onnx exports the graphs first
+                report.results.append(bench_config(name, opts, peak))
         except CheckpointError as exc:
             report.notes.append(f"{name}: skipped ({exc})")
     if opts.training:

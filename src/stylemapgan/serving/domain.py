@@ -6,8 +6,9 @@ The figure it compares against is the model's typical reconstruction MSE on its 
 card (`recon.mse` in the checkpoint's provenance, written by `stylemapgan release`; images in [-1, 1], the
 reconstruction clamped and rounded to 8 bits). A checkpoint without a card gets no warning, only the MSE.
 
-Interim: `assess_reconstruction` is the one function the server calls; once the library has its own check (the
-card's figure and an `Editor` method, being built in `editing/`), that function calls it instead.
+The figure and the words are the library's (`stylemapgan.editing.domain`), so the page and the CLI say the same;
+this module adds only what the server needs: a reference it can be given (tests, other cards) and the MSE of the
+8-bit pixels the page shows.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from stylemapgan.editing import Editor
+from stylemapgan.editing.domain import DOMAIN_FACTOR
+from stylemapgan.editing.domain import domain_warning as library_domain_warning
+from stylemapgan.editing.domain import reference_mse as library_reference_mse
 from stylemapgan.serving.engine import to_pixels
 
-WARN_FACTOR = 3.0  # per-image MSE varies around the card's mean; a photo on the cartoon model is ~12x
+WARN_FACTOR = DOMAIN_FACTOR  # the library's threshold (editing/domain.py says why 3x)
 
 
 @dataclass(frozen=True)
@@ -44,20 +48,21 @@ class DomainAssessment:
 
 
 def card_reference(checkpoint: str | os.PathLike[str]) -> DomainReference | None:
-    """The typical reconstruction MSE from a checkpoint's card (safetensors header only; no tensor is read).
-    None for a checkpoint without a card or with no such figure (random-init, official .pt files)."""
+    """The typical reconstruction MSE from a checkpoint's card (safetensors header only; no tensor is read), read
+    by the library's rule (`editing.domain.reference_mse`). None for a checkpoint without a card or with no such
+    figure (random-init, official .pt files)."""
     try:
         from safetensors import safe_open
 
         with safe_open(os.fspath(checkpoint), framework="pt") as handle:
             metadata = handle.metadata() or {}
         provenance = json.loads(metadata.get("provenance") or "{}")
-        value = float(((provenance.get("card") or {}).get("metrics") or {})["recon.mse"])
-    except Exception:  # not safetensors, no card, no figure: no reference, no warning
+    except Exception:  # not safetensors or no readable provenance: no reference, no warning
         return None
-    if not np.isfinite(value) or value <= 0:
+    value, source = library_reference_mse(provenance if isinstance(provenance, dict) else None)
+    if value is None or not np.isfinite(value):
         return None
-    return DomainReference(value, "model card (recon.mse, the model's test images)")
+    return DomainReference(value, source or "model card")
 
 
 def reconstruction_mse(pixels: np.ndarray, reconstruction: np.ndarray) -> float:
@@ -68,18 +73,11 @@ def reconstruction_mse(pixels: np.ndarray, reconstruction: np.ndarray) -> float:
 
 
 def domain_warning(mse: float, reference: DomainReference | None, refined: bool = False) -> str | None:
-    """The page's words for an image that reconstructs more than `reference.factor` times worse than the
-    model's own test images; None otherwise (or without a reference)."""
-    if reference is None or mse <= reference.threshold:
+    """The library's warning (`editing.domain.domain_warning`, the words the CLI prints too) for an image that
+    reconstructs more than `reference.factor` times worse than the model's own test images; None otherwise."""
+    if reference is None:
         return None
-    ratio = mse / reference.typical_mse
-    head = (f"This image looks unlike the images this model was trained on: it reconstructs with error "
-            f"{mse:.3f}, {ratio:.0f}x the model's typical {reference.typical_mse:.3f} on its own test images")
-    if refined:
-        return (f"{head}, even after refining. Edits will look smeared; a model trained on images like this one "
-                "would help.")
-    return (f"{head}. Edits will look smeared. Try Refine source (it fits the encoding to this image), or use a "
-            "model trained on images like this one.")
+    return library_domain_warning(mse, reference.typical_mse, refined=refined, factor=reference.factor)
 
 
 def assess_reconstruction(

@@ -30,6 +30,7 @@ from stylemapgan.checkpoint.io import (
 from stylemapgan.checkpoint.models import check_state_dicts
 from stylemapgan.config import ModelConfig
 from stylemapgan.data.dataset import DataMismatchError, check_fits, collate_images, fit_to_model
+from stylemapgan.models import CHECKPOINT_GLOB
 from stylemapgan.semantic import SemanticConfig
 from stylemapgan.training.config import RunConfig
 from stylemapgan.training.distributed import DistInfo, all_mean, barrier, init_from_env, shutdown
@@ -37,8 +38,6 @@ from stylemapgan.training.families import build_trainer, training_family
 from stylemapgan.training.trainer import TrainingDiverged
 from stylemapgan.utils.images import save_png
 from stylemapgan.utils.precision import set_tf32
-
-CHECKPOINT_GLOB = "ckpt-*.safetensors"
 
 
 def checkpoint_path(run_dir: Path, iteration: int) -> Path:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from stylemapgan.data.builders.common import check_seed, check_sizes, progress_bar
+from stylemapgan.data.builders.common import check_seed, check_sizes, default_test_count, progress_bar
 from stylemapgan.data.builders.facesjs_svg import (
     FAINT_ALPHA,
     PARTS,
@@ -209,10 +209,11 @@ def build_cartoon_faces(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> Path:
-    """Draw ``count`` train and ``test_count`` test faces at each size; returns the dataset path."""
+    """Draw ``count`` train and ``test_count`` test faces at each size; returns the dataset path. Defaults: 30,000
+    + 1,000; a ``count`` without ``test_count`` draws a tenth as many test faces (``default_test_count``)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
+    test_count = default_test_count(count, DEFAULT_TEST_COUNT) if test_count is None else int(test_count)
     count = DEFAULT_COUNT if count is None else int(count)
-    test_count = DEFAULT_TEST_COUNT if test_count is None else int(test_count)
     check_seed(seed)
     if count < 1 or test_count < 0:
         raise DatasetError(f"need count >= 1 and test count >= 0 (got {count}, {test_count})")

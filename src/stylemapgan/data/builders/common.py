@@ -19,6 +19,14 @@ def check_seed(seed: int) -> int:
     return int(seed)
 
 
+def default_test_count(count: int | None, full: int) -> int:
+    """Test images when none are asked for: the builder's full test split, or, given a train count, a tenth of it
+    (at least 1, at most the full split), so that a small build stays small and keeps a held-out split."""
+    if count is None:
+        return full
+    return min(full, max(1, int(count) // 10))
+
+
 def check_sizes(name: str, sizes: Iterable[int], low: int, high: int, why: str = "") -> tuple[int, ...]:
     """The requested output sizes, sorted and unique, each within what the builder can make."""
     given = [int(s) for s in sizes]

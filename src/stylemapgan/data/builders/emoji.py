@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from stylemapgan.data.builders.common import check_resize_filter, check_seed, check_sizes, progress_bar
+from stylemapgan.data.builders.common import (
+    check_resize_filter,
+    check_seed,
+    check_sizes,
+    default_test_count,
+    progress_bar,
+)
 from stylemapgan.data.images import RESIZE_FILTERS, encode_png
 from stylemapgan.data.lmdb_format import DatasetError, DatasetWriter
 from stylemapgan.data.npm import ensure_npm_package
@@ -96,7 +102,8 @@ def build_emoji(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> Path:
-    """Write the emoji dataset; ``count`` caps the train split (default: all not in test)."""
+    """Write the emoji dataset; ``count`` caps the train split (default: all not in test). The test split: 500 (at
+    most a tenth of the images), or a tenth of ``count`` when only that is given (``default_test_count``)."""
     from stylemapgan import __version__
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -115,7 +122,8 @@ def build_emoji(
             it["path"] = pkg / "img" / vendor / str(NATIVE_SIZE) / it["image"]
             items.append(it)
     order = np.random.default_rng(seed).permutation(len(items))
-    test_count = min(DEFAULT_TEST_COUNT, len(items) // 10) if test_count is None else int(test_count)
+    full_test = min(DEFAULT_TEST_COUNT, len(items) // 10)
+    test_count = default_test_count(count, full_test) if test_count is None else int(test_count)
     if test_count < 0 or (count is not None and count < 1):
         raise DatasetError(f"need count >= 1 and test count >= 0 (got {count}, {test_count})")
     train_avail = len(items) - test_count

@@ -2,7 +2,8 @@
 
 Read from the Debian package dataset-fashion-mnist (installed with apt-get when missing and we are root) or
 from ``source``: a folder holding the four idx files, gzipped or not. The official split is kept; ``count``
-and ``test_count`` take the first images of each, so the output is the same for any seed.
+and ``test_count`` take the first images of each, so the output is the same for any seed (a ``count`` without
+``test_count`` takes a tenth as many test images, as every builder does).
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from stylemapgan.data.builders.common import check_resize_filter, check_seed, check_sizes, progress_bar
+from stylemapgan.data.builders.common import (
+    check_resize_filter,
+    check_seed,
+    check_sizes,
+    default_test_count,
+    progress_bar,
+)
 from stylemapgan.data.images import RESIZE_FILTERS, encode_png
 from stylemapgan.data.lmdb_format import DatasetError, DatasetWriter
 
@@ -128,6 +135,8 @@ def build_fashion_mnist(
         if len(images) != len(labels):
             raise DatasetError(f"{folder}: {split} has {len(images)} images but {len(labels)} labels")
         data[split] = (images, labels)
+    if test_count is None and count is not None:  # a small build keeps a small test split
+        test_count = default_test_count(count, len(data["test"][0]))
     want = {"train": count, "test": test_count}
     for split, n in want.items():
         avail = len(data[split][0])

@@ -98,6 +98,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="official LMDB input: which stored resolution to read (default: the largest)",
     )
     p.add_argument("--workers", type=int, default=1, help=f"decoding processes, 1 to {MAX_WORKERS} (default 1)")
+    p.add_argument(
+        "--labels",
+        default=None,
+        metavar="DIR",
+        help="per-pixel label maps (for SemanticStyleGAN): DIR/<path>/<stem>.png beside each SRC/<path>/<stem>.<ext>, "
+        "a single-channel index PNG (mode L or P, 0 = background) of the image's size; images whose label map is "
+        "missing or bad are skipped and listed",
+    )
+    p.add_argument(
+        "--label-names",
+        default=None,
+        metavar="A,B,C",
+        help="with --labels: the class names, class 0 first (default: DIR/classes.txt, one name per line)",
+    )
     p.add_argument("--name", default=None, help="dataset name for the card (default: SRC's name)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists (atomically)")
     add_progress_option(p)
@@ -136,9 +150,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from stylemapgan.data import DatasetError, ImageOptions, parse_color, parse_test_split, prepare_dataset
     from stylemapgan.data.images import DEFAULT_MAX_PIXELS
+    from stylemapgan.data.labels import label_options
 
     _check_workers(args.workers)
+    if args.label_names is not None and args.labels is None:
+        raise CLIError("--label-names: only with --labels DIR")
     try:
+        labels = label_options(args.labels, args.label_names) if args.labels is not None else None
         options = ImageOptions(
             sizes=_sizes(args.size) or (),
             square=args.square,
@@ -160,6 +178,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             name=args.name,
             overwrite=args.overwrite,
             progress=args.progress,
+            labels=labels,
         )
     except (ValueError, DatasetError) as exc:
         raise CLIError(str(exc)) from exc

@@ -127,7 +127,8 @@ class PreparedDataset(Dataset):
         if labels and not self.meta.get("labels"):
             raise DatasetError(f"{self.path}: this dataset has no labels")
         if masks and not self.meta.get("masks"):
-            raise DatasetError(f"{self.path}: this dataset has no masks")
+            raise DatasetError(f"{self.path}: this dataset has no masks (per-pixel label maps: build cartoon-faces, "
+                               "or prepare your images with --labels DIR)")
         if records and not self.meta.get("records"):
             raise DatasetError(f"{self.path}: this dataset has no per-image records")
         self._db = _LazyLMDB(self.path)
@@ -246,6 +247,29 @@ def collate_images(items: list[Any]) -> torch.Tensor:
             item = item[0]
         images.append(item)
     return torch.stack(images)
+
+
+def collate_images_and_labels(items: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack dataset items that carry a per-pixel label map (dicts with ``image`` and ``mask`` as int [H, W]) into
+    (float [N, 3, H, W], int64 [N, H, W]). Raises DataMismatchError for an item without one."""
+    images, labels = [], []
+    for item in items:
+        if not isinstance(item, dict) or "mask" not in item:
+            raise DataMismatchError("the dataset items carry no per-pixel label maps (open it with masks=True)")
+        if item["mask"].ndim != 2:
+            raise DataMismatchError(f"label maps must be [H, W] class indices, got {list(item['mask'].shape)}")
+        images.append(item["image"])
+        labels.append(item["mask"].long())
+    return torch.stack(images), torch.stack(labels)
+
+
+def fit_labels_to_model(labels: torch.Tensor, size: int) -> torch.Tensor:
+    """Label maps [N, H, W] stored at an integer multiple of the model's size -> [N, size, size], taking one pixel
+    per block (nearest neighbour: class indices are not averaged, as the official data uses NEAREST)."""
+    stored = labels.shape[-1]
+    check_fits(stored, size)
+    factor = stored // size
+    return labels if factor == 1 else labels[..., factor // 2 :: factor, factor // 2 :: factor]
 
 
 def check_fits(stored: int, size: int) -> None:

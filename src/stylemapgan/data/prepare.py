@@ -24,6 +24,7 @@ import numpy as np
 
 from stylemapgan.config import LIMITS
 from stylemapgan.data.images import CleanImage, ImageOptions, SkipImage, sanitize
+from stylemapgan.data.labels import LabelOptions, displayed_size, sanitize_label_map
 from stylemapgan.data.lmdb_format import (
     DatasetError,
     DatasetWriter,
@@ -261,6 +262,7 @@ class PrepareReport:
     splits: dict[str, int]
     skipped: list[dict[str, str]] = field(default_factory=list)
     conversions: dict[str, int] = field(default_factory=dict)
+    label_names: tuple[str, ...] | None = None  # the classes of the label maps stored with the images, if any
 
     def by_reason(self) -> dict[str, int]:
         return dict(sorted(Counter(s["reason"] for s in self.skipped).items()))
@@ -269,6 +271,9 @@ class PrepareReport:
         lines = [
             f"wrote {self.out}: {self.kept} images (" + ", ".join(f"{k} {v}" for k, v in self.splits.items()) + ")"
         ]
+        if self.label_names is not None:
+            lines.append(f"label maps: {len(self.label_names)} classes (" + ", ".join(
+                f"{i}={n}" for i, n in enumerate(self.label_names)) + ")")
         if self.conversions:
             lines.append("converted: " + ", ".join(f"{k} {v}" for k, v in sorted(self.conversions.items())))
         if self.skipped:
@@ -292,12 +297,16 @@ def max_input_bytes(max_pixels: int) -> int:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(source: Source, options: ImageOptions, dedup: bool) -> None:
-    _WORKER.update(source=source, options=options, dedup=dedup)
+def _init_worker(source: Source, options: ImageOptions, dedup: bool, labels: LabelOptions | None = None) -> None:
+    _WORKER.update(source=source, options=options, dedup=dedup, labels=labels)
 
 
-def _process(index: int) -> tuple[int, CleanImage | None, str | None, str | None, str | None]:
-    """(index, clean image or None, reason, detail, content hash) for one input; never raises on bad data."""
+Result = tuple[int, CleanImage | None, str | None, str | None, str | None, dict[int, bytes] | None]
+
+
+def _process(index: int) -> Result:
+    """(index, clean image or None, reason, detail, content hash, label map PNGs per size or None) for one input;
+    never raises on bad data."""
     source: Source = _WORKER["source"]
     limit = max_input_bytes(_WORKER["options"].max_pixels)
     try:
@@ -308,28 +317,52 @@ def _process(index: int) -> tuple[int, CleanImage | None, str | None, str | None
                 f"{_WORKER['options'].max_pixels} can need; not read"), None
         data = source.read(index)
     except SkipImage as exc:
-        return index, None, exc.reason, exc.detail, None
+        return index, None, exc.reason, exc.detail, None, None
     except Exception as exc:  # unreadable file, bad zip member, permission...
-        return index, None, "unreadable", f"{type(exc).__name__}: {exc}", None
+        return index, None, "unreadable", f"{type(exc).__name__}: {exc}", None, None
     digest = hashlib.sha256(data).hexdigest() if _WORKER["dedup"] else None
+    masks = None
     try:
         clean = sanitize(data, _WORKER["options"])
+        if _WORKER.get("labels") is not None:
+            masks = _label_maps(source.names()[index], data)
     except SkipImage as exc:
-        return index, None, exc.reason, exc.detail, digest
+        return index, None, exc.reason, exc.detail, digest, None
     except MemoryError:
-        return index, None, "too-large", "out of memory while decoding", digest
-    return index, clean, None, None, digest
+        return index, None, "too-large", "out of memory while decoding", digest, None
+    return index, clean, None, None, digest, masks
 
 
-def _iter_results(source: Source, options: ImageOptions, dedup: bool, workers: int, n: int) -> Iterator[tuple]:
+def _label_maps(name: str, image_data: bytes) -> dict[int, bytes]:
+    """The input's label map at every size, or SkipImage ('label-missing', 'label-size-mismatch', ...)."""
+    labels: LabelOptions = _WORKER["labels"]
+    path = labels.path_for(name)
+    try:
+        label_data = path.read_bytes()
+    except FileNotFoundError:
+        raise SkipImage("label-missing", f"no label map {path}") from None
+    except OSError as exc:
+        raise SkipImage("label-unreadable", f"{path}: {type(exc).__name__}: {exc}") from None
+    return sanitize_label_map(label_data, displayed_size(image_data), _WORKER["options"], len(labels.names))
+
+
+def _iter_results(source: Source, options: ImageOptions, dedup: bool, workers: int, n: int,
+                  labels: LabelOptions | None = None) -> Iterator[Result]:
     if workers <= 1:
-        _init_worker(source, options, dedup)
+        _init_worker(source, options, dedup, labels)
         for i in range(n):
             yield _process(i)
         return
     ctx = get_context("spawn" if sys.platform == "darwin" else "fork")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(source, options, dedup)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(source, options, dedup, labels)) as pool:
         yield from pool.imap(_process, range(n), chunksize=8)
+
+
+def _check_labels_place(src: Path, labels: LabelOptions) -> None:
+    """The labels folder may sit inside SRC (it is left out of the images), not be SRC or hold it."""
+    root, src = labels.root.resolve(), src.resolve()
+    if root == src or root in src.parents:
+        raise DatasetError(f"--labels {labels.root}: must not be SRC or a folder above it")
 
 
 def prepare_dataset(
@@ -346,8 +379,12 @@ def prepare_dataset(
     overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    labels: LabelOptions | None = None,
 ) -> PrepareReport:
-    """Build a prepared dataset from ``src``; see the module docstring. Returns the report also stored."""
+    """Build a prepared dataset from ``src``; see the module docstring. Returns the report also stored.
+
+    ``labels``: per-pixel label maps beside the images (``data.labels``), stored as the dataset's masks; an
+    image whose label map is missing or bad is skipped with a reason."""
     from tqdm import tqdm
 
     from stylemapgan import __version__
@@ -358,7 +395,14 @@ def prepare_dataset(
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
         raise ValueError(f"workers: must be an integer in [1, {MAX_WORKERS}], got {workers!r}")
     out = Path(out)
-    source = open_source(src, source_size, exclude=(out, out.with_name(out.name + ".partial")))
+    exclude = (out, out.with_name(out.name + ".partial"))
+    if labels is not None:
+        _check_labels_place(Path(src), labels)
+        exclude += (labels.root,)  # label maps inside SRC are not images
+    source = open_source(src, source_size, exclude=exclude)
+    if labels is not None and not isinstance(source, FolderSource | ZipSource):
+        raise DatasetError(f"--labels: needs a folder or zip of images (label maps are matched by file name), "
+                           f"got {source.kind}")
     names = source.names()
     skipped: list[dict[str, str]] = source.ignored()
     conversions: Counter[str] = Counter()
@@ -367,7 +411,8 @@ def prepare_dataset(
         bar = tqdm(
             total=len(names), unit="img", desc="prepare", disable=not progress, dynamic_ncols=True, file=sys.stderr
         )
-        for index, clean, reason, detail, digest in _iter_results(source, options, dedup, workers, len(names)):
+        results = _iter_results(source, options, dedup, workers, len(names), labels)
+        for index, clean, reason, detail, digest, masks in results:
             name_i = names[index]
             if clean is not None and dedup and digest is not None:
                 if digest in seen_hash:
@@ -378,7 +423,8 @@ def prepare_dataset(
                 skipped.append({"source": name_i, "reason": str(reason), "detail": str(detail)})
             else:
                 conversions.update(clean.conversions)
-                writer.add(clean.pngs, record={"source": name_i, "original_size": list(clean.original_size)})
+                writer.add(clean.pngs, masks=masks,
+                           record={"source": name_i, "original_size": list(clean.original_size)})
             bar.update(1)
             if skipped:
                 bar.set_postfix(kept=writer.count, skipped=len(skipped), refresh=False)
@@ -399,6 +445,7 @@ def prepare_dataset(
             splits={k: len(v) for k, v in splits.items()},
             skipped=skipped,
             conversions=dict(conversions),
+            label_names=labels.names if labels is not None else None,
         )
         meta = {
             "name": name or Path(src).name,
@@ -411,7 +458,7 @@ def prepare_dataset(
             "background": list(options.background),
             "split_seed": seed,
             "labels": None,
-            "masks": None,
+            "masks": labels.describe() if labels is not None else None,
             "records": True,
             "skipped": {"total": len(skipped), "by_reason": report.by_reason(), "items": skipped},
             "conversions": dict(sorted(conversions.items())),

@@ -1,31 +1,31 @@
-"""Training settings. Defaults are the official ones (spec section 2); every weight and interval is an option."""
+"""Training settings. `RunConfig` holds what every model family's run shares (batch, schedule, R1, EMA, outputs,
+precision); each family's config adds its own loss weights: `TrainConfig` (StyleMapGAN, defaults the official
+ones, spec section 2) and `training.semantic.SemanticTrainConfig` (SemanticStyleGAN). Every weight and interval
+is an option."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+; annotations are not evaluated at run time
+    from typing import Self
 
 PERCEPTUAL_KINDS = ("stlpips-vgg", "stlpips-alex", "lpips-vgg", "none")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class RunConfig:
+    """The settings of a training run that do not depend on the model family."""
+
     batch: int = 16  # global batch, split across ranks
     iters: int = 1_400_000
     lr: float = 0.002
     ema_decay: float = 0.999
     r1_gamma: float = 10.0
     d_reg_every: int = 16
-    lambda_adv: float = 1.0  # G non-saturating loss
-    lambda_w_rec: float = 1.0  # E latent reconstruction on generated images
-    lambda_d: float = 1.0  # D logistic loss
-    lambda_indomain_d: float = 1.0  # D on G(E(x)) as fake
-    lambda_x_rec: float = 1.0  # MSE(x, G(E(x)))
-    lambda_perceptual: float = 1.0  # LPIPS(x, G(E(x)))
-    lambda_indomain_e: float = 1.0  # softplus(-D(G(E(x)))) for E and G
-    perceptual: str = "stlpips-vgg"
     hflip: bool = True
     seed: int = 0
     checkpoint_every: int = 1000
@@ -36,11 +36,16 @@ class TrainConfig:
     val_count: int = 64
     num_workers: int = 2
     amp_bf16: bool = False  # autocast in bf16 (CUDA, or CPU with support)
-    # Our extension: G and its EMA stay fixed; E is fitted to the EMA generator (the one that ships) with E's
-    # official losses, and D keeps training so E's in-domain term stays meaningful. For a resumed run whose
-    # encoder limits reconstructions (e.g. just widened).
-    freeze_generator: bool = False
     tf32: bool = False
+
+    # What a resumed run may change (loss weights, EMA, R1 weight, lr, intervals, precision). The rest fixes the
+    # state layout or the data stream (batch, seed, flips, D's lazy-R1 betas): as the run was started.
+    RESUME_CHANGEABLE: ClassVar[frozenset[str]] = frozenset({
+        "iters", "lr", "ema_decay", "r1_gamma", "checkpoint_every", "keep_checkpoints", "log_every",
+        "sample_every", "val_every", "val_count", "num_workers", "amp_bf16", "tf32",
+    })
+    # Model config fields a resumed run may change (none unless the family says so).
+    RESUME_CHANGEABLE_MODEL: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
         if self.batch < 1:
@@ -57,8 +62,9 @@ class TrainConfig:
                 raise ValueError(f"{name}: must be a finite number >= 0, got {value}")
         if not 0 <= self.ema_decay <= 1:
             raise ValueError(f"ema_decay: must be in [0, 1], got {self.ema_decay}")
-        if self.perceptual not in PERCEPTUAL_KINDS:
-            raise ValueError(f"perceptual: must be one of {PERCEPTUAL_KINDS}, got {self.perceptual!r}")
+        perceptual = getattr(self, "perceptual", None)  # the families that use a perceptual loss
+        if perceptual is not None and perceptual not in PERCEPTUAL_KINDS:
+            raise ValueError(f"perceptual: must be one of {PERCEPTUAL_KINDS}, got {perceptual!r}")
         for name in ("d_reg_every", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every", "val_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -72,22 +78,46 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """The fields this class knows (a saved config of a newer version may carry more)."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    def replace(self, **changes: Any) -> TrainConfig:
+    def replace(self, **changes: Any) -> Self:
         return dataclasses.replace(self, **changes)
 
 
-# What a resumed run may change (loss weights, EMA, R1 weight, lr, intervals, precision). The rest fixes the state
-# layout or the data stream (batch, perceptual network, seed, flips, D's lazy-R1 betas): as the run was started.
-RESUME_CHANGEABLE = frozenset({
-    "iters", "lr", "ema_decay", "r1_gamma", "lambda_adv", "lambda_w_rec", "lambda_d", "lambda_indomain_d",
-    "lambda_x_rec", "lambda_perceptual", "lambda_indomain_e", "checkpoint_every", "keep_checkpoints", "log_every",
-    "sample_every", "val_every", "val_count", "num_workers", "amp_bf16", "tf32", "freeze_generator",
-})
+@dataclass(frozen=True)
+class TrainConfig(RunConfig):
+    """StyleMapGAN's objective: G, E and D trained jointly (spec section 2)."""
 
-# Model config fields a resumed run may change: the encoder's width, upwards only. The saved encoder is widened
-# into the new one computing the same function (`networks.widen`), with a fresh Adam state.
-RESUME_CHANGEABLE_MODEL = frozenset({"encoder_channel_base"})
+    lambda_adv: float = 1.0  # G non-saturating loss
+    lambda_w_rec: float = 1.0  # E latent reconstruction on generated images
+    lambda_d: float = 1.0  # D logistic loss
+    lambda_indomain_d: float = 1.0  # D on G(E(x)) as fake
+    lambda_x_rec: float = 1.0  # MSE(x, G(E(x)))
+    lambda_perceptual: float = 1.0  # LPIPS(x, G(E(x)))
+    lambda_indomain_e: float = 1.0  # softplus(-D(G(E(x)))) for E and G
+    perceptual: str = "stlpips-vgg"
+    # Our extension: G and its EMA stay fixed; E is fitted to the EMA generator (the one that ships) with E's
+    # official losses, and D keeps training so E's in-domain term stays meaningful. For a resumed run whose
+    # encoder limits reconstructions (e.g. just widened).
+    freeze_generator: bool = False
+
+    RESUME_CHANGEABLE: ClassVar[frozenset[str]] = RunConfig.RESUME_CHANGEABLE | {
+        "lambda_adv", "lambda_w_rec", "lambda_d", "lambda_indomain_d", "lambda_x_rec", "lambda_perceptual",
+        "lambda_indomain_e", "freeze_generator",
+    }
+    # The encoder's width, upwards only. The saved encoder is widened into the new one computing the same function
+    # (`networks.widen`), with a fresh Adam state.
+    RESUME_CHANGEABLE_MODEL: ClassVar[frozenset[str]] = frozenset({"encoder_channel_base"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.perceptual not in PERCEPTUAL_KINDS:
+            raise ValueError(f"perceptual: must be one of {PERCEPTUAL_KINDS}, got {self.perceptual!r}")
+
+
+# StyleMapGAN's, under the names other modules import.
+RESUME_CHANGEABLE = TrainConfig.RESUME_CHANGEABLE
+RESUME_CHANGEABLE_MODEL = TrainConfig.RESUME_CHANGEABLE_MODEL

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from stylemapgan.checkpoint.io import (
@@ -33,10 +32,12 @@ from stylemapgan.checkpoint.models import check_state_dicts
 from stylemapgan.config import ModelConfig
 from stylemapgan.data.dataset import DataMismatchError, check_fits, collate_images, fit_to_model
 from stylemapgan.models import CHECKPOINT_GLOB
-from stylemapgan.training.config import RESUME_CHANGEABLE, RESUME_CHANGEABLE_MODEL, TrainConfig
+from stylemapgan.semantic import SemanticConfig
+from stylemapgan.training.config import RunConfig
 from stylemapgan.training.distributed import DistInfo, all_mean, barrier, init_from_env, shutdown
-from stylemapgan.training.trainer import Trainer, TrainingDiverged
-from stylemapgan.utils.images import make_grid, save_png
+from stylemapgan.training.families import build_trainer, training_family
+from stylemapgan.training.trainer import TrainingDiverged
+from stylemapgan.utils.images import save_png
 from stylemapgan.utils.precision import set_tf32
 
 # What `utils.files.atomic_write_bytes` leaves when killed mid-write (kill -9, power loss): `.NAME.XXXX.tmp`
@@ -151,10 +152,13 @@ class RunResult:
 
 
 class TrainingRun:
+    """A run of any model family: the family's trainer (`training.families`) does the iterations; the run keeps
+    checkpoints, resume, signals, logs, samples and validation."""
+
     def __init__(
         self,
-        model_config: ModelConfig,
-        train_config: TrainConfig,
+        model_config: ModelConfig | SemanticConfig,
+        train_config: RunConfig,
         train_data: Dataset,
         run_dir: str | Path,
         *,
@@ -218,22 +222,18 @@ class TrainingRun:
                 "discriminator": "checkpoint" if "discriminator" in init_ckpt.networks else "fresh"}}]
         else:
             model_config = model_config.replace(**(model_changes or {}))
-        if resume is None and init_ckpt is None and train_config.freeze_generator:
+        if resume is None and init_ckpt is None and getattr(train_config, "freeze_generator", False):
             raise ValueError("freeze_generator: needs a trained generator (--resume or --init-from); "
                              "a new run's is random")
         if len(train_data) == 0:
             raise DataMismatchError("no training images")
         check_fits(collate_images([train_data[0]]).shape[-1], model_config.size)  # before anything is written
+        training_family(model_config).trainer.check_data(model_config, train_data)
         if len(train_data) < train_config.batch:
             raise DataMismatchError(f"the dataset has {len(train_data)} training images, fewer than one batch of "
                                     f"{train_config.batch} (--batch)")
         set_tf32(train_config.tf32)  # both ways: PyTorch's default leaves cuDNN's TF32 on
-        from stylemapgan.losses import build_perceptual
-
-        perceptual = build_perceptual(train_config.perceptual)
-        self.trainer = Trainer(
-            model_config, train_config, train_data, device=device, dist_info=self.dist, perceptual=perceptual
-        )
+        self.trainer = build_trainer(model_config, train_config, train_data, device=device, dist_info=self.dist)
         if resume_ckpt is not None:
             self.trainer.load_state(resume_ckpt.networks, resume_ckpt.training, widen_encoder=widen_encoder)
             self.trainer.set_lr(train_config.lr)  # the optimizer states carry the saved lr
@@ -249,20 +249,23 @@ class TrainingRun:
         if init_ckpt is not None:
             self.logger.event(**self.history[0])
         fixed = torch.Generator().manual_seed(train_config.seed + 12345)
-        self.fixed_z = torch.randn(16, model_config.latent_channels, generator=fixed).to(device)
+        self.fixed_z = self.trainer.fixed_noise(16, fixed)
         self.fixed_real = self._fixed_validation_images(8)
 
     @staticmethod
-    def _resumed_model(path: Path, saved: ModelConfig, changes: dict[str, Any]) -> ModelConfig:
-        """The saved model config; only the encoder may change, and only grow (it is widened, see `widen_into`).
-        A value that leaves every encoder width as it is (e.g. capped by channel_max) is no change."""
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(ModelConfig)})
+    def _resumed_model(path: Path, saved: Any, changes: dict[str, Any]) -> Any:
+        """The saved model config; only what the family allows may change (StyleMapGAN: the encoder, and only
+        grow: it is widened, see `widen_into`). A value that leaves every encoder width as it is (e.g. capped by
+        channel_max) is no change."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(type(saved))})
         if unknown:
             raise ValueError(f"unknown model config field(s): {', '.join(unknown)}")
         differ = sorted(k for k, v in changes.items() if getattr(saved, k) != v)
-        fixed = [k for k in differ if k not in RESUME_CHANGEABLE_MODEL]
+        fixed = [k for k in differ if k not in training_family(saved).train_config.RESUME_CHANGEABLE_MODEL]
         if fixed:
             raise ValueError(f"{path}: cannot change {', '.join(fixed)} when resuming (the saved weights fix it)")
+        if not differ:
+            return saved
         resumed = saved.replace(**changes)
         was = [saved.encoder_channels(r) for r in saved.style_resolutions]
         now = [resumed.encoder_channels(r) for r in saved.style_resolutions]
@@ -273,22 +276,27 @@ class TrainingRun:
                              f"{resumed.encoder_channel_base} gives widths {now}, narrower than the saved {was}")
         return resumed
 
-    def _resumed_config(self, path: Path, training: dict[str, Any], given: TrainConfig,
-                        changes: dict[str, Any] | None, *, model_was: ModelConfig,
-                        model_now: ModelConfig, data_was: dict[str, Any] | None = None) -> TrainConfig:
+    def _resumed_config(self, path: Path, training: dict[str, Any], given: RunConfig,
+                        changes: dict[str, Any] | None, *, model_was: Any,
+                        model_now: Any, data_was: dict[str, Any] | None = None) -> RunConfig:
         """The saved config with `changes` applied (default: only `iters` from `given`); the history grows by one
         record when something other than `iters` changes (model config changes included, and other training
         data: the batches then differ from an uninterrupted run's, which the card should say)."""
-        saved = TrainConfig.from_dict(training["train_config"])
+        kind = training_family(model_was).train_config
+        saved = kind.from_dict(training["train_config"])
         self.history = list(training.get("history", []))
         changes = {"iters": given.iters} if changes is None else changes
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(kind)})
+        if unknown:
+            raise ValueError(f"{path}: {', '.join(unknown)}: not a setting of this model's training")
         differ = {k: v for k, v in changes.items() if getattr(saved, k) != v}
-        fixed = sorted(set(differ) - RESUME_CHANGEABLE)
+        fixed = sorted(set(differ) - kind.RESUME_CHANGEABLE)
         if fixed:
             raise ValueError(f"{path}: cannot change {', '.join(fixed)} when resuming (fixed when the run started)")
         recorded = {k: {"was": getattr(saved, k), "now": v} for k, v in differ.items() if k != "iters"}
         recorded.update({k: {"was": getattr(model_was, k), "now": getattr(model_now, k)}
-                         for k in sorted(RESUME_CHANGEABLE_MODEL) if getattr(model_was, k) != getattr(model_now, k)})
+                         for k in sorted(kind.RESUME_CHANGEABLE_MODEL)
+                         if getattr(model_was, k) != getattr(model_now, k)})
         if data_was and self.data_description and data_was != self.data_description:
             recorded["data"] = {"was": data_was, "now": self.data_description}
             if self.dist.is_main:
@@ -320,7 +328,8 @@ class TrainingRun:
                            "device": str(t.device)})
         path = checkpoint_path(self.run_dir, t.iteration)
         training = {**t.training_state(), "history": self.history}
-        save_checkpoint(path, Checkpoint(t.model_config, t.networks_state(), training, provenance))
+        save_checkpoint(path, Checkpoint(t.model_config, t.networks_state(), training, provenance,
+                                         t.checkpoint_extra()))
         existing = sorted((self.run_dir / "checkpoints").glob(CHECKPOINT_GLOB))
         for old in existing[: -self.cfg.keep_checkpoints]:
             old.unlink(missing_ok=True)
@@ -329,33 +338,21 @@ class TrainingRun:
     # ----- periodic outputs ----------------------------------------------------------------------------
     @torch.no_grad()
     def write_samples(self) -> None:
+        """The family's sample grids (StyleMapGAN: samples and reconstructions; SemanticStyleGAN: samples beside
+        their segmentations)."""
         t = self.trainer
-        samples = t.g_ema(self.fixed_z)
-        self.logger.image("samples", t.iteration, make_grid(samples, nrow=8))
-        if self.fixed_real is not None:
-            rec = t.g_ema.decode(t.e_ema(self.fixed_real))
-            pairs = torch.stack([self.fixed_real, rec], 1).flatten(0, 1)
-            self.logger.image("reconstructions", t.iteration, make_grid(pairs, nrow=8))
+        for tag, grid in t.sample_grids(self.fixed_z, self.fixed_real).items():
+            self.logger.image(tag, t.iteration, grid)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float] | None:
-        """Reconstruction MSE and LPIPS of the EMA networks on the first `val_count` held-out images."""
-        if self.val_data is None or not self.dist.is_main:
+        """The family's validation figures (StyleMapGAN: reconstruction MSE / LPIPS of held-out images;
+        SemanticStyleGAN: mask consistency and class coverage of fixed samples), logged to val.jsonl."""
+        if not self.dist.is_main:
             return None
-        t = self.trainer
-        n = min(self.cfg.val_count, len(self.val_data))
-        mse_sum, lpips_sum = 0.0, 0.0
-        for start in range(0, n, 16):
-            real = collate_images([self.val_data[i] for i in range(start, min(n, start + 16))])
-            real = fit_to_model(real, t.model_config.size).to(t.device)
-            rec = t.g_ema.decode(t.e_ema(real))
-            mse_sum += F.mse_loss(rec, real, reduction="none").flatten(1).mean(1).sum().item()
-            if t.perceptual is not None:
-                lpips_sum += t.perceptual(real, rec).sum().item()
-        values = {"val_mse": mse_sum / n}
-        if t.perceptual is not None:
-            values["val_lpips"] = lpips_sum / n
-        self.logger.scalars("val.jsonl", t.iteration, values, "val")
+        values = self.trainer.validation_metrics(self.val_data, self.cfg.val_count)
+        if values is not None:
+            self.logger.scalars("val.jsonl", self.trainer.iteration, values, "val")
         return values
 
     # ----- the loop ------------------------------------------------------------------------------------
@@ -387,9 +384,7 @@ class TrainingRun:
                     if bar is not None:
                         bar.update(1)
                         rate = bar.format_dict.get("rate") or 0.0
-                        g_adv = f"{losses['g_adv']:.3f}" if "g_adv" in losses else "frozen"
-                        bar.set_postfix(img_s=f"{rate * cfg.batch:.1f}", g=g_adv, d=f"{losses['d_adv']:.3f}",
-                                        rec=f"{losses['x_rec']:.4f}", refresh=False)
+                        bar.set_postfix(img_s=f"{rate * cfg.batch:.1f}", **t.progress_fields(losses), refresh=False)
                     if i % cfg.sample_every == 0:
                         self.write_samples()
                     if i % cfg.val_every == 0:

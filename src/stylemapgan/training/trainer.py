@@ -34,6 +34,7 @@ from stylemapgan.training.config import TrainConfig
 from stylemapgan.training.distributed import DistInfo, all_mean, average_gradients
 from stylemapgan.training.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from stylemapgan.training.sampler import ResumableBatchSampler
+from stylemapgan.utils.images import make_grid
 
 
 class TrainingDiverged(RuntimeError):
@@ -43,6 +44,22 @@ class TrainingDiverged(RuntimeError):
 def set_requires_grad(module: nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
+
+
+def finite_losses(losses: dict[str, torch.Tensor], iteration: int, dist: DistInfo, device: torch.device
+                  ) -> dict[str, float]:
+    """The losses as floats, or TrainingDiverged naming the non-finite ones. Under DDP every rank stops together:
+    one that raised alone would leave the others waiting in the next all-reduce."""
+    names = list(losses)
+    values = torch.stack([losses[n].float() for n in names]).tolist()
+    bad = [f"{n}={v}" for n, v in zip(names, values, strict=True) if not math.isfinite(v)]
+    if dist.enabled:
+        flag = all_mean(torch.tensor([1.0 if bad else 0.0], device=device), dist)
+        if flag.item() > 0 and not bad:
+            bad = ["on another rank"]
+    if bad:
+        raise TrainingDiverged(f"iteration {iteration}: non-finite loss ({', '.join(bad)})")
+    return dict(zip(names, values, strict=True))
 
 
 @torch.no_grad()
@@ -93,6 +110,63 @@ class Trainer:
         self.rng = torch.Generator().manual_seed(train_config.seed + 1)
         self.iteration = 0
         self._batches: Iterator[torch.Tensor] | None = None
+
+    # ----- what a TrainingRun asks of a family's trainer -----------------------------------------------
+    @classmethod
+    def for_run(cls, model_config: ModelConfig, train_config: TrainConfig, dataset: Dataset, *,
+                device: torch.device | str, dist_info: DistInfo) -> Trainer:
+        """The trainer of a TrainingRun, with the perceptual network the config names."""
+        from stylemapgan.losses import build_perceptual
+
+        return cls(model_config, train_config, dataset, device=device, dist_info=dist_info,
+                   perceptual=build_perceptual(train_config.perceptual))
+
+    @staticmethod
+    def check_data(model_config: ModelConfig, dataset: Dataset) -> None:
+        """Images are all StyleMapGAN needs; their size is checked by the run (DataMismatchError otherwise)."""
+
+    def fixed_noise(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """z for the run's fixed sample grid."""
+        return torch.randn(count, self.model_config.latent_channels, generator=generator).to(self.device)
+
+    @torch.no_grad()
+    def sample_grids(self, fixed_z: torch.Tensor, fixed_real: torch.Tensor | None) -> dict[str, Any]:
+        """Sample images of the EMA generator, and reconstructions of fixed held-out images beside them."""
+        grids = {"samples": make_grid(self.g_ema(fixed_z), nrow=8)}
+        if fixed_real is not None:
+            rec = self.g_ema.decode(self.e_ema(fixed_real))
+            grids["reconstructions"] = make_grid(torch.stack([fixed_real, rec], 1).flatten(0, 1), nrow=8)
+        return grids
+
+    @torch.no_grad()
+    def validation_metrics(self, val_data: Dataset | None, count: int) -> dict[str, float] | None:
+        """Reconstruction MSE and LPIPS of the EMA networks on the first `count` held-out images."""
+        if val_data is None:
+            return None
+        n = min(count, len(val_data))
+        mse_sum, lpips_sum = 0.0, 0.0
+        for start in range(0, n, 16):
+            real = collate_images([val_data[i] for i in range(start, min(n, start + 16))])
+            real = fit_to_model(real, self.model_config.size).to(self.device)
+            rec = self.g_ema.decode(self.e_ema(real))
+            mse_sum += F.mse_loss(rec, real, reduction="none").flatten(1).mean(1).sum().item()
+            if self.perceptual is not None:
+                lpips_sum += self.perceptual(real, rec).sum().item()
+        values = {"val_mse": mse_sum / n}
+        if self.perceptual is not None:
+            values["val_lpips"] = lpips_sum / n
+        return values
+
+    @staticmethod
+    def checkpoint_extra() -> dict[str, Any]:
+        """Nothing beyond config, networks and training state."""
+        return {}
+
+    @staticmethod
+    def progress_fields(losses: dict[str, float]) -> dict[str, str]:
+        """What the progress bar shows of an iteration's losses."""
+        g_adv = f"{losses['g_adv']:.3f}" if "g_adv" in losses else "frozen"
+        return {"g": g_adv, "d": f"{losses['d_adv']:.3f}", "rec": f"{losses['x_rec']:.4f}"}
 
     # ----- data and randomness -------------------------------------------------------------------------
     def _rank_slice(self, global_tensor: torch.Tensor) -> torch.Tensor:
@@ -238,17 +312,9 @@ class Trainer:
         if not self.cfg.freeze_generator:
             ema_update(self.g_ema, self.generator, self.cfg.ema_decay)
         ema_update(self.e_ema, self.encoder, self.cfg.ema_decay)
-        names = list(losses)
-        values = torch.stack([losses[n].float() for n in names]).tolist()
-        bad = [f"{n}={v}" for n, v in zip(names, values, strict=True) if not math.isfinite(v)]
-        if self.dist.enabled:  # every rank stops together: one that raised alone would leave the others waiting
-            flag = all_mean(torch.tensor([1.0 if bad else 0.0], device=self.device), self.dist)
-            if flag.item() > 0 and not bad:
-                bad = ["on another rank"]
-        if bad:
-            raise TrainingDiverged(f"iteration {self.iteration}: non-finite loss ({', '.join(bad)})")
+        values = finite_losses(losses, self.iteration, self.dist, self.device)
         self.iteration += 1
-        return dict(zip(names, values, strict=True))
+        return values
 
     # ----- state ---------------------------------------------------------------------------------------
     def networks_state(self) -> dict[str, dict[str, torch.Tensor]]:

@@ -312,9 +312,8 @@ def _process(index: int) -> Result:
     try:
         declared = source.declared_size(index)
         if declared is not None and declared > limit:
-            return index, None, "too-large", (
-                f"{declared} bytes declared, over the {limit} an image within --max-pixels "
-                f"{_WORKER['options'].max_pixels} can need; not read"), None
+            raise SkipImage("too-large", f"{declared} bytes declared, over the {limit} an image within --max-pixels "
+                                         f"{_WORKER['options'].max_pixels} can need; not read")
         data = source.read(index)
     except SkipImage as exc:
         return index, None, exc.reason, exc.detail, None, None
@@ -337,7 +336,11 @@ def _label_maps(name: str, image_data: bytes) -> dict[int, bytes]:
     """The input's label map at every size, or SkipImage ('label-missing', 'label-size-mismatch', ...)."""
     labels: LabelOptions = _WORKER["labels"]
     path = labels.path_for(name)
+    limit = max_input_bytes(_WORKER["options"].max_pixels)
     try:
+        if path.stat().st_size > limit:
+            raise SkipImage("too-large", f"label map {path}: {path.stat().st_size} bytes, over the {limit} an "
+                                         "image within --max-pixels can need; not read")
         label_data = path.read_bytes()
     except FileNotFoundError:
         raise SkipImage("label-missing", f"no label map {path}") from None

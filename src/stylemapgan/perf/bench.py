@@ -268,7 +268,7 @@ def bench_config(name: str, opts: BenchOptions, peak: dict[str, float]) -> dict[
         counts = parameter_counts(preset)
         need = inference_bytes(preset, 1, counts["generator"] + counts["encoder"])
         if need > budget:
-            raise OverBudget(f"needs about {need / GB:.1f} GB at batch 1, over the {opts.memory_budget_gb:g} GB "
+            raise OverBudget(f"needs about {need / GB:.3g} GB at batch 1, over the {opts.memory_budget_gb:g} GB "
                              "memory budget (--memory-budget-gb)")
     label, generator, encoder, source = load_config(name, device)
     params = sum(p.numel() for p in (*generator.parameters(), *encoder.parameters()))
@@ -322,7 +322,7 @@ def bench_config(name: str, opts: BenchOptions, peak: dict[str, float]) -> dict[
     if opts.throughput and n < opts.throughput_batch:
         need = inference_bytes(config, opts.throughput_batch, params) / GB
         row["throughput_note"] = (f"batch {n} instead of {opts.throughput_batch}: batch {opts.throughput_batch} "
-                                  f"needs about {need:.1f} GB, over the {opts.memory_budget_gb:g} GB budget")
+                                  f"needs about {need:.3g} GB, over the {opts.memory_budget_gb:g} GB budget")
     if n >= 1:
         batch_images = (torch.rand(n, 3, size, size, generator=gen) * 2 - 1).to(device)
         batch_maps = torch.randn(n, *config.stylemap_shape, generator=gen).to(device)
@@ -375,7 +375,7 @@ def bench_training(preset: str, perceptual: str, opts: BenchOptions) -> dict[str
     batch = 16
     need = training_bytes(config, batch, sum(parameter_counts(config).values()))
     if need > opts.memory_budget_gb * GB:
-        raise OverBudget(f"needs about {need / GB:.1f} GB, over the {opts.memory_budget_gb:g} GB memory budget "
+        raise OverBudget(f"needs about {need / GB:.3g} GB, over the {opts.memory_budget_gb:g} GB memory budget "
                          "(--memory-budget-gb)")
     device = torch.device(opts.device)
     cfg = TrainConfig(batch=batch, perceptual=perceptual, num_workers=0)

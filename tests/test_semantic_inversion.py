@@ -80,6 +80,18 @@ def test_optimisation_starts_at_the_mean_latent_with_the_official_loss() -> None
     assert torch.allclose(result.images, start) and result.noise is None and result.generator is None
 
 
+def test_steps_from_options_progress_callback_and_time_limit() -> None:
+    g = tiny_generator()
+    _, target = generated(g, 1)
+    calls: list[tuple[str, int, int]] = []
+    result = invert(g, target, steps=None, pti_steps=None, options=InversionOptions(steps=3, pti_steps=2),
+                    perceptual=None, progress=lambda *call: calls.append(call))
+    assert len(result.history) == 3 and len(result.pti_history) == 2
+    assert calls == [("optimize", 1, 3), ("optimize", 2, 3), ("optimize", 3, 3), ("pti", 1, 2), ("pti", 2, 2)]
+    limited = invert(g, target, steps=50, perceptual=None, options=InversionOptions(time_limit_s=1e-9))
+    assert len(limited.history) == 1  # the first step always runs
+
+
 def test_optimisation_recovers_a_generated_image() -> None:
     g = tiny_generator()
     _, target = generated(g, 2)

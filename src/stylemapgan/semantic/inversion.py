@@ -121,7 +121,7 @@ def _resolve_perceptual(perceptual: nn.Module | str | None, device: torch.device
     if isinstance(perceptual, str):
         try:
             perceptual = build_perceptual(perceptual)
-        except ValueError as exc:
+        except (ValueError, FileNotFoundError, ImportError) as exc:
             raise InversionError(f"perceptual: {exc}") from None
     return perceptual.to(device) if perceptual is not None else None
 
@@ -245,9 +245,9 @@ def invert(
     *,
     method: str = "optimize",
     encoder: nn.Module | None = None,
-    steps: int = 400,
+    steps: int | None = 400,
     space: str = "w+",
-    pti_steps: int = 0,
+    pti_steps: int | None = 0,
     generator_out: SemanticGenerator | None = None,
     progress: bool | ProgressCallback | None = None,
     perceptual: nn.Module | str | None = "stlpips-vgg",
@@ -260,10 +260,12 @@ def invert(
     method: "optimize" (official recipe), "encoder" (one pass; needs `encoder`) or "hybrid" (encoder start, then
     the optimisation). space: "w+" ([N, n_latent, D], 28 vectors officially) or "expanded" ([N, n_latent_expanded,
     D], 130: one vector per local layer, more freedom, no longer a part-wise W+ code). steps / pti_steps override
-    `options`' (official 400 / 0). perceptual: an LPIPS module (pass one when inverting repeatedly), a kind name
-    (`losses.perceptual.KINDS`, built here) or None (no LPIPS term). progress: True for tqdm bars, or a callback
-    progress(stage, step, total). mean_latent: the mean w [1, D] (default `generator.mean_latent()`, 10,000 z).
-    init: start latents (W+ or expanded) instead of the method's own start (e.g. cached encodings).
+    `options`' (official 400 / 0; None: take `options`'). perceptual: an LPIPS module (pass one when inverting
+    repeatedly), a kind name (`losses.perceptual.KINDS`, built here) or None (no LPIPS term). progress: True for
+    tqdm bars, or a callback progress(stage, step, total). mean_latent: the mean w [1, D] (default
+    `generator.mean_latent()`, 10,000 z). init: start latents (W+ or expanded) instead of the method's own start
+    (e.g. cached encodings). The result's images render the latents with the stored noise maps (or the optimised
+    ones, `result.noise`), by the tuned generator when PTI ran.
     """
     started = time.perf_counter()
     if method not in METHODS:
@@ -273,7 +275,9 @@ def invert(
     if not isinstance(generator, SemanticGenerator):
         raise InversionError(f"generator: expected a SemanticGenerator, got {type(generator).__name__}")
     _check_images(generator, images)
-    options = dataclasses.replace(options or InversionOptions(), steps=steps, pti_steps=pti_steps)
+    options = options or InversionOptions()
+    options = dataclasses.replace(options, steps=options.steps if steps is None else steps,
+                                  pti_steps=options.pti_steps if pti_steps is None else pti_steps)
     if method in ("encoder", "hybrid") and encoder is None and init is None:
         raise InversionError(f"method {method!r} needs an encoder (train one with `stylemapgan train-encoder`)")
     config = generator.config

@@ -2,9 +2,9 @@
 seconds per image, on held-out real images (the dataset's test split) or on generated ones.
 
 Every method inverts the same images as one batch (the latent loss is per image, so a batch gives each image what it
-would get alone); seconds per image = the batch's wall time / N. MSE is of the clamped reconstruction on images in
-[-1, 1]; LPIPS is scored with --metric (default stlpips-alex, not the optimisation's own loss network, which the
-optimisation minimises directly).
+would get alone); seconds per image = the batch's wall time / N, after one warm-up pass. MSE is of the clamped
+reconstruction on images in [-1, 1]; LPIPS is scored with --metric (default stlpips-alex, not the optimisation's
+own loss network, which the optimisation minimises directly).
 
 python benchmarks/bench_semantic_inversion.py --ckpt RUN/checkpoints/ckpt-N.safetensors --data cf64-small --images 4
 (the checkpoint of `stylemapgan train-encoder` holds generator and encoder; without an encoder only "optimize" runs)
@@ -70,6 +70,9 @@ def main() -> None:
     loss_net = build_perceptual(args.perceptual).to(args.device)
     metric = build_perceptual(args.metric).to(args.device)
     mean = generator.mean_latent()
+    with torch.no_grad():  # warm-up: the first call of each network pays one-off allocation and kernel setup
+        generator.synthesize(encoder(images) if encoder is not None else mean.expand(images.shape[0], 1, -1)
+                             .expand(-1, generator.config.n_latent, -1), randomize_noise=False)
     rows = []
     for method in args.methods.split(","):
         if method != "optimize" and encoder is None:
@@ -80,7 +83,8 @@ def main() -> None:
             torch.cuda.synchronize()
         started = time.perf_counter()
         result = invert(generator, images, method=method, encoder=encoder, steps=steps, space=args.space,
-                        pti_steps=args.pti_steps, perceptual=loss_net, options=InversionOptions(),
+                        pti_steps=args.pti_steps, options=InversionOptions(),
+                        perceptual=loss_net if method != "encoder" or args.pti_steps else None,  # its only loss
                         mean_latent=mean)
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()

@@ -206,7 +206,7 @@ class TrainingRun:
             if saved_command != self._training(resume_ckpt.config).command:
                 raise ValueError(f"{resume_path}: written by `stylemapgan {saved_command}`; resume it with "
                                  f"`stylemapgan {saved_command} --resume`")
-            model_config = self._resumed_model(resume_path, resume_ckpt.config, model_changes or {})
+            model_config = self._resumed_model(resume_path, resume_ckpt.config, model_changes or {}, self.training)
             train_config = self._resumed_config(resume_path, resume_ckpt.training, train_config, resume_changes,
                                                 model_was=resume_ckpt.config, model_now=model_config,
                                                 data_was=resume_ckpt.provenance.get("data"))
@@ -264,7 +264,8 @@ class TrainingRun:
         """What this run trains: the given entry, else the model family's GAN training."""
         return self.training or training_family(model_config)
 
-    def _resumed_model(self, path: Path, saved: Any, changes: dict[str, Any]) -> Any:
+    @staticmethod
+    def _resumed_model(path: Path, saved: Any, changes: dict[str, Any], training: TrainingFamily | None = None) -> Any:
         """The saved model config; only what the family allows may change (StyleMapGAN: the encoder, and only
         grow: it is widened, see `widen_into`). A value that leaves every encoder width as it is (e.g. capped by
         channel_max) is no change."""
@@ -272,7 +273,8 @@ class TrainingRun:
         if unknown:
             raise ValueError(f"unknown model config field(s): {', '.join(unknown)}")
         differ = sorted(k for k, v in changes.items() if getattr(saved, k) != v)
-        fixed = [k for k in differ if k not in self._training(saved).train_config.RESUME_CHANGEABLE_MODEL]
+        changeable = (training or training_family(saved)).train_config.RESUME_CHANGEABLE_MODEL
+        fixed = [k for k in differ if k not in changeable]
         if fixed:
             raise ValueError(f"{path}: cannot change {', '.join(fixed)} when resuming (the saved weights fix it)")
         if not differ:

@@ -2,9 +2,10 @@
 seconds per image, on held-out real images (the dataset's test split) or on generated ones.
 
 Every method inverts the same images as one batch (the latent loss is per image, so a batch gives each image what it
-would get alone); seconds per image = the batch's wall time / N, after one warm-up pass. MSE is of the clamped
-reconstruction on images in [-1, 1]; LPIPS is scored with --metric (default stlpips-alex, not the optimisation's
-own loss network, which the optimisation minimises directly).
+would get alone); seconds per image = the batch's wall (and process CPU) time / N, after one warm-up pass; on a
+shared machine the CPU time is the steadier figure. MSE is of the clamped reconstruction on images in [-1, 1];
+LPIPS is scored with --metric (default stlpips-alex, not the optimisation's own loss network, which the
+optimisation minimises directly).
 
 python benchmarks/bench_semantic_inversion.py --ckpt RUN/checkpoints/ckpt-N.safetensors --data cf64-small --images 4
 (the checkpoint of `stylemapgan train-encoder` holds generator and encoder; without an encoder only "optimize" runs)
@@ -81,27 +82,28 @@ def main() -> None:
         steps = args.hybrid_steps if method == "hybrid" and args.hybrid_steps is not None else args.steps
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         result = invert(generator, images, method=method, encoder=encoder, steps=steps, space=args.space,
                         pti_steps=args.pti_steps, options=InversionOptions(),
                         perceptual=loss_net if method != "encoder" or args.pti_steps else None,  # its only loss
                         mean_latent=mean)
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - started
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
         mse, lpips = reconstruction_metrics(result.images, images, metric)
         assert lpips is not None
         rows.append({"method": method, "steps": 0 if method == "encoder" else steps, "pti_steps": args.pti_steps,
                      "mse": round(mse.mean().item(), 5), "lpips": round(lpips.mean().item(), 5),
-                     "seconds_per_image": round(seconds / images.shape[0], 4)})
+                     "seconds_per_image": round(seconds / images.shape[0], 4),
+                     "cpu_seconds_per_image": round(cpu_seconds / images.shape[0], 4)})
         print(json.dumps(rows[-1]), flush=True)
     source = f"{args.data} test split" if args.data else "generated (part-mixed) images"
     print(f"\n{images.shape[0]} images from {source}, {size} px, space {args.space}, {args.device}, "
           f"{torch.get_num_threads()} thread(s); LPIPS by {args.metric}; optimisation loss LPIPS {args.perceptual}")
-    print(f"{'method':<10}{'steps':>7}{'MSE':>10}{'LPIPS':>10}{'s/image':>10}")
+    print(f"{'method':<10}{'steps':>7}{'MSE':>10}{'LPIPS':>10}{'s/image':>10}{'CPU s/image':>13}")
     for row in rows:
         print(f"{row['method']:<10}{row['steps']:>7}{row['mse']:>10.4f}{row['lpips']:>10.4f}"
-              f"{row['seconds_per_image']:>10.3f}")
+              f"{row['seconds_per_image']:>10.3f}{row['cpu_seconds_per_image']:>13.3f}")
 
 
 if __name__ == "__main__":

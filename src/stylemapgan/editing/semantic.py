@@ -47,6 +47,7 @@ from stylemapgan.editing.parts import (
     same_layout,
     swap_parts,
 )
+from stylemapgan.editing.projection import ProjectionOptions, ProjectionResult, reconstruction_metrics
 from stylemapgan.semantic.config import SemanticConfig
 from stylemapgan.semantic.generator import SemanticGenerator
 from stylemapgan.semantic.io import latents_npy, load_official_latents, segmentation_image
@@ -248,10 +249,22 @@ class SemanticEditor(BaseEditor):
             latents = inversion.invert(self.generator, images.to(self.device, torch.float32), **kwargs)
         return latents.detach().to(self.device, torch.float32)
 
-    def project(self, images: torch.Tensor, method: str = "encoder", steps: int | None = None) -> list[str]:
-        """Invert images and cache their latents -> handles (see `invert`)."""
-        latents = self.invert(images, method, steps)
-        return [self.add_code(lat[None]) for lat in latents]
+    def project(
+        self, images: torch.Tensor, method: str = "encoder", options: ProjectionOptions | None = None,
+        perceptual: nn.Module | None = None, progress: bool = False,
+    ) -> tuple[ProjectionResult, list[str]]:
+        """Invert images [N, 3, size, size] (see `invert`; `options.steps` steps), cache the latents -> (result:
+        latents in `stylemaps`, renders, MSE / LPIPS as StyleMapGAN's `project` reports them; handles).
+
+        TODO(issue 23 part 1): pivotal tuning (`options.pti_steps`) once `semantic.inversion` offers it."""
+        images = images.to(self.device, torch.float32)
+        latents = self.invert(images, method, options.steps if options is not None else None)
+        rendered = self.render(latents)
+        if perceptual is not None:
+            perceptual = perceptual.to(self.device)
+        mse, lpips = reconstruction_metrics(rendered.images, images, perceptual)
+        keys = [self.add_code(lat[None]) for lat in latents]
+        return ProjectionResult(latents, rendered.images, mse, lpips), keys
 
     def load_code(self, path: str | os.PathLike[str]) -> torch.Tensor:
         """Official saved latents (.npy [1, 28, D], or any form `semantic.io.load_official_latents` reads)."""
@@ -375,12 +388,13 @@ class SemanticEditor(BaseEditor):
         return self.interpolate_parts(a, b, None, "both", frames).images
 
     def compose(
-        self, source: ImageLike, remove: Sequence[PartName] = (), add: Sequence[PartSwap] = ()
+        self, source: ImageLike, remove: Sequence[PartName] = (), add: Sequence[PartSwap] = (),
+        alphas: float | Sequence[float] = 1.0,
     ) -> SemanticResult:
         """Remove parts (their mask is zeroed and the rest renormalised, so what is behind shows) and/or add parts
-        from references (their shape and texture codes, as `swap_parts`)."""
+        from references (their codes, as `swap_parts`, one frame per alpha)."""
         removed = self.part_indices(remove, "remove") if remove else []
-        latents = self.swap_latents(source, add) if add else self.code(source)
+        latents = self.swap_latents(source, add, alphas) if add else self.code(source)
         added = {self.part_index(p) for swap in add for p in swap.parts}
         clash = sorted(added & set(removed))
         if clash:

@@ -153,7 +153,7 @@ def _resolver(args: argparse.Namespace, editor):
 
         samples = bundled_samples(args.ckpt)
         args.data = str(samples) if samples is not None else None
-    return InputResolver(editor.config, args.fit, parse_color(args.background), args.data)
+    return InputResolver(editor.config, args.fit, parse_color(args.background), args.data, editor)
 
 
 BAR_DELAY_S = 1.0  # a bar appears once its loop has run this long: quick commands and early errors print no bar
@@ -325,7 +325,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--source", required=True, nargs="+", help="source image(s), folder, .npz or SPLIT:INDEX")
     p.add_argument("--reference", required=True, action="append", help="reference (repeat for several)")
     p.add_argument("--mask", required=True, action="append",
-                   help="one per reference: mask image, rectangle x0,y0,x1,y1, or part names (hair, hair+eyes)")
+                   help="one per reference: mask image, rectangle x0,y0,x1,y1, part names (hair, hair+eyes), or "
+                        "the model's part clusters (cluster:3, cluster:3+5, or a name given with clusters name)")
     p.add_argument("--shift", action="append", default=None,
                    help="one per reference: move the pasted region by DX,DY pixels (negative: --shift=-8,4)")
     _add_blend_options(p)
@@ -584,8 +585,9 @@ def _run_local_edits(
         masks = [resolver.mask(text, [source, ref], f"mask {i + 1}")
                  for i, (text, ref) in enumerate(zip(mask_texts, references, strict=True))]
         for i, m in enumerate(masks):
-            if i not in saved_masks or source.label_map is not None:
-                name = f"mask{i + 1}.png" if source.label_map is None else f"{stem}_mask{i + 1}.png"
+            per_source = source.label_map is not None or resolver.from_clusters(mask_texts[i], [source])
+            if i not in saved_masks or per_source:
+                name = f"mask{i + 1}.png" if not per_source else f"{stem}_mask{i + 1}.png"
                 save_image(out / name, (m[0].expand(3, -1, -1) * 2 - 1).cpu())
                 outputs.append(name)
                 saved_masks.add(i)

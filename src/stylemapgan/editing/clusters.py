@@ -75,16 +75,18 @@ def check_resolutions(config: ModelConfig, resolutions: Sequence[int], field_nam
 
 
 def parse_resolutions(text: str, config: ModelConfig, field_name: str = "--layer") -> tuple[int, ...]:
-    """'32' or '16,32' -> checked resolutions."""
+    """'32', '16,32' or '16+32' -> checked resolutions."""
     try:
-        values = [int(part) for part in text.split(",") if part.strip()]
+        values = [int(part) for part in re.split(r"[,+]", text) if part.strip()]
     except ValueError:
         raise ClusterError(f"{field_name} {text!r}: expected resolutions such as 32 or 16,32") from None
     return check_resolutions(config, values, f"{field_name} {text!r}")
 
 
 @torch.no_grad()
-def synthesis_features(generator: Generator, styles: Sequence[torch.Tensor], resolutions: Sequence[int]) -> torch.Tensor:
+def synthesis_features(
+    generator: Generator, styles: Sequence[torch.Tensor], resolutions: Sequence[int]
+) -> torch.Tensor:
     """Unit-length per-pixel features [N, D, R, R] at R = max(resolutions), from the style tensors of N images.
     Runs the synthesis only as far as the largest layer asked for."""
     synthesis = generator.synthesis
@@ -182,15 +184,16 @@ def spherical_kmeans(
     for run in range(restarts):
         centroids = _kmeans_pp(x, k, _seeded(seed + run))
         labels, sim = _assign(x, centroids)
-        done = 0
-        for done in range(1, iterations + 1):
+        steps = 0
+        while steps < iterations:
+            steps += 1
             centroids = _update(x, labels, sim, k)
             new_labels, sim = _assign(x, centroids)
             changed = bool((new_labels != labels).any())
             labels = new_labels
             if not changed:
                 break
-        result = KMeansResult(centroids, labels, float(sim.mean()), done)
+        result = KMeansResult(centroids, labels, float(sim.mean()), steps)
         if best_result is None or result.objective > best_result.objective:
             best_result = result
     assert best_result is not None

@@ -46,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.set_defaults(handler=cmd_fit)
 
     n = sub.add_parser("name", help="name clusters (3=hair 5=eyes; 3= removes a name)")
-    n.add_argument("--ckpt", required=True, help="checkpoint with part clusters (from clusters fit)")
+    n.add_argument("--ckpt", required=True, help="checkpoint with part clusters (from clusters fit), updated in place "
+                                                "unless --out is given")
     n.add_argument("names", nargs="+", metavar="ID=NAME", help="cluster id and name, e.g. 3=hair")
     n.add_argument("--out", default=None, help="write here instead of updating --ckpt in place")
     n.set_defaults(handler=cmd_name)
@@ -145,10 +146,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_name(args: argparse.Namespace) -> int:
     from stylemapgan.checkpoint import save_checkpoint
     from stylemapgan.editing.clusters import EXTRA_KEY
+    from stylemapgan.models import resolve_checkpoint
 
-    path = Path(args.ckpt)
-    if not path.is_file():
-        raise CLIError(f"--ckpt {args.ckpt}: no such checkpoint file")
+    path = resolve_checkpoint(args.ckpt)
     out = _check_out(args.out) if args.out else _check_out(str(path))
     assignments: dict[int, str | None] = {}
     for text in args.names:

@@ -473,8 +473,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", action=_ReferenceAction, default=None,
                    help="reference (repeat for several); its --mask, or its --part options, follow it")
     p.add_argument("--mask", action="append", default=None,
-                   help="one per reference: mask image, rectangle x0,y0,x1,y1, or part names (hair, hair+eyes) "
-                        "of a dataset's part masks. StyleMapGAN models")
+                   help="one per reference: mask image, rectangle x0,y0,x1,y1, part names (hair, hair+eyes), or "
+                        "the model's part clusters (cluster:3, cluster:3+5, or a name given with clusters name). "
+                        "StyleMapGAN models")
     p.add_argument("--shift", action="append", default=None,
                    help="one per reference: move the pasted region by DX,DY pixels (negative: --shift=-8,4)")
     _add_part_options(p, per_reference=True)
@@ -690,8 +691,9 @@ def _run_local_edits(
         masks = [resolver.mask(text, [source, ref], f"mask {i + 1}")
                  for i, (text, ref) in enumerate(zip(mask_texts, references, strict=True))]
         for i, m in enumerate(masks):
-            if i not in saved_masks or source.label_map is not None:
-                name = f"mask{i + 1}.png" if source.label_map is None else f"{stem}_mask{i + 1}.png"
+            per_source = source.label_map is not None or resolver.from_clusters(mask_texts[i], [source])
+            if i not in saved_masks or per_source:
+                name = f"mask{i + 1}.png" if not per_source else f"{stem}_mask{i + 1}.png"
                 save_image(out / name, (m[0].expand(3, -1, -1) * 2 - 1).cpu())
                 outputs.append(name)
                 saved_masks.add(i)

@@ -19,6 +19,7 @@ SemanticStyleGAN (`SemanticEditor`; the same `from_checkpoint` returns it for su
 
 from stylemapgan.editing.base import BaseEditor, EditorCapabilities, Samples, editor_class
 from stylemapgan.editing.blend import Paste, blend_layers, render_w, render_w_plus
+from stylemapgan.editing.clusters import ClusterError, PartClusters, fit_clusters, spherical_kmeans
 from stylemapgan.editing.directions import (
     Direction,
     LinearClassifier,
@@ -45,6 +46,7 @@ from stylemapgan.editing.errors import EditingError
 from stylemapgan.editing.images import load_image, load_stylemap, save_image, save_stylemap
 from stylemapgan.editing.masks import (
     POOLINGS,
+    ClusterMask,
     FileMask,
     PartMask,
     RectangleMask,
@@ -74,6 +76,8 @@ __all__ = [
     "PROJECTION_METHODS",
     "BaseEditor",
     "CacheInfo",
+    "ClusterError",
+    "ClusterMask",
     "Direction",
     "DomainCheck",
     "EditMode",
@@ -82,6 +86,7 @@ __all__ = [
     "EditorCapabilities",
     "FileMask",
     "LinearClassifier",
+    "PartClusters",
     "PartMask",
     "PartSwap",
     "Paste",
@@ -96,6 +101,7 @@ __all__ = [
     "composition_mask",
     "domain_warning",
     "editor_class",
+    "fit_clusters",
     "fit_linear_classifier",
     "frame_alphas",
     "interpolate_parts",
@@ -124,5 +130,6 @@ __all__ = [
     "save_image",
     "save_stylemap",
     "sefa_directions",
+    "spherical_kmeans",
     "supervised_direction",
 ]

@@ -131,6 +131,7 @@ class BaseEditor:
     batch_size: int
     reference_mse: float | None = None
     reference_mse_source: str | None = None
+    clusters: Any = None  # fitted part clusters of the model's features (StyleMapGAN, `editing.clusters`), if any
 
     def _init_cache(self, cache_size: int, model_id: str | None) -> None:
         self.cache_size = max(1, int(cache_size))

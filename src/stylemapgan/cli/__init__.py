@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "stylemapgan.cli.train",
     "stylemapgan.cli.encoder",
     "stylemapgan.cli.edit",
+    "stylemapgan.cli.clusters",
     "stylemapgan.cli.evaluate",
     "stylemapgan.cli.serve",
     "stylemapgan.cli.bench",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as _dt
 import functools
 import os
@@ -228,6 +229,8 @@ FLAG_NEEDS: tuple[FlagNeed, ...] = (
     FlagNeed("--texture-only", "texture_only", lambda c: c.shape_texture, "separate texture codes", _parts_instead),
     FlagNeed("--remove-part", "remove_part", lambda c: c.composition, "part composition", _parts_instead),
     FlagNeed("--subspace", "subspace", lambda c: c.shape_texture, "part subspaces", _parts_instead),
+    FlagNeed("--space", "space", lambda c: bool(c.projection_spaces), "choice of projection space (w+ / expanded)",
+             lambda c: "it projects into its own code space"),
 )
 
 
@@ -237,6 +240,18 @@ def _check_capabilities(args: argparse.Namespace, caps: Any) -> None:
         if _is_set(getattr(args, need.dest, None)) and not need.has(caps):
             hint = need.instead(caps)
             raise CLIError(f"{need.flag}: a {caps.family} model has no {need.lacks}" + (f" ({hint})" if hint else ""))
+
+
+def _check_encodable(editor, items: Sequence[Any]) -> None:
+    """Image inputs need the model's encoder; a model without one (a SemanticStyleGAN model before
+    `train-encoder`) takes saved codes. One line naming the first image input otherwise."""
+    if getattr(editor, "encoder", None) is not None:
+        return
+    for item in items:
+        if item.image is not None:
+            raise CLIError(f"{item.origin}: this model has no encoder to turn an image into its code (train one with "
+                           f"`stylemapgan train-encoder`); give saved codes ({editor.capabilities.code_suffix}, e.g. "
+                           "from `stylemapgan project --method optimize`)")
 
 
 def _part_names(editor, names: Sequence[str], flag: str = "--part") -> list[int]:
@@ -439,16 +454,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_model_options(p)
     _add_image_options(p)
     p.add_argument("--method", choices=("encoder", "optimize", "hybrid"), default="encoder",
-                   help="encoder: one pass; optimize: from the mean stylemap; hybrid: encoder, then optimise")
-    p.add_argument("--steps", type=int, default=100, help="optimisation steps (optimize, hybrid)")
-    p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate on the stylemap")
+                   help="encoder: one pass; optimize: from the mean code (stylemap; SemanticStyleGAN: mean w); "
+                        "hybrid: encoder, then optimise")
+    p.add_argument("--steps", type=int, default=None,
+                   help="optimisation steps (optimize, hybrid; default: StyleMapGAN 100, SemanticStyleGAN 400, the "
+                        "official recipe)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate on the code (default: StyleMapGAN 0.05, SemanticStyleGAN 0.1 with the "
+                        "official ramp)")
     p.add_argument("--lpips", default="stlpips-vgg", choices=("stlpips-vgg", "stlpips-alex", "lpips-vgg", "none"),
                    help="perceptual distance for the loss and the metric (none: MSE only)")
-    p.add_argument("--lpips-weight", type=float, default=1.0, help="weight of the perceptual term (default 1)")
-    p.add_argument("--mse-weight", type=float, default=1.0, help="weight of the pixel MSE term (default 1)")
+    p.add_argument("--lpips-weight", type=float, default=None, help="weight of the perceptual term (default 1)")
+    p.add_argument("--mse-weight", type=float, default=None,
+                   help="weight of the pixel MSE term (default: StyleMapGAN 1, SemanticStyleGAN 0.1)")
     p.add_argument("--pti-steps", type=int, default=0,
                    help="pivotal tuning: also fit a copy of the generator to each image for N steps (default 0)")
-    p.add_argument("--pti-lr", type=float, default=3e-4, help="Adam learning rate of pivotal tuning (3e-4)")
+    p.add_argument("--pti-lr", type=float, default=None,
+                   help="Adam learning rate of pivotal tuning (default: StyleMapGAN 3e-4, SemanticStyleGAN 1e-4)")
+    p.add_argument("--space", choices=("w+", "expanded"), default=None,
+                   help="SemanticStyleGAN: invert into W+ (default; part edits need it to be part-wise) or the "
+                        "expanded space (one vector per local layer: closer reconstructions)")
     p.set_defaults(handler=_user_errors(cmd_project))
 
     p = subparsers.add_parser(
@@ -550,6 +575,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="apply only inside this mask (pooled to s x s). StyleMapGAN models (a part direction of a "
                         "model with parts moves its part only)")
     p.add_argument("--feather", type=float, default=0.0, help="soften the mask edge over about PX pixels (0 to 256)")
+    p.add_argument("--part", action="append", default=None, metavar="NAME",
+                   help="models with parts: move only this part's latent rows (repeatable); --attribute NAME also "
+                        "finds the direction PART.NAME learned with `directions --part`")
+    p.add_argument("--subspace", choices=("both", "shape", "texture"), default=None,
+                   help="models with parts: with --part, only its shape rows, texture rows or both (default both)")
     p.set_defaults(handler=_user_errors(cmd_attribute))
 
 
@@ -559,20 +589,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_project(args: argparse.Namespace) -> int:
     from stylemapgan.editing.domain import DomainCheck, domain_warning
     from stylemapgan.editing.images import save_image, unique_stems
-    from stylemapgan.editing.projection import ProjectionOptions, projection_method
+    from stylemapgan.editing.projection import projection_method
     from stylemapgan.losses import build_perceptual
 
     projection_method(args.method)
+    for flag in ("steps", "pti_steps"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 0:
+            raise CLIError(f"--{flag.replace('_', '-')}: must be >= 0, got {getattr(args, flag)}")
     editor = _open_editor(args)
+    caps = editor.capabilities
+    _check_capabilities(args, caps)
+    if args.space is not None and args.space not in caps.projection_spaces:
+        raise CLIError(f"--space: a {caps.family} model projects into {' or '.join(caps.projection_spaces)}, "
+                       f"got {args.space!r}")
+    if args.method != "optimize" and getattr(editor, "encoder", None) is None:
+        raise CLIError(f"--method {args.method}: method '{args.method}' needs an encoder (train one with "
+                       "`stylemapgan train-encoder`) and this model has none; --method optimize needs none")
+    options = _projection_options(args, editor.projection_defaults)
+    space = {}
+    if caps.projection_spaces:
+        args.space = args.space or caps.projection_spaces[0]
+        space = {"space": args.space}
     resolver = _resolver(args, editor)
     names = resolver.expand(args.inputs)
-    out = _outdir(args)
-    options = ProjectionOptions(args.steps, args.lr, args.mse_weight, args.lpips_weight, args.pti_steps, args.pti_lr)
-    perceptual = build_perceptual(args.lpips)
     items = [resolver.resolve(n) for n in names]
     for item in items:
         if item.image is None:
-            raise CLIError(f"{item.origin}: project needs images, not stylemaps")
+            raise CLIError(f"{item.origin}: project needs images, not saved codes")
+    out = _outdir(args)
+    perceptual = build_perceptual(args.lpips)
     stems = unique_stems([Path(item.name) for item in items])
     outputs: list[str] = []
     per_image: list[dict[str, Any]] = []
@@ -583,7 +628,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     for start in range(0, len(items), editor.batch_size):
         chunk = items[start : start + editor.batch_size]
         images = torch.cat([item.image for item in chunk])
-        result, _ = editor.project(images, args.method, options, perceptual, progress=args.progress)
+        result, _ = editor.project(images, args.method, options, perceptual, progress=args.progress, **space)
         for j, item in enumerate(chunk):
             stem = stems[start + j]
             mse = float(result.mse[j])
@@ -611,13 +656,25 @@ def cmd_project(args: argparse.Namespace) -> int:
                "lpips_mean": sum(lpips_values) / len(lpips_values) if lpips_values else None,
                "lpips_kind": args.lpips,
                "note": "MSE on images in [-1, 1]; reconstruction clamped; LPIPS inputs under 32 px upsampled to 32"
-                       + ("; reconstructions by the PTI-tuned generator (not saved)" if args.pti_steps else "")}
+                       + ("; reconstructions by each image's PTI-tuned generator (not saved)" if args.pti_steps
+                          else "")}
     check = _domain_record(editor, domain_rows, [])
     if check["possible"]:
         check["mse_of"] = "the chosen --method's reconstruction" + (" (after optimisation)" if refined else "")
     _write_record(out / "project.json", args, editor, [i.describe() for i in items], outputs,
                   images=per_image, summary=summary, domain_check=check, warnings=warnings)
     return 0
+
+
+def _projection_options(args: argparse.Namespace, defaults: Any) -> Any:
+    """The model's own projection recipe (`editor.projection_defaults`) with the flags given on top; the flags
+    left out are filled in with what ran, so the record says it."""
+    given = {"steps": args.steps, "lr": args.lr, "mse_weight": args.mse_weight,
+             "perceptual_weight": args.lpips_weight, "pti_steps": args.pti_steps, "pti_lr": args.pti_lr}
+    options = dataclasses.replace(defaults, **{k: v for k, v in given.items() if v is not None})
+    args.steps, args.lr, args.mse_weight = options.steps, options.lr, options.mse_weight
+    args.lpips_weight, args.pti_steps, args.pti_lr = options.perceptual_weight, options.pti_steps, options.pti_lr
+    return options
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -770,6 +827,7 @@ def _run_part_edits(args: argparse.Namespace, editor) -> int:
     resolver = _resolver(args, editor)
     sources, references = _edit_inputs(args, editor, resolver) if args.reference else (
         [resolver.resolve(n, "source") for n in resolver.expand(args.source)], [])
+    _check_encodable(editor, [*sources, *references])
     out = _outdir(args)
     strengths = _strengths(args)
     domain = _check_domain(editor, [*sources, *references])
@@ -840,8 +898,11 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     _check_capabilities(args, editor.capabilities)
     parts = _part_names(editor, args.part) if args.part else None
     what = _subspace(args, args.shape_only, args.texture_only)
+    if parts is None and what != "both":
+        raise CLIError(f"--{what}-only: needs --part NAME (whose {what} codes move)")
     resolver = _resolver(args, editor)
     a, b = resolver.resolve(args.a, "A"), resolver.resolve(args.b, "B")
+    _check_encodable(editor, [a, b])
     out = _outdir(args)
     domain = _check_domain(editor, [a, b])
     outputs: list[str] = []
@@ -917,6 +978,7 @@ def _mix_parts(args: argparse.Namespace, editor) -> int:
                        f"got {args.split!r}")
     resolver = _resolver(args, editor)
     a, b = resolver.resolve(args.a, "A"), resolver.resolve(args.b, "B")
+    _check_encodable(editor, [a, b])
     out = _outdir(args)
     domain = _check_domain(editor, [a, b])
     ha, hb = resolver.handle(editor, a), resolver.handle(editor, b)
@@ -1007,8 +1069,13 @@ def _part_directions(args: argparse.Namespace, editor, out: Path) -> int:
 
     if min(args.pca, args.sefa) < 0:
         raise CLIError("--pca / --sefa: the number of directions must be >= 0")
+    if args.subspace and not args.part:
+        raise CLIError("--subspace: needs --part NAME (whose shape or texture rows)")
     what = args.subspace or "both"
     parts = [editor.capabilities.parts[k] for k in _part_names(editor, args.part)] if args.part else [None]
+    if args.attribute and getattr(editor, "encoder", None) is None:
+        raise CLIError(f"--data {args.data}: this model has no encoder to turn the dataset's images into codes "
+                       "(train one with `stylemapgan train-encoder`); --pca and --sefa need none")
     announce_threads(args)
     directions = []
     report: dict[str, Any] = {}
@@ -1066,20 +1133,28 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         parse_mask(args.mask)
     editor = _open_editor(args)
     _check_capabilities(args, editor.capabilities)
+    if args.subspace and not args.part:
+        raise CLIError("--subspace: needs --part NAME (whose shape or texture rows move)")
+    parts = [editor.capabilities.parts[k] for k in _part_names(editor, args.part)] if args.part else None
     directions = load_directions(args.directions, editor.code_shape)
-    if args.attribute not in directions:
+    name = args.attribute
+    if name not in directions and parts is not None and len(parts) == 1 and f"{parts[0]}.{name}" in directions:
+        name = f"{parts[0]}.{name}"  # the direction `directions --part PART --attribute NAME` learned
+    if name not in directions:
         raise CLIError(f"--attribute {args.attribute!r}: not in {args.directions} (has {', '.join(directions)})")
-    direction = directions[args.attribute]
+    direction = directions[name]
     resolver = _resolver(args, editor)
     items = [resolver.resolve(n) for n in resolver.expand(args.inputs)]
+    _check_encodable(editor, items)
     out = _outdir(args)
     domain = _check_domain(editor, items)
     outputs: list[str] = []
-    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in args.attribute)
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
     for stem, item in _bar(args, list(zip(unique_stems([Path(i.name) for i in items]), items, strict=True)),
                            desc="attribute"):
-        if editor.capabilities.segmentation:  # a part direction moves its part only: no mask
-            result = editor.apply_direction(resolver.handle(editor, item), direction.vector, strengths)
+        if editor.capabilities.segmentation:  # a part direction moves its part only: no mask (--part: these)
+            result = editor.apply_direction(resolver.handle(editor, item), direction.vector, strengths, parts,
+                                            args.subspace or "both", "--part")
             images = result.images.cpu()
             for s, seg in zip(strengths, result.segmentation, strict=True):
                 _save_segmentations(out, f"{stem}_{safe}_{s:+g}_seg", seg[None], outputs)
@@ -1095,5 +1170,6 @@ def cmd_attribute(args: argparse.Namespace) -> int:
             save_png(out / f"{stem}_{safe}_strip.png", make_grid(images, nrow=len(strengths)))
             outputs.append(f"{stem}_{safe}_strip.png")
     _write_record(out / "attribute.json", args, editor, [i.describe() for i in items], outputs,
-                  strengths=strengths, direction={"name": direction.name, **direction.meta}, **domain)
+                  strengths=strengths, direction={"name": direction.name, **direction.meta},
+                  **({"moved_parts": parts, "moved_subspace": args.subspace or "both"} if parts else {}), **domain)
     return 0

@@ -31,7 +31,7 @@ from stylemapgan.checkpoint.io import load_checkpoint
 from stylemapgan.editing.domain import DomainCheck, domain_warning
 from stylemapgan.editing.errors import EditingError
 from stylemapgan.editing.images import prepare_pil
-from stylemapgan.editing.projection import reconstruction_metrics
+from stylemapgan.editing.projection import ProjectionOptions, reconstruction_metrics
 
 ImageLike = torch.Tensor | Image.Image | str
 
@@ -50,6 +50,8 @@ class EditorCapabilities:
     segmentation: every render comes with a segmentation (`segment`, `SemanticResult.segmentation`).
     mix_splits: the accepted `mix` splits, in words (the first is the default).
     code_suffix: the file suffix of saved codes (".npz" stylemaps, ".npy" official W+ latents).
+    projection_spaces: the latent spaces `project` can invert into, default first ("w+", "expanded");
+        empty when there is one (a StyleMapGAN stylemap).
     """
 
     family: str
@@ -62,6 +64,7 @@ class EditorCapabilities:
     segmentation: bool = False
     mix_splits: tuple[str, ...] = ()
     code_suffix: str = ".npz"
+    projection_spaces: tuple[str, ...] = ()
 
     @property
     def has_parts(self) -> bool:
@@ -73,6 +76,7 @@ class EditorCapabilities:
             "latent_modes": list(self.latent_modes), "parts": list(self.parts),
             "shape_texture": self.shape_texture, "composition": self.composition,
             "segmentation": self.segmentation, "mix_splits": list(self.mix_splits), "code_suffix": self.code_suffix,
+            "projection_spaces": list(self.projection_spaces),
         }
 
 
@@ -131,6 +135,9 @@ class BaseEditor:
     batch_size: int
     reference_mse: float | None = None
     reference_mse_source: str | None = None
+    # `project`'s settings where the caller gives none: each family's own recipe (StyleMapGAN: ours, 100 steps;
+    # SemanticStyleGAN: the official inversion's, 400 steps)
+    projection_defaults: ClassVar[ProjectionOptions] = ProjectionOptions()
     clusters: Any = None  # fitted part clusters of the model's features (StyleMapGAN, `editing.clusters`), if any
 
     def _init_cache(self, cache_size: int, model_id: str | None) -> None:

@@ -15,6 +15,7 @@ Images come in through inversion (`encode`, `project`), which lives in `stylemap
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,17 +45,20 @@ from stylemapgan.editing.parts import (
     composition_mask,
     interpolate_parts,
     parts_under_mask,
+    rows_mask,
     same_layout,
     swap_parts,
 )
 from stylemapgan.editing.projection import ProjectionOptions, ProjectionResult, reconstruction_metrics
 from stylemapgan.semantic.config import SemanticConfig
 from stylemapgan.semantic.generator import SemanticGenerator
+from stylemapgan.semantic.inversion import SPACES, InversionError, InversionOptions, InversionResult, invert
 from stylemapgan.semantic.io import latents_npy, load_official_latents, segmentation_image
 from stylemapgan.semantic.latents import LatentLayoutError, broadcast_w, check_latents, expand_latents
 from stylemapgan.utils.files import atomic_write_bytes
 
 MEAN_W_COUNT = 10_000  # the official scripts' truncation centre: the mean w of 10,000 z (seed 0)
+_OFFICIAL = InversionOptions()  # the official inversion recipe: `project`'s defaults
 PartName = str | int
 
 
@@ -91,6 +95,11 @@ def default_part_names(count: int) -> tuple[str, ...]:
 @register_editor(SEMANTICSTYLEGAN)
 class SemanticEditor(BaseEditor):
     """A SemanticStyleGAN generator (eval mode, no grads) plus an LRU cache of W+ latents; see the module."""
+
+    projection_defaults = ProjectionOptions(
+        steps=_OFFICIAL.steps, lr=_OFFICIAL.lr, mse_weight=_OFFICIAL.mse_weight,
+        perceptual_weight=_OFFICIAL.lpips_weight, pti_steps=_OFFICIAL.pti_steps, pti_lr=_OFFICIAL.pti_lr,
+    )
 
     def __init__(
         self,
@@ -142,7 +151,7 @@ class SemanticEditor(BaseEditor):
     def capabilities(self) -> EditorCapabilities:
         return EditorCapabilities(
             family=self.family.title, parts=self.part_names, shape_texture=True, composition=True,
-            segmentation=True, mix_splits=("shape", "texture"), code_suffix=".npy",
+            segmentation=True, mix_splits=("shape", "texture"), code_suffix=".npy", projection_spaces=SPACES,
         )
 
     @property
@@ -238,32 +247,52 @@ class SemanticEditor(BaseEditor):
                perceptual: nn.Module | None = None) -> torch.Tensor:
         """Images [N, 3, size, size] -> W+ latents [N, n_latent, D] by `semantic.inversion.invert` (the encoder,
         the official optimisation, or both; the optimisation's LPIPS is `perceptual`, else stlpips-vgg)."""
-        from stylemapgan.semantic.inversion import InversionError, invert
-
         loss: nn.Module | str | None = None if method == "encoder" else (perceptual or "stlpips-vgg")
+        options = dataclasses.replace(_OFFICIAL, steps=_OFFICIAL.steps if steps is None else steps)
+        return self._invert(images, method, options, loss).latents.to(self.device, torch.float32)
+
+    def _invert(self, images: torch.Tensor, method: str, options: InversionOptions,
+                perceptual: nn.Module | str | None, space: str = "w+", progress: bool = False) -> InversionResult:
         try:
-            result = invert(self.generator, images.to(self.device, torch.float32), method=method,
-                            encoder=self.encoder, steps=steps, perceptual=loss)
+            return invert(self.generator, images.to(self.device, torch.float32), method=method, encoder=self.encoder,
+                          steps=None, pti_steps=None, space=space, perceptual=perceptual, options=options,
+                          progress=progress)
         except InversionError as exc:
             raise EditingError(str(exc)) from None
-        return result.latents.to(self.device, torch.float32)
 
     def project(
         self, images: torch.Tensor, method: str = "encoder", options: ProjectionOptions | None = None,
-        perceptual: nn.Module | None = None, progress: bool = False,
+        perceptual: nn.Module | None = None, progress: bool = False, space: str = "w+",
     ) -> tuple[ProjectionResult, list[str]]:
-        """Invert images [N, 3, size, size] (see `invert`; `options.steps` steps), cache the latents -> (result:
+        """Invert images [N, 3, size, size] into `space` ("w+" or "expanded") and cache the latents -> (result:
         latents in `stylemaps`, renders, MSE / LPIPS as StyleMapGAN's `project` reports them; handles).
 
-        TODO(issue 23 part 1): pivotal tuning (`options.pti_steps`) once `semantic.inversion` offers it."""
+        options: steps, lr, weights (`perceptual_weight` is the LPIPS weight), pivotal tuning and time limit
+        (default `projection_defaults`, the official recipe); perceptual: the LPIPS of the loss and the metric
+        (None: MSE only). With `options.pti_steps` each image gets its own tuned copy of the generator, as the
+        official per-image tuning does (`result.tuned_generators`; the renders are theirs, the cached latents
+        render with this editor's generator)."""
+        options = options or self.projection_defaults
+        try:
+            inversion_options = InversionOptions(
+                steps=options.steps, lr=options.lr, mse_weight=options.mse_weight,
+                lpips_weight=options.perceptual_weight, pti_steps=options.pti_steps, pti_lr=options.pti_lr,
+                time_limit_s=options.time_limit_s,
+            )
+        except InversionError as exc:
+            raise EditingError(str(exc)) from None
         images = images.to(self.device, torch.float32)
-        latents = self.invert(images, method, options.steps if options is not None else None, perceptual)
-        rendered = self.render(latents)
         if perceptual is not None:
             perceptual = perceptual.to(self.device)
-        mse, lpips = reconstruction_metrics(rendered.images, images, perceptual)
+        groups = [images[i : i + 1] for i in range(images.shape[0])] if options.pti_steps > 0 else [images]
+        results = [self._invert(group, method, inversion_options, perceptual, space, progress) for group in groups]
+        latents = torch.cat([r.latents for r in results]).to(self.device, torch.float32)
+        rendered = torch.cat([r.images for r in results])
+        mse, lpips = reconstruction_metrics(rendered, images, perceptual)
+        tuned = [r.generator for r in results] if options.pti_steps > 0 else None
+        history = [sum(step) / len(results) for step in zip(*(r.history for r in results), strict=False)]
         keys = [self.add_code(lat[None]) for lat in latents]
-        return ProjectionResult(latents, rendered.images, mse, lpips), keys
+        return ProjectionResult(latents, rendered, mse, lpips, history=history, tuned_generators=tuned), keys
 
     def load_code(self, path: str | os.PathLike[str]) -> torch.Tensor:
         """Official saved latents (.npy [1, 28, D], or any form `semantic.io.load_official_latents` reads)."""
@@ -449,10 +478,14 @@ class SemanticEditor(BaseEditor):
         )
         return direction, classifier, subspace_rows(self.config, index, what)
 
-    def apply_direction(self, item: ImageLike, direction: torch.Tensor, strengths: float | Sequence[float]
+    def apply_direction(self, item: ImageLike, direction: torch.Tensor, strengths: float | Sequence[float],
+                        parts: Sequence[PartName] | None = None, what: str = "both", field: str = "parts",
                         ) -> SemanticResult:
         """latents + strength * direction ([n_latent, D], e.g. zero outside one part's rows), one frame per
-        strength; an expanded code gets the direction expanded the same way."""
+        strength; an expanded code gets the direction expanded the same way. parts: move only these parts'
+        shape / texture / both rows (`what`): the direction's other rows are dropped, not renormalised, so a
+        strength is the same distance along the rows that stay (StyleMapGAN's masked attribute edit). field: how
+        errors name `parts` (a CLI passes its flag)."""
         values = [float(strengths)] if isinstance(strengths, int | float) else [float(s) for s in strengths]
         if not values:
             raise EditingError("strength: need at least one value")
@@ -461,6 +494,12 @@ class SemanticEditor(BaseEditor):
                                f"{list(self.code_shape)}")
         latents = self.code(item)
         d = direction.to(self.device, torch.float32)[None]
+        if parts is not None:
+            keep = rows_mask(self.config, self.part_indices(parts, field), check_subspace(what),
+                             self.config.n_latent)
+            d = torch.where(keep.to(self.device).view(1, -1, 1), d, torch.zeros_like(d))
+            if not bool(d.any()):
+                raise EditingError(f"{field}: the direction is zero in these parts' rows (it moves other parts)")
         if latents.shape[1] != d.shape[1]:
             d = expand_latents(self.config, d)
         steps = torch.tensor(values, device=self.device).view(-1, 1, 1)

@@ -69,6 +69,27 @@ RUNS: dict[str, str | None] = {
     "--out dirs.safetensors": AS_WRITTEN,
     "stylemapgan attribute a.jpg --directions dirs.safetensors --attribute has_glasses --strength=-3,0,3 "
     "--outdir out/attr": AS_WRITTEN,
+    "stylemapgan train --data data/cartoon-faces-64 --outdir runs/sem --preset semantic-cpu-64 --iters 20000 "
+    "--batch 16": "stylemapgan train --data data/cartoon-faces-64 --outdir runs/sem --preset semantic-cpu-64 "
+    "--iters 1 --batch 2",
+    "stylemapgan train-encoder --ckpt runs/sem --data data/cartoon-faces-64 --outdir runs/sem-enc --iters 20000":
+        "stylemapgan train-encoder --ckpt runs/sem --data data/cartoon-faces-64 --outdir runs/sem-enc --iters 1 "
+        "--batch 2 --perceptual none",
+    "stylemapgan project test:0 test:1 --ckpt runs/sem-enc --data data/cartoon-faces-64 --method hybrid --steps 400 "
+    "--pti-steps 100 --outdir out/sem-proj": "stylemapgan project test:0 test:1 --ckpt runs/sem-enc --data "
+    "data/cartoon-faces-64 --method hybrid --steps 2 --pti-steps 1 --lpips none --outdir out/sem-proj",
+    "stylemapgan edit --ckpt runs/sem-enc --data data/cartoon-faces-64 --source test:0 --reference test:1 --part hair "
+    "--shape-only --reference test:2 --part eyes --part mouth --texture-only --outdir out/sem-edit": AS_WRITTEN,
+    "stylemapgan edit --ckpt runs/sem-enc --source out/sem-proj/test0.npy --remove-part glasses "
+    "--outdir out/sem-remove": AS_WRITTEN,
+    "stylemapgan interpolate test:0 test:1 --ckpt runs/sem-enc --data data/cartoon-faces-64 --part hair --frames 8 "
+    "--outdir out/sem-lerp": AS_WRITTEN,
+    "stylemapgan mix test:0 test:1 --ckpt runs/sem-enc --data data/cartoon-faces-64 --split shape "
+    "--outdir out/sem-mix": AS_WRITTEN,
+    "stylemapgan directions --ckpt runs/sem-enc --data data/cartoon-faces-64 --attribute has_glasses --part glasses "
+    "--pca 3 --sefa 3 --out sem-dirs.safetensors": AS_WRITTEN,
+    "stylemapgan attribute test:0 --ckpt runs/sem-enc --data data/cartoon-faces-64 --directions sem-dirs.safetensors "
+    "--attribute has_glasses --part glasses --strength=-3,0,3 --outdir out/sem-attr": AS_WRITTEN,
     "stylemapgan train --data DATASET --outdir runs/faces --preset cpu-64 --iters 20000 --batch 16":
         "stylemapgan train --data DATASET --outdir runs/faces --preset cpu-64 --iters 2 --batch 2 --perceptual none",
     "stylemapgan train --data DATASET --outdir runs/faces --resume runs/faces": AS_WRITTEN,

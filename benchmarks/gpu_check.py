@@ -75,24 +75,19 @@ def set_precision(name: str) -> None:
     set_tf32(name == "tf32")
 
 
-def bench_precision(name: str, repeats: int, deadline: float) -> dict[str, Any]:
-    """Every timing of one precision; stops (with a note) once past `deadline` (time.monotonic())."""
+def inference_timings(name: str, repeats: int, deadline: float) -> dict[str, Any]:
+    """Decoder and encoder at batch 1 and 4, the cached w_plus edit at batch 1 (paper-256, random weights)."""
     from stylemapgan.config import get_preset
     from stylemapgan.editing import Editor, RectangleMask, rectangle_mask
     from stylemapgan.networks import Encoder, Generator
-    from stylemapgan.perf.bench import RandomImages
-    from stylemapgan.training.config import TrainConfig
-    from stylemapgan.training.trainer import Trainer
 
-    set_precision(name)
     device = torch.device("cuda")
     config = get_preset("paper-256").model
     torch.manual_seed(0)
     g, e = Generator(config).to(device).eval(), Encoder(config).to(device).eval()
-    dtype = "bf16" if name == "bf16" else "fp32"
-    editor = Editor(g, e, device=device, batch_size=4, dtype=dtype)
+    editor = Editor(g, e, device=device, batch_size=4, dtype="bf16" if name == "bf16" else "fp32")
     runner = editor.runner
-    out: dict[str, Any] = {"precision": name}
+    out: dict[str, Any] = {}
     gen = torch.Generator().manual_seed(1)
     size = config.size
     for batch in (1, 4):
@@ -107,17 +102,33 @@ def bench_precision(name: str, repeats: int, deadline: float) -> dict[str, Any]:
     editor.modulations(src), editor.modulations(ref)
     mask = rectangle_mask(RectangleMask(size // 4, size // 4, 3 * size // 4, 3 * size // 4), size).to(device)
     out["edit_b1_ms"] = cuda_ms(lambda: editor.local_edit(src, [ref], [mask], mode="w_plus"), repeats)
-    del editor, runner, g, e
-    torch.cuda.empty_cache()
-    if time.monotonic() > deadline:
-        out["note"] = "training step skipped at the deadline"
-        return out
+    return out
+
+
+def training_timing(name: str, repeats: int) -> dict[str, Any]:
+    """One R1-free training iteration (Trainer, paper-256, batch 4, no perceptual network)."""
+    from stylemapgan.config import get_preset
+    from stylemapgan.perf.bench import RandomImages
+    from stylemapgan.training.config import TrainConfig
+    from stylemapgan.training.trainer import Trainer
+
+    config = get_preset("paper-256").model
     cfg = TrainConfig(batch=4, perceptual="none", num_workers=0, amp_bf16=name == "bf16", tf32=name == "tf32")
-    trainer = Trainer(config, cfg, RandomImages(16, size), device=device)
+    trainer = Trainer(config, cfg, RandomImages(16, config.size), device="cuda")
     trainer.train_step()  # iteration 0 runs the lazy R1 step too; the timed ones do not
-    out["train_step_b4_ms"] = cuda_ms(trainer.train_step, max(3, repeats // 3), warmup=1)
-    out["train_max_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
-    del trainer
+    return {"train_step_b4_ms": cuda_ms(trainer.train_step, max(3, repeats // 3), warmup=1),
+            "train_max_memory_gb": torch.cuda.max_memory_allocated() / 1e9}
+
+
+def bench_precision(name: str, repeats: int, deadline: float) -> dict[str, Any]:
+    """Every timing of one precision; stops (with a note) once past `deadline` (time.monotonic())."""
+    set_precision(name)
+    out: dict[str, Any] = {"precision": name, **inference_timings(name, repeats, deadline)}
+    torch.cuda.empty_cache()
+    if "note" in out or time.monotonic() > deadline:
+        out.setdefault("note", "training step skipped at the deadline")
+        return out
+    out.update(training_timing(name, repeats))
     torch.cuda.empty_cache()
     return out
 

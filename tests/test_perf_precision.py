@@ -30,7 +30,8 @@ from stylemapgan.runtime.precision import (
 # faces); the README quotes these
 BF16_PSNR_BOUND_DB = 40.0
 
-XEON_AMX = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R)\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+XEON_AMX = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R)\n"
+            "flags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
 EPYC = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse avx avx2 fma\n"
 
 

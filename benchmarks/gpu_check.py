@@ -56,15 +56,21 @@ def run_cuda_tests(timeout_s: float) -> dict[str, Any]:
             "summary": summary, "counts": counts, "tail": (proc.stdout + proc.stderr)[-3000:]}
 
 
-def cuda_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_ms(fn: Callable[[], object], repeats: int, device: torch.device, warmup: int = 2) -> float:
+    """Median wall milliseconds per call, synchronised on CUDA, after `warmup` calls."""
     for _ in range(warmup):
         fn()
-    torch.cuda.synchronize()
+    sync(device)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        torch.cuda.synchronize()
+        sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1e3
 
@@ -75,14 +81,15 @@ def set_precision(name: str) -> None:
     set_tf32(name == "tf32")
 
 
-def inference_timings(name: str, repeats: int, deadline: float) -> dict[str, Any]:
-    """Decoder and encoder at batch 1 and 4, the cached w_plus edit at batch 1 (paper-256, random weights)."""
+def inference_timings(name: str, repeats: int, deadline: float, device: str = "cuda",
+                      preset: str = "paper-256") -> dict[str, Any]:
+    """Decoder and encoder at batch 1 and 4, the cached w_plus edit at batch 1 (random weights)."""
     from stylemapgan.config import get_preset
     from stylemapgan.editing import Editor, RectangleMask, rectangle_mask
     from stylemapgan.networks import Encoder, Generator
 
-    device = torch.device("cuda")
-    config = get_preset("paper-256").model
+    device = torch.device(device)
+    config = get_preset(preset).model
     torch.manual_seed(0)
     g, e = Generator(config).to(device).eval(), Encoder(config).to(device).eval()
     editor = Editor(g, e, device=device, batch_size=4, dtype="bf16" if name == "bf16" else "fp32")
@@ -96,28 +103,30 @@ def inference_timings(name: str, repeats: int, deadline: float) -> dict[str, Any
             return out
         maps = torch.randn(batch, *config.stylemap_shape, generator=gen).to(device)
         images = (torch.rand(batch, 3, size, size, generator=gen) * 2 - 1).to(device)
-        out[f"decoder_b{batch}_ms"] = cuda_ms(lambda m=maps: runner.decode(m), repeats)
-        out[f"encoder_b{batch}_ms"] = cuda_ms(lambda x=images: runner.encode(x), repeats)
+        out[f"decoder_b{batch}_ms"] = median_ms(lambda m=maps: runner.decode(m), repeats, device)
+        out[f"encoder_b{batch}_ms"] = median_ms(lambda x=images: runner.encode(x), repeats, device)
     src, ref = (editor.add_stylemap(torch.randn(1, *config.stylemap_shape, generator=gen)) for _ in range(2))
     editor.modulations(src), editor.modulations(ref)
     mask = rectangle_mask(RectangleMask(size // 4, size // 4, 3 * size // 4, 3 * size // 4), size).to(device)
-    out["edit_b1_ms"] = cuda_ms(lambda: editor.local_edit(src, [ref], [mask], mode="w_plus"), repeats)
+    out["edit_b1_ms"] = median_ms(lambda: editor.local_edit(src, [ref], [mask], mode="w_plus"), repeats, device)
     return out
 
 
-def training_timing(name: str, repeats: int) -> dict[str, Any]:
-    """One R1-free training iteration (Trainer, paper-256, batch 4, no perceptual network)."""
+def training_timing(name: str, repeats: int, device: str = "cuda", preset: str = "paper-256") -> dict[str, Any]:
+    """One R1-free training iteration (Trainer, batch 4, no perceptual network)."""
     from stylemapgan.config import get_preset
     from stylemapgan.perf.bench import RandomImages
     from stylemapgan.training.config import TrainConfig
     from stylemapgan.training.trainer import Trainer
 
-    config = get_preset("paper-256").model
+    config = get_preset(preset).model
     cfg = TrainConfig(batch=4, perceptual="none", num_workers=0, amp_bf16=name == "bf16", tf32=name == "tf32")
-    trainer = Trainer(config, cfg, RandomImages(16, config.size), device="cuda")
+    trainer = Trainer(config, cfg, RandomImages(16, config.size), device=device)
     trainer.train_step()  # iteration 0 runs the lazy R1 step too; the timed ones do not
-    return {"train_step_b4_ms": cuda_ms(trainer.train_step, max(3, repeats // 3), warmup=1),
-            "train_max_memory_gb": torch.cuda.max_memory_allocated() / 1e9}
+    out = {"train_step_b4_ms": median_ms(trainer.train_step, max(3, repeats // 3), torch.device(device), warmup=1)}
+    if torch.device(device).type == "cuda":
+        out["train_max_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
+    return out
 
 
 def bench_precision(name: str, repeats: int, deadline: float) -> dict[str, Any]:

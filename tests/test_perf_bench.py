@@ -170,3 +170,19 @@ def test_gpu_check_says_plainly_that_no_gpu_was_found(tmp_path: Path) -> None:
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True,
                           env=env, timeout=120)
     assert proc.returncode == 0 and (tmp_path / "gpu_check.json").exists(), proc.stderr
+
+
+def test_gpu_check_timings_run_on_the_cpu_with_a_tiny_preset() -> None:
+    """The timing code the GPU check runs, exercised here on the CPU (the GPU slot is too short to debug in)."""
+    import time
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_check
+
+    for name in ("fp32", "bf16"):
+        row = gpu_check.inference_timings(name, 1, time.monotonic() + 600, device="cpu", preset="tiny")
+        keys = {"decoder_b1_ms", "decoder_b4_ms", "encoder_b1_ms", "encoder_b4_ms", "edit_b1_ms"}
+        assert keys <= set(row) and all(row[k] > 0 for k in keys)
+    assert gpu_check.training_timing("bf16", 1, device="cpu", preset="tiny")["train_step_b4_ms"] > 0
+    assert gpu_check.inference_timings("fp32", 1, time.monotonic() - 1, device="cpu", preset="tiny") == {
+        "note": "stopped at the deadline"}

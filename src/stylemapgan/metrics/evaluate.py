@@ -589,7 +589,7 @@ def _check_encoding(run: EvalRun) -> None:
     image = _load_images(run.test_split, [0]).to(run.editor.device)
     for method in methods:
         try:
-            run.model.check_encoding(image, method)
+            run.model.check_encoding(image, method, run.perceptual)
         except (EditingError, ValueError) as exc:
             raise MetricsError(f"--metrics {','.join(need)}: this {run.model.family} model cannot encode the test "
                                f"images ({method}): {exc} (leave them out, or give the codes with --codes FOLDER)"

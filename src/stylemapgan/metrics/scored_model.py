@@ -85,9 +85,11 @@ class ScoredModel:
         lam_t = torch.tensor(lam, dtype=torch.float32, device=self.editor.device).view(-1, *[1] * (a.ndim - 1))
         return (1 - lam_t) * a + lam_t * b
 
-    def check_encoding(self, images: torch.Tensor, method: str) -> None:
+    def check_encoding(self, images: torch.Tensor, method: str,
+                       perceptual: Callable[[], nn.Module | None] = lambda: None) -> None:
         """Raise (EditingError or ValueError) when this model cannot encode images by `method`: called on one
-        test image before any metric runs, so a model that cannot is refused before minutes of FID."""
+        test image before any metric runs, so a model that cannot is refused before minutes of FID. perceptual:
+        gives the LPIPS network the metrics optimise with (built only by a model that probes)."""
 
     def edit_plan(self, mode: str | None) -> EditPlan:
         """The local edit for `--edit-mode` (None: the model's default); a MetricsError naming the flag otherwise."""
@@ -153,9 +155,11 @@ class PartSwapModel(ScoredModel):
             return result.stylemaps.detach()
         return self.editor.encode_codes(images)
 
-    def check_encoding(self, images: torch.Tensor, method: str) -> None:
+    def check_encoding(self, images: torch.Tensor, method: str,
+                       perceptual: Callable[[], nn.Module | None] = lambda: None) -> None:
+        plan = projection_method(method)
         steps = ProjectionOptions(steps=1)  # one step is enough to know the door is open
-        self.encode(images[:1], method, steps, None)
+        self.encode(images[:1], method, steps, perceptual() if plan.optimises else None)
 
     def render(self, codes: torch.Tensor) -> torch.Tensor:
         return self.part_editor.render(codes).images

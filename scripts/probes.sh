@@ -5,7 +5,7 @@
 # bad flags, outputs that cannot be written, failed commands (what they leave behind).
 # Prints one row per probe: exit code, peak RSS, the first stderr line; `left:` rows list what a failed command
 # left in its output folder, `check:` rows compare outputs.
-# Usage: scripts/probes.sh [--bench] [PYTHON]   (default .venv/bin/python; about five minutes on 2 busy CPU cores,
+# Usage: scripts/probes.sh [--bench] [PYTHON]   (default .venv/bin/python; about ten minutes on 2 idle CPU cores,
 # --bench adds `stylemapgan bench` with its defaults: several minutes more)
 # Crafted inputs (except the 2 GB member) must each stay under 1 GB; the quick probes are also tests:
 # tests/test_robustness.py.

@@ -267,6 +267,10 @@ def _flag_cases(work: Path) -> dict[str, tuple[list[str | Path], str]]:
                                        "folder (--outdir)"),
         "interpolate_video_is_folder": (["interpolate", img0, img1, "--ckpt", ckpt, "--outdir", "OUT", "--video",
                                          work / "adir"], "adir: is a folder, expected a file (--video)"),
+        "clusters_show_outdir_is_file": (["clusters", "show", "--ckpt", ckpt, "--outdir", work / "afile"],
+                                         "afile: exists and is not a folder (--outdir)"),
+        "clusters_fit_parent_is_file": (["clusters", "fit", "--ckpt", ckpt, "--k", "2", "--out",
+                                         work / "afile" / "c.safetensors"], "afile is a file (--out)"),
         "interpolate_video_parent_is_file": (["interpolate", img0, img1, "--ckpt", ckpt, "--outdir", "OUT",
                                               "--video", work / "afile" / "v.gif"], "afile is a file (--video)"),
     }

@@ -12,8 +12,12 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from stylemapgan.cli.options import CLIError, OutputGuard
+
 if TYPE_CHECKING:
     import torch
+
+__all__ = ["CLIError", "announce_threads", "build_parser", "main", "resolve_device"]
 
 COMMAND_MODULES = [
     "stylemapgan.cli.models",
@@ -26,10 +30,6 @@ COMMAND_MODULES = [
     "stylemapgan.cli.serve",
     "stylemapgan.cli.bench",
 ]
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -107,8 +107,6 @@ def main(argv: list[str] | None = None) -> int:
     from stylemapgan.utils.precision import set_tf32
 
     set_tf32(False)  # plain fp32 unless a command asks (train --tf32); see utils/precision.py
-    from stylemapgan.cli.options import OutputGuard
-
     guard = None
     try:
         _set_threads(args, automatic=argv is None)

@@ -23,7 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from stylemapgan.cli import CLIError
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit code 2 (`stylemapgan.cli.main`; defined here, beside the
+    options that raise it, so that the package imports this module and not the reverse)."""
 
 
 class _OldQuiet(argparse.Action):

@@ -397,6 +397,8 @@ def test_refusals_name_the_flag(work: Path, capsys: pytest.CaptureFixture[str]) 
          "--texture-only: needs --part NAME"),
         (["directions", "--sefa", "1", "--subspace", "shape", "--ckpt", enc, "--out", x / "d.safetensors"],
          "--subspace: needs --part NAME"),
+        (["generate", "--seeds", "0", "--dtype", "bf16", "--ckpt", enc, "--outdir", x],
+         "--dtype: a SemanticStyleGAN model renders in fp32 (auto or fp32), got 'bf16'"),
         # a model without an encoder: saved latents only, and --method optimize
         (["project", face, "--ckpt", sem, "--outdir", x],
          "--method encoder: method 'encoder' needs an encoder (train one with `stylemapgan train-encoder`)"),

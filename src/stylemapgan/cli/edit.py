@@ -308,8 +308,13 @@ def _open_editor(args: argparse.Namespace):
         raise CLIError(f"--batch: must be >= 1, got {args.batch}")
     args.ckpt = str(resolve_checkpoint(args.ckpt))
     tune_allocator()  # what `stylemapgan bench` measures with (perf.tuning)
-    return Editor.from_checkpoint(args.ckpt, device=resolve_device(args.device), batch_size=args.batch,
-                                  dtype=args.dtype)
+    try:
+        return Editor.from_checkpoint(args.ckpt, device=resolve_device(args.device), batch_size=args.batch,
+                                      dtype=args.dtype)
+    except EditingError as exc:
+        if str(exc).startswith("dtype: "):  # a precision this model's editor does not run
+            raise CLIError(f"--{exc}") from None
+        raise
 
 
 def _resolver(args: argparse.Namespace, editor):

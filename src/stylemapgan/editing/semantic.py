@@ -113,10 +113,14 @@ class SemanticEditor(BaseEditor):
         reference_mse: float | None = None,
         reference_mse_source: str | None = None,
         encoder: nn.Module | None = None,
+        dtype: str | torch.dtype = "auto",
     ) -> None:
         """part_names: one per class, background first (a checkpoint's `class_names`); default background,
         part1, part2, ... reference_mse: the model's own reconstruction MSE for the domain check (None: none).
-        encoder: image -> W+ (`semantic.encoder.SemanticEncoder`, from `stylemapgan train-encoder`), if any."""
+        encoder: image -> W+ (`semantic.encoder.SemanticEncoder`, from `stylemapgan train-encoder`), if any.
+        dtype: "auto" or "fp32" (StyleMapGAN's editor also runs bf16; this one renders eagerly in fp32)."""
+        if dtype not in ("auto", "fp32", torch.float32):
+            raise EditingError(f"dtype: a {self.family.title} model renders in fp32 (auto or fp32), got {dtype!r}")
         like = generator.local.pos_embed.weight
         self.device = torch.device(device) if device is not None else like.device
         self.generator = generator.to(self.device).eval().requires_grad_(False)

@@ -192,7 +192,7 @@ class KnownInversion(SemanticEditor):
     calls: list[str]
 
     def invert(self, images: torch.Tensor, method: str = "encoder", steps: int | None = None,
-               perceptual: torch.nn.Module | None = None) -> torch.Tensor:
+               perceptual: torch.nn.Module | None = None, **recipe: Any) -> torch.Tensor:
         self.calls.append(method)
         return torch.stack([self.table[to_uint8(img.cpu()).numpy().tobytes()] for img in images]).to(self.device)
 

@@ -201,7 +201,7 @@ def test_project_optimize_hybrid_pti_and_the_expanded_space(work: Path, editor: 
     # pivotal tuning: the latents stay the encoder's, the tuned generator's reconstruction is closer
     tuned = ok(capsys, work, "project", face, work / "face1.png", "--pti-steps", "4", "--pti-lr", "0.01", "--lpips",
                "none", "--outdir", work / "p-pti")
-    assert torch.equal(latents(work / "p-pti" / "face0.npy"), latents(work / "p-enc" / "face0.npy"))
+    assert torch.allclose(latents(work / "p-pti" / "face0.npy"), latents(work / "p-enc" / "face0.npy"), atol=1e-5)
     assert tuned["images"][0]["mse"] < base["images"][0]["mse"]
     assert "PTI-tuned generator (not saved)" in tuned["summary"]["note"]
     expanded = ok(capsys, work, "project", face, "--method", "hybrid", "--steps", "2", "--space", "expanded",

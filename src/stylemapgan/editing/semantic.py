@@ -52,7 +52,7 @@ from stylemapgan.editing.parts import (
 from stylemapgan.editing.projection import ProjectionOptions, ProjectionResult, reconstruction_metrics
 from stylemapgan.semantic.config import SemanticConfig
 from stylemapgan.semantic.generator import SemanticGenerator
-from stylemapgan.semantic.inversion import SPACES, InversionError, InversionOptions, InversionResult, invert
+from stylemapgan.semantic.inversion import SPACES, InversionError, InversionOptions, invert, pivotal_tuning
 from stylemapgan.semantic.io import latents_npy, load_official_latents, segmentation_image
 from stylemapgan.semantic.latents import LatentLayoutError, broadcast_w, check_latents, expand_latents
 from stylemapgan.utils.files import atomic_write_bytes
@@ -248,21 +248,25 @@ class SemanticEditor(BaseEditor):
         return self.invert(images)
 
     def invert(self, images: torch.Tensor, method: str = "encoder", steps: int | None = None,
-               perceptual: nn.Module | None = None) -> torch.Tensor:
-        """Images [N, 3, size, size] -> W+ latents [N, n_latent, D] by `semantic.inversion.invert` (the encoder,
-        the official optimisation, or both; the optimisation's LPIPS is `perceptual`, else stlpips-vgg)."""
-        loss: nn.Module | str | None = None if method == "encoder" else (perceptual or "stlpips-vgg")
-        options = dataclasses.replace(_OFFICIAL, steps=_OFFICIAL.steps if steps is None else steps)
-        return self._invert(images, method, options, loss).latents.to(self.device, torch.float32)
-
-    def _invert(self, images: torch.Tensor, method: str, options: InversionOptions,
-                perceptual: nn.Module | str | None, space: str = "w+", progress: bool = False) -> InversionResult:
+               perceptual: nn.Module | None = None, *, options: InversionOptions | None = None, space: str = "w+",
+               progress: bool = False) -> torch.Tensor:
+        """Images [N, 3, size, size] -> latents [N, n_latent, D] (space "expanded": [N, n_latent_expanded, D]) by
+        `semantic.inversion.invert` (the encoder, the official optimisation, or both; the optimisation's LPIPS is
+        `perceptual`, else stlpips-vgg; none when `options.lpips_weight` is 0). options: the recipe (default the
+        official one); steps: its steps instead. Every inversion of this editor (`encode_codes`, `project`)
+        comes through here."""
+        options = options or _OFFICIAL
+        options = options if steps is None else dataclasses.replace(options, steps=steps)
+        loss: nn.Module | str | None = None
+        if method != "encoder" and options.steps > 0 and options.lpips_weight:
+            loss = perceptual or "stlpips-vgg"
         try:
-            return invert(self.generator, images.to(self.device, torch.float32), method=method, encoder=self.encoder,
-                          steps=None, pti_steps=None, space=space, perceptual=perceptual, options=options,
-                          progress=progress)
+            result = invert(self.generator, images.to(self.device, torch.float32), method=method,
+                            encoder=self.encoder, steps=None, pti_steps=0, space=space, perceptual=loss,
+                            options=options, progress=progress)
         except InversionError as exc:
             raise EditingError(str(exc)) from None
+        return result.latents.to(self.device, torch.float32)
 
     def project(
         self, images: torch.Tensor, method: str = "encoder", options: ProjectionOptions | None = None,
@@ -273,30 +277,38 @@ class SemanticEditor(BaseEditor):
 
         options: steps, lr, weights (`perceptual_weight` is the LPIPS weight), pivotal tuning and time limit
         (default `projection_defaults`, the official recipe); perceptual: the LPIPS of the loss and the metric
-        (None: MSE only). With `options.pti_steps` each image gets its own tuned copy of the generator, as the
-        official per-image tuning does (`result.tuned_generators`; the renders are theirs, the cached latents
-        render with this editor's generator)."""
+        (None: MSE only). With `options.pti_steps` each image then gets its own tuned copy of the generator at
+        its latents, as the official per-image tuning does (`result.tuned_generators`; the renders are theirs,
+        the cached latents render with this editor's generator)."""
         options = options or self.projection_defaults
         try:
-            inversion_options = InversionOptions(
+            recipe = InversionOptions(
                 steps=options.steps, lr=options.lr, mse_weight=options.mse_weight,
-                lpips_weight=options.perceptual_weight, pti_steps=options.pti_steps, pti_lr=options.pti_lr,
-                time_limit_s=options.time_limit_s,
+                lpips_weight=options.perceptual_weight if perceptual is not None else 0.0, pti_steps=options.pti_steps,
+                pti_lr=options.pti_lr, time_limit_s=options.time_limit_s,
             )
         except InversionError as exc:
             raise EditingError(str(exc)) from None
         images = images.to(self.device, torch.float32)
         if perceptual is not None:
             perceptual = perceptual.to(self.device)
-        groups = [images[i : i + 1] for i in range(images.shape[0])] if options.pti_steps > 0 else [images]
-        results = [self._invert(group, method, inversion_options, perceptual, space, progress) for group in groups]
-        latents = torch.cat([r.latents for r in results]).to(self.device, torch.float32)
-        rendered = torch.cat([r.images for r in results])
+        latents = self.invert(images, method, None, perceptual, options=dataclasses.replace(recipe, pti_steps=0),
+                              space=space, progress=progress)
+        tuned: list[SemanticGenerator] | None = None
+        if recipe.pti_steps > 0:
+            tuned, renders = [], []
+            for i in range(images.shape[0]):
+                generator, _ = pivotal_tuning(self.generator, latents[i : i + 1], images[i : i + 1], recipe,
+                                              perceptual, progress=progress)
+                with torch.no_grad():
+                    renders.append(generator.synthesize(latents[i : i + 1], randomize_noise=False).image)
+                tuned.append(generator)
+            rendered = torch.cat(renders)
+        else:
+            rendered = self.render(latents).images
         mse, lpips = reconstruction_metrics(rendered, images, perceptual)
-        tuned = [r.generator for r in results] if options.pti_steps > 0 else None
-        history = [sum(step) / len(results) for step in zip(*(r.history for r in results), strict=False)]
         keys = [self.add_code(lat[None]) for lat in latents]
-        return ProjectionResult(latents, rendered, mse, lpips, history=history, tuned_generators=tuned), keys
+        return ProjectionResult(latents, rendered, mse, lpips, tuned_generators=tuned), keys  # type: ignore[arg-type]
 
     def load_code(self, path: str | os.PathLike[str]) -> torch.Tensor:
         """Official saved latents (.npy [1, 28, D], or any form `semantic.io.load_official_latents` reads)."""

@@ -4,7 +4,9 @@ A thin layer over `stylemapgan.editing`: parse arguments, resolve inputs, call t
 `Editor.from_checkpoint`), write PNG / NPZ / NPY / GIF files and one JSON record per run (inputs, options, model
 hash, outputs) next to them. Which flags a model takes comes from `editor.capabilities` (`FLAG_NEEDS`): a
 StyleMapGAN model pastes masks (--mask, --shift, --mode), a SemanticStyleGAN model swaps parts (--part,
---shape-only, --texture-only, --remove-part) and writes a segmentation colour map beside every image. Negative
+--shape-only, --texture-only, --remove-part), moves parts along directions (attribute --part), projects into W+ or
+the expanded space (--space) and writes a segmentation colour map beside every image. `project` runs each
+family's own recipe (`editor.projection_defaults`) under the flags given. Negative
 numbers in comma lists need the `=` form: `--shift=-8,4`, `--strength=-3,0,3`.
 """
 
@@ -563,8 +565,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--l2", type=float, default=1e-3, help="the classifier's L2 penalty (default 1e-3)")
     p.add_argument("--extremes", type=float, default=0.5,
                    help="float labels: use the top and bottom fraction (0.5: split at the median)")
-    p.add_argument("--pca", type=int, default=0, help="also K principal components of random stylemaps")
-    p.add_argument("--sefa", type=int, default=0, help="also K SeFa directions of the first resizer layer")
+    p.add_argument("--pca", type=int, default=0,
+                   help="also K principal components of random stylemaps (models with parts: of w = mapping(z), "
+                        "placed in the part's rows)")
+    p.add_argument("--sefa", type=int, default=0,
+                   help="also K SeFa directions of the first resizer layer (models with parts: of the modulations "
+                        "that read the part's rows)")
     p.add_argument("--samples", type=int, default=2000, help="random stylemaps for --pca")
     p.add_argument("--seed", type=int, default=0, help="seed of the random stylemaps for --pca (default 0)")
     p.add_argument("--part", action="append", default=None, metavar="NAME",

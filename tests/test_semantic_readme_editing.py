@@ -383,6 +383,8 @@ def test_refusals_name_the_flag(work: Path, capsys: pytest.CaptureFixture[str]) 
         ([*edit, "--part", "hair", "--pool", "max"], "--pool: a SemanticStyleGAN model has no mask pooling"),
         ([*edit, "--part", "hair", "--feather", "4"], "--feather: a SemanticStyleGAN model has no mask feathering"),
         ([*edit, "--part", "nose"], "--part 'nose': this model has no such part (its parts: background, face, hair"),
+        ([*edit, "--part", "hair", "--remove-part", "hair"], "--remove-part hair: that part is also taken from a "
+         "reference"),
         (["transplant", "--ckpt", enc, "--source", face, "--reference", face, "--rect", "0,0,16,16", "--to", "4,4",
           "--outdir", x], "--rect: a SemanticStyleGAN model cannot move a region"),
         (["mix", face, face, "--split", "coarse", "--ckpt", enc, "--outdir", x],

@@ -840,6 +840,10 @@ def _run_part_edits(args: argparse.Namespace, editor) -> int:
         what = _subspace(args, "shape" in whats, "texture" in whats)
         swaps_spec.append((_part_names(editor, group["parts"]), what))
     removed = _part_names(editor, args.remove_part or [], "--remove-part")
+    clash = sorted(set(removed) & {k for parts, _ in swaps_spec for k in parts})
+    if clash:
+        raise CLIError(f"--remove-part {editor.capabilities.parts[clash[0]]}: that part is also taken from a "
+                       "reference (--part); remove it or swap it, not both")
     resolver = _resolver(args, editor)
     sources, references = _edit_inputs(args, editor, resolver) if args.reference else (
         [resolver.resolve(n, "source") for n in resolver.expand(args.source)], [])

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "stylemapgan.cli.data",
     "stylemapgan.cli.train",
     "stylemapgan.cli.edit",
+    "stylemapgan.cli.photos",
     "stylemapgan.cli.evaluate",
     "stylemapgan.cli.serve",
     "stylemapgan.cli.bench",

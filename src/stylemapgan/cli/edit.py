@@ -23,6 +23,14 @@ from tqdm.auto import tqdm
 
 from stylemapgan.cli import CLIError, announce_threads, resolve_device
 from stylemapgan.cli.options import add_progress_option, add_threads_option
+from stylemapgan.cli.photos import (
+    add_align_options,
+    aligned_reference,
+    face_items,
+    paste_results,
+    photos_record,
+    save_transforms,
+)
 from stylemapgan.editing.errors import EditingError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -77,11 +85,12 @@ def _user_errors(handler: Handler) -> Handler:
     @functools.wraps(handler)
     def wrapped(args: argparse.Namespace) -> int:
         from stylemapgan.data import DatasetError
+        from stylemapgan.photos import PhotoError
 
         try:
             _check_limits(args)
             return handler(args)
-        except (EditingError, DatasetError) as exc:
+        except (EditingError, DatasetError, PhotoError) as exc:
             _remove_outputs(args)
             raise CLIError(str(exc)) from None
         except OSError as exc:  # an output folder that cannot be written, a full disk...
@@ -153,7 +162,9 @@ def _resolver(args: argparse.Namespace, editor):
 
         samples = bundled_samples(args.ckpt)
         args.data = str(samples) if samples is not None else None
-    return InputResolver(editor.config, args.fit, parse_color(args.background), args.data)
+    resolver = InputResolver(editor.config, args.fit, parse_color(args.background), args.data)
+    resolver.landmark_model = getattr(args, "landmarks", "mediapipe")
+    return resolver
 
 
 BAR_DELAY_S = 1.0  # a bar appears once its loop has run this long: quick commands and early errors print no bar
@@ -184,7 +195,7 @@ def _outdir(args: argparse.Namespace) -> Path:
 
 
 _NOT_OPTIONS = {"handler", "command", "quiet", "progress", "threads", "thread_note", "thread_note_deferred",
-                "outdir_before",
+                "outdir_before", "photos",
                 "created_outdir"}  # how the command ran, not what it did
 
 
@@ -306,6 +317,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pti-steps", type=int, default=0,
                    help="pivotal tuning: also fit a copy of the generator to each image for N steps (default 0)")
     p.add_argument("--pti-lr", type=float, default=3e-4, help="Adam learning rate of pivotal tuning (3e-4)")
+    add_align_options(p)
     p.set_defaults(handler=_user_errors(cmd_project))
 
     p = subparsers.add_parser(
@@ -325,10 +337,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--source", required=True, nargs="+", help="source image(s), folder, .npz or SPLIT:INDEX")
     p.add_argument("--reference", required=True, action="append", help="reference (repeat for several)")
     p.add_argument("--mask", required=True, action="append",
-                   help="one per reference: mask image, rectangle x0,y0,x1,y1, or part names (hair, hair+eyes)")
+                   help="one per reference: mask image, rectangle x0,y0,x1,y1, part names (hair, hair+eyes), or "
+                        "face parts from landmarks (landmarks:eyes, landmarks:brows+nose; also mouth, oval)")
     p.add_argument("--shift", action="append", default=None,
                    help="one per reference: move the pasted region by DX,DY pixels (negative: --shift=-8,4)")
     _add_blend_options(p)
+    add_align_options(p)
     p.set_defaults(handler=_user_errors(cmd_edit))
 
     p = subparsers.add_parser("transplant", help="copy a rectangle of the reference to a position of the source")
@@ -387,8 +401,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--directions", required=True, help="directions file from `stylemapgan directions`")
     p.add_argument("--attribute", required=True, help="direction name in the file")
     p.add_argument("--strength", default="1", help="strength(s), e.g. 3 or =-3,0,3 (distance in stylemap space)")
-    p.add_argument("--mask", default=None, help="apply only inside this mask (pooled to s x s)")
+    p.add_argument("--mask", default=None,
+                   help="apply only inside this mask (pooled to s x s): as edit's --mask, e.g. landmarks:mouth")
     p.add_argument("--feather", type=float, default=0.0, help="soften the mask edge over about PX pixels (0 to 256)")
+    add_align_options(p)
     p.set_defaults(handler=_user_errors(cmd_attribute))
 
 
@@ -404,11 +420,13 @@ def cmd_project(args: argparse.Namespace) -> int:
     projection_method(args.method)
     editor = _open_editor(args)
     resolver = _resolver(args, editor)
-    names = resolver.expand(args.inputs)
+    if args.align:
+        photos, items = face_items(args, editor.size, args.inputs)
+    else:
+        items = [resolver.resolve(n) for n in resolver.expand(args.inputs)]
     out = _outdir(args)
     options = ProjectionOptions(args.steps, args.lr, args.mse_weight, args.lpips_weight, args.pti_steps, args.pti_lr)
     perceptual = build_perceptual(args.lpips)
-    items = [resolver.resolve(n) for n in names]
     for item in items:
         if item.image is None:
             raise CLIError(f"{item.origin}: project needs images, not stylemaps")
@@ -418,6 +436,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     domain_rows: list[dict[str, Any]] = []
     warnings: list[str] = []
     refined = args.method != "encoder" or args.pti_steps > 0
+    reconstructions: dict[str, torch.Tensor] = {}
     bar = _bar(args, total=len(items), desc="project", unit="img")
     for start in range(0, len(items), editor.batch_size):
         chunk = items[start : start + editor.batch_size]
@@ -434,6 +453,7 @@ def cmd_project(args: argparse.Namespace) -> int:
                 warnings.append(warning)
             lpips = float(result.perceptual[j]) if result.perceptual is not None else None
             save_image(out / f"{stem}.png", result.images[j].cpu())
+            reconstructions[item.name] = result.images[j : j + 1].cpu()
             save_image(out / f"{stem}_input.png", images[j].cpu())
             save_stylemap(out / f"{stem}.npz", result.stylemaps[j],
                           {"input": item.origin, "method": args.method, "model": editor.model_id, "mse": mse})
@@ -453,8 +473,13 @@ def cmd_project(args: argparse.Namespace) -> int:
     check = _domain_record(editor, domain_rows, [])
     if check["possible"]:
         check["mse_of"] = "the chosen --method's reconstruction" + (" (after optimisation)" if refined else "")
+    extra: dict[str, Any] = {}
+    if args.align:  # the whole photo with every face's reconstruction pasted back, and each face's transform
+        save_transforms(out, photos, outputs, args.landmarks)
+        paste_results(out, photos, reconstructions, "_recon", args.paste_feather, outputs)
+        extra["photos"] = photos_record(photos)
     _write_record(out / "project.json", args, editor, [i.describe() for i in items], outputs,
-                  images=per_image, summary=summary, domain_check=check, warnings=warnings)
+                  images=per_image, summary=summary, domain_check=check, warnings=warnings, **extra)
     return 0
 
 
@@ -555,6 +580,12 @@ def _generate_plain(args: argparse.Namespace, seeds: list[int]) -> int:
 
 
 def _edit_inputs(args: argparse.Namespace, editor, resolver):
+    """Sources and references; under --align every face of the source photos (args.photos keeps the photos) and
+    the largest face of each reference photo."""
+    if getattr(args, "align", False):
+        args.photos, sources = face_items(args, editor.size, args.source)
+        references = [aligned_reference(args, resolver, n, editor.size) for n in args.reference]
+        return sources, references
     sources = [resolver.resolve(n, "source") for n in resolver.expand(args.source)]
     references = [resolver.resolve(n, "reference") for n in args.reference]
     return sources, references
@@ -580,12 +611,14 @@ def _run_local_edits(
     stems = unique_stems([Path(s.name) for s in sources])
     saved_masks: set[int] = set()
     warnings: list[str] = []
+    edited: dict[str, torch.Tensor] = {}
     for stem, source in _bar(args, list(zip(stems, sources, strict=True)), desc="edit"):
         masks = [resolver.mask(text, [source, ref], f"mask {i + 1}")
                  for i, (text, ref) in enumerate(zip(mask_texts, references, strict=True))]
+        per_source = source.label_map is not None or source.landmarks is not None  # masks that differ per source
         for i, m in enumerate(masks):
-            if i not in saved_masks or source.label_map is not None:
-                name = f"mask{i + 1}.png" if source.label_map is None else f"{stem}_mask{i + 1}.png"
+            if i not in saved_masks or per_source:
+                name = f"mask{i + 1}.png" if not per_source else f"{stem}_mask{i + 1}.png"
                 save_image(out / name, (m[0].expand(3, -1, -1) * 2 - 1).cpu())
                 outputs.append(name)
                 saved_masks.add(i)
@@ -599,6 +632,11 @@ def _run_local_edits(
         frames = editor.local_edit(handle, ref_handles, masks, shifts=shifts, mode=args.mode, alphas=strengths,
                                    pool=args.pool, feather_px=args.feather)
         _save_frames(out, f"{stem}_edit", frames, outputs)
+        edited[source.name] = frames.cpu()
+    if getattr(args, "align", False):  # every face's edit pasted back into its whole photo
+        save_transforms(out, args.photos, outputs, args.landmarks)
+        paste_results(out, args.photos, edited, "_edit", args.paste_feather, outputs)
+        extra = {**extra, "photos": photos_record(args.photos)}
     info = editor.cache_info()
     _write_record(out / record_name, args, editor,
                   {"sources": [s.describe() for s in sources], "references": [r.describe() for r in references]},
@@ -782,16 +820,21 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         raise CLIError(f"--attribute {args.attribute!r}: not in {args.directions} (has {', '.join(directions)})")
     direction = directions[args.attribute]
     resolver = _resolver(args, editor)
-    items = [resolver.resolve(n) for n in resolver.expand(args.inputs)]
+    if args.align:
+        photos, items = face_items(args, editor.size, args.inputs)
+    else:
+        items = [resolver.resolve(n) for n in resolver.expand(args.inputs)]
     out = _outdir(args)
     domain = _check_domain(editor, items)
     outputs: list[str] = []
+    moved: dict[str, torch.Tensor] = {}
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in args.attribute)
     for stem, item in _bar(args, list(zip(unique_stems([Path(i.name) for i in items]), items, strict=True)),
                            desc="attribute"):
         mask = resolver.mask(args.mask, [item]) if args.mask else None
         images = editor.apply_direction(resolver.handle(editor, item), direction.vector, strengths, mask,
                                         args.feather).cpu()
+        moved[item.name] = images
         for s, image in zip(strengths, images, strict=True):
             name = f"{stem}_{safe}_{s:+g}.png"
             save_image(out / name, image)
@@ -799,6 +842,13 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         if len(strengths) > 1:
             save_png(out / f"{stem}_{safe}_strip.png", make_grid(images, nrow=len(strengths)))
             outputs.append(f"{stem}_{safe}_strip.png")
+    extra: dict[str, Any] = {}
+    if args.align:  # per strength, the whole photo with every face moved along the direction
+        save_transforms(out, photos, outputs, args.landmarks)
+        for k, s in enumerate(strengths):
+            paste_results(out, photos, {n: m[k : k + 1] for n, m in moved.items()}, f"_{safe}_{s:+g}",
+                          args.paste_feather, outputs)
+        extra["photos"] = photos_record(photos)
     _write_record(out / "attribute.json", args, editor, [i.describe() for i in items], outputs,
-                  strengths=strengths, direction={"name": direction.name, **direction.meta}, **domain)
+                  strengths=strengths, direction={"name": direction.name, **direction.meta}, **domain, **extra)
     return 0

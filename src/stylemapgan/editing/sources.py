@@ -28,6 +28,7 @@ from stylemapgan.editing.images import (
 )
 from stylemapgan.editing.masks import (
     FileMask,
+    LandmarkMask,
     PartMask,
     RectangleMask,
     mask_from_file,
@@ -50,6 +51,7 @@ class InputItem:
     image: torch.Tensor | None = None  # [1, 3, size, size] in [-1, 1]
     stylemap: torch.Tensor | None = None  # [1, C, s, s]
     label_map: torch.Tensor | None = None  # [size, size] int64 part indices
+    landmarks: Any = None  # photos.FaceLandmarks in this image's pixels (an aligned face); found when first needed
 
     def describe(self) -> dict[str, Any]:
         kind = "stylemap" if self.stylemap is not None else "image"
@@ -68,6 +70,8 @@ class InputResolver:
         self.data = data
         self._datasets: dict[str, Any] = {}
         self._meta: dict[str, Any] | None = None
+        self.landmark_model = "mediapipe"  # detector of `landmarks:` masks for images without known landmarks
+        self._detector: Any = None
 
     # ---- dataset --------------------------------------------------------------------------------------------
 
@@ -156,6 +160,8 @@ class InputResolver:
             return rectangle_mask(spec, self.config.size)
         if isinstance(spec, FileMask):
             return mask_from_file(spec.path, self.config.size, self.fit)
+        if isinstance(spec, LandmarkMask):
+            return self.landmark_mask(spec, items, field)
         assert isinstance(spec, PartMask)
         if self.data is None:
             raise EditingError(f"{field} {text!r}: part names need --data DATASET with part masks")
@@ -167,6 +173,41 @@ class InputResolver:
                 f"{field} {text!r}: part names need the source or reference to be a dataset item SPLIT:INDEX"
             )
         return mask_from_parts(maps, self.part_names, spec, self.config.size)
+
+    def landmarks(self, item: InputItem, field: str = "mask") -> Any:
+        """The item's face landmarks (in model pixels): known from its alignment, else detected once on its image
+        (shown to the detector at 256 px or more: FaceMesh's landmark model works on a 256-px face crop)."""
+        if item.landmarks is None:
+            from stylemapgan.photos import PhotoError, make_detector
+
+            if item.image is None:
+                raise EditingError(f"{field}: landmark parts need an image, {item.origin} is a stylemap")
+            pil = Image.fromarray(to_uint8(item.image)[0])
+            scale = max(1, -(-256 // pil.width))
+            try:
+                if self._detector is None:
+                    self._detector = make_detector(self.landmark_model)
+                big = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.LANCZOS)
+                found = self._detector.detect(big)
+            except PhotoError as exc:
+                raise EditingError(f"{field}: {exc}") from None
+            if not found:
+                raise EditingError(f"{item.origin}: no face found for the landmark parts ({field}); align it first")
+            item.landmarks = max(found, key=lambda f: f.extent).mapped(lambda p: p / scale)
+        return item.landmarks
+
+    def landmark_mask(self, spec: LandmarkMask, items: list[InputItem], field: str = "mask") -> torch.Tensor:
+        """Face parts drawn from the landmarks of every given item with an image (source and reference: union)."""
+        from stylemapgan.photos.masks import landmark_mask
+
+        faces = [item for item in items if item.image is not None or item.landmarks is not None]
+        if not faces:
+            raise EditingError(f"{field}: landmark parts need an image (not only stylemaps)")
+        mask = torch.zeros(1, 1, self.config.size, self.config.size)
+        for item in faces:
+            drawn = landmark_mask(self.landmarks(item, field), spec.names, self.config.size)
+            mask = torch.maximum(mask, torch.from_numpy(drawn)[None, None])
+        return mask
 
     @staticmethod
     def handle(editor: Editor, item: InputItem) -> str:

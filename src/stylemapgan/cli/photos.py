@@ -103,11 +103,18 @@ class AlignedPhoto:
 def align_photos(paths: Sequence[Path], size: int, landmarks: str, largest: bool) -> list[AlignedPhoto]:
     """Load and align every photo before anything is written: a photo without a face fails the command at once."""
     from stylemapgan.photos import align_photo, load_photo, make_detector
+    from stylemapgan.photos.landmarks import native_stderr_silenced
 
-    detector = make_detector(landmarks)
-    return [AlignedPhoto(path, stem, photo, align_photo(photo, size, detector, largest, str(path)))
-            for path, stem in zip(paths, _stems(paths), strict=True)
-            for photo in [load_photo(path)]]
+    with native_stderr_silenced():  # the landmark graphs' threads log to fd 2 at any moment: not for the user
+        detector = make_detector(landmarks)
+        try:
+            return [AlignedPhoto(path, stem, photo, align_photo(photo, size, detector, largest, str(path)))
+                    for path, stem in zip(paths, _stems(paths), strict=True)
+                    for photo in [load_photo(path)]]
+        finally:
+            close = getattr(detector, "close", None)
+            if close is not None:
+                close()
 
 
 def cmd_align(args: argparse.Namespace) -> int:
@@ -170,12 +177,10 @@ def aligned_reference(args: argparse.Namespace, resolver: Any, text: str, size: 
     """A reference under --align: a photo file -> its largest face, aligned; anything else as without --align."""
     from stylemapgan.editing.images import IMAGE_SUFFIXES, pil_to_tensor
     from stylemapgan.editing.sources import InputItem
-    from stylemapgan.photos import align_photo, load_photo, make_detector
-
     path = Path(text)
     if not (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
         return resolver.resolve(text, "reference")
-    face = align_photo(load_photo(path), size, make_detector(args.landmarks), largest=True, name=str(path))[0]
+    face = align_photos([path], size, args.landmarks, largest=True)[0].faces[0]
     return InputItem(f"{path.stem}_face0", f"{path}#face0", pil_to_tensor(face.image), landmarks=face.landmarks)
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,12 +147,46 @@ def _quiet_native_stderr() -> Iterator[None]:
         yield
         return
     try:
-        with open(os.devnull, "w") as devnull:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(io.StringIO()):
             os.dup2(devnull.fileno(), 2)
             yield
     finally:
+        _flush_c_streams()  # what the libraries left in C stdio buffers goes to /dev/null too
         os.dup2(saved, 2)
         os.close(saved)
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """For a detector's whole life in a command: file descriptor 2 goes to /dev/null (MediaPipe's graph threads
+    log there at any moment while the graphs run), while Python's `sys.stderr` keeps writing to the real stderr
+    (progress, warnings, errors). Restored on exit."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    try:
+        with open(os.devnull, "w") as devnull, \
+                open(os.dup(saved), "w", buffering=1, encoding=encoding, errors="backslashreplace") as real, \
+                contextlib.redirect_stderr(real):
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        _flush_c_streams()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _flush_c_streams() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
 
 
 def _rgb_array(photo: Image.Image) -> np.ndarray:
@@ -158,9 +194,12 @@ def _rgb_array(photo: Image.Image) -> np.ndarray:
 
 
 class MediaPipeDetector:
-    """MediaPipe FaceMesh (static images, iris points refined), offline from the model files in its wheel."""
+    """MediaPipe, offline from the model files in its wheel: the full-range face detector finds faces of any size
+    (FaceMesh's own short-range detector misses small faces, e.g. in a group photo), then FaceMesh (iris points
+    refined) runs on a square crop around each face, where the face fills about half the crop."""
 
     name = "mediapipe"
+    CROP = 2.0  # crop side / detected box side
 
     def __init__(self, max_faces: int = 16, min_confidence: float = 0.5) -> None:
         if importlib.util.find_spec("mediapipe") is None:
@@ -168,30 +207,75 @@ class MediaPipeDetector:
                 "--landmarks mediapipe: the mediapipe package is not installed; install it with "
                 "pip install --no-deps mediapipe==0.10.21 (and pip install 'stylemapgan[photos]' for what it uses)"
             )
+        self.max_faces = max_faces
+        self._graphs: list[object] = []
+        # TensorFlow Lite's own log lines (e.g. "Created TensorFlow Lite XNNPACK delegate") reach stderr from its
+        # threads at odd times; its minimum log level is read from this variable. Unless the user set it: errors only.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         try:
             with _quiet_native_stderr():
-                from mediapipe.python.solutions import face_mesh
+                from mediapipe.python.solutions import face_detection, face_mesh
 
-                self._mesh = face_mesh.FaceMesh(
-                    static_image_mode=True, max_num_faces=max_faces, refine_landmarks=True,
-                    min_detection_confidence=min_confidence,
-                )
+                self._finder = face_detection.FaceDetection(model_selection=1,
+                                                            min_detection_confidence=min_confidence)
+                self._mesh = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
+                                                min_detection_confidence=min_confidence)
+                self._whole = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=max_faces,
+                                                 refine_landmarks=True, min_detection_confidence=min_confidence)
+                self._graphs = [self._finder, self._mesh, self._whole]
         except (ImportError, AttributeError, RuntimeError) as exc:
             raise PhotoError(f"--landmarks mediapipe: cannot start FaceMesh ({type(exc).__name__}: {exc})") from None
 
+    @staticmethod
+    def _points(result: object, w: int, h: int, x0: float = 0.0, y0: float = 0.0) -> list[FaceLandmarks]:
+        return [FaceLandmarks(np.array([(x0 + p.x * w, y0 + p.y * h) for p in face.landmark], dtype=np.float64),
+                              MEDIAPIPE_SCHEME)
+                for face in getattr(result, "multi_face_landmarks", None) or []]
+
     def detect(self, photo: Image.Image) -> list[FaceLandmarks]:
-        rgb = _rgb_array(photo)
-        h, w = rgb.shape[:2]
+        rgb = photo.convert("RGB")
+        w, h = rgb.size
+        faces: list[FaceLandmarks] = []
         with _quiet_native_stderr():
-            result = self._mesh.process(rgb)
-        faces = []
-        for face in result.multi_face_landmarks or []:
-            points = np.array([(p.x * w, p.y * h) for p in face.landmark], dtype=np.float64)
-            faces.append(FaceLandmarks(points, MEDIAPIPE_SCHEME))
-        return faces
+            found = self._finder.process(_rgb_array(rgb)).detections or []
+            for det in found[: self.max_faces]:
+                box = det.location_data.relative_bounding_box
+                side = self.CROP * max(box.width * w, box.height * h)
+                cx, cy = (box.xmin + box.width / 2) * w, (box.ymin + box.height / 2) * h
+                x0, y0 = round(cx - side / 2), round(cy - side / 2)
+                n = max(round(side), 1)
+                crop = rgb.crop((x0, y0, x0 + n, y0 + n))  # outside the photo: black
+                faces += self._points(self._mesh.process(_rgb_array(crop)), n, n, x0, y0)
+            if not faces:  # a face filling the frame can escape the full-range detector: FaceMesh on the whole
+                faces = self._points(self._whole.process(_rgb_array(rgb)), w, h)
+        return _distinct(faces)
 
     def close(self) -> None:
-        self._mesh.close()
+        """Stop the graphs now (their threads log as they stop: silenced here, not at interpreter exit)."""
+        graphs, self._graphs = self._graphs, []
+        with _quiet_native_stderr():
+            for graph in graphs:
+                graph.close()
+
+    def __enter__(self) -> MediaPipeDetector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def _distinct(faces: list[FaceLandmarks]) -> list[FaceLandmarks]:
+    """Drop a face found twice (overlapping detector boxes): same eyes within a fifth of their distance."""
+    kept: list[FaceLandmarks] = []
+    for face in faces:
+        span = float(np.hypot(*(face.eye_right - face.eye_left)))
+        if all(np.hypot(*(face.eye_left - k.eye_left)) > span / 5 for k in kept):
+            kept.append(face)
+    return kept
 
 
 DLIB_MODEL_NAME = "shape_predictor_68_face_landmarks.dat"

@@ -151,7 +151,32 @@ class InputResolver:
         if path.suffix.lower() == STYLEMAP_SUFFIX:
             return InputItem(path.stem, str(path), stylemap=load_stylemap(path, self.config.stylemap_shape))
         image = load_image(path, self.config.size, self.fit, self.background, what)
-        return InputItem(path.stem, str(path), image=image)
+        return InputItem(path.stem, str(path), image=image, landmarks=self.aligned_landmarks(path))
+
+    def aligned_landmarks(self, path: Path) -> Any:
+        """The landmarks of a face aligned by `stylemapgan align`, from the record beside it (STEM.json), in model
+        pixels; None for any other image (its landmarks are detected if a `landmarks:` mask needs them)."""
+        import json
+
+        record_path = path.with_suffix(".json")
+        if not record_path.is_file():
+            return None
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError):
+            return None
+        from stylemapgan.photos import FaceLandmarks, FaceTransform, PhotoError
+        from stylemapgan.photos.align import TRANSFORM_FORMAT
+
+        if not isinstance(record, dict) or record.get("format") != TRANSFORM_FORMAT or "landmarks" not in record:
+            return None
+        try:
+            transform = FaceTransform.from_dict(record, str(record_path))
+            in_photo = FaceLandmarks.from_dict(record["landmarks"], str(record_path))
+        except PhotoError as exc:
+            raise EditingError(str(exc)) from None
+        scale = self.config.size / transform.size
+        return in_photo.mapped(lambda p: transform.to_aligned(p) * scale)
 
     def mask(self, text: str, items: list[InputItem], field: str = "mask") -> torch.Tensor:
         """A mask spec -> [1, 1, size, size]. Part names use the part masks of `items` (union)."""

@@ -32,6 +32,7 @@ import torch
 from PIL import Image
 
 from face_fixtures import write_face_dataset
+from photo_fixtures import mediapipe_or_skip, photo_path
 from stylemapgan.checkpoint import fresh_checkpoint, save_checkpoint
 from stylemapgan.config import get_preset
 from stylemapgan.editing import Direction, save_directions
@@ -320,6 +321,44 @@ def test_paint_edit_and_download_in_chromium(server_url: str, browser_page: Any,
     warning = page.text_content("#domain-warning") or ""
     assert page.locator("#domain-warning").is_visible()
     assert "unlike what the model was trained on" in warning and "Refine in the web editor" in warning
+    assert not errors, errors
+
+
+def test_align_face_upload_downloads_the_whole_photo(server_url: str, browser_page: Any) -> None:
+    """"align face": a real portrait's face is aligned to the model's size and becomes the source; the result
+    downloads as the whole photo at its own resolution, the face pasted back and the rest exactly the photo."""
+    mediapipe_or_skip()
+    page = browser_page
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    open_editor(page, server_url)
+    align = page.locator("#upload-align")
+    assert align.is_enabled() and not align.is_checked()  # a model named "test" is not a face model: off
+    jpeg = Path(photo_path("grace_hopper")).read_bytes()
+    align.check()
+    updates_before = int(page.eval_on_selector("#result-canvas", "c => Number(c.dataset.updates)"))
+    page.click("#slot-source")
+    page.set_input_files("#upload-input", files=[{"name": "hopper.jpg", "mimeType": "image/jpeg", "buffer": jpeg}])
+    page.wait_for_function(
+        f"() => Number(document.getElementById('result-canvas').dataset.updates) > {updates_before}", timeout=60_000
+    )
+    wait_idle(page)
+    assert "no face" not in (page.text_content("#message-text") or "")
+    link = page.locator("#download-photo")
+    assert link.is_visible() and "/photo" in (link.get_attribute("href") or "")
+    with page.expect_download() as info:
+        link.click()
+    whole = np.asarray(Image.open(info.value.path()).convert("RGB"))
+    original = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+    assert whole.shape == original.shape == (600, 512, 3)
+    assert np.array_equal(whole[:, :40], original[:, :40])  # far from the face: the photo's own pixels
+    assert np.abs(whole[200:300, 200:300].astype(int) - original[200:300, 200:300]).mean() > 5  # the face: pasted
+    # a landscape with "align face": a message that says so, and nothing else changes
+    page.set_input_files("#upload-input", files=[{"name": "china.jpg", "mimeType": "image/jpeg",
+                                                  "buffer": Path(photo_path("china")).read_bytes()}])
+    page.wait_for_selector("#message:not([hidden])", timeout=60_000)
+    assert "no face found in china.jpg" in (page.text_content("#message-text") or "")
+    align.uncheck()
     assert not errors, errors
 
 

@@ -55,6 +55,7 @@ from stylemapgan.serving.errors import Busy
 from stylemapgan.serving.gallery import Gallery
 from stylemapgan.serving.limits import ServerLimits
 from stylemapgan.serving.middleware import ERROR_HANDLERS, LOOPBACK_HOSTS, guard_and_session
+from stylemapgan.serving.photos import is_face_model
 from stylemapgan.serving.routes import ROUTERS
 from stylemapgan.serving.state import ServerState, load_static
 from stylemapgan.serving.store import ImageRecord, SessionStore
@@ -95,6 +96,7 @@ def create_app(
         upload_slots=anyio.Semaphore(max(1, limits.concurrent_uploads)),
         image_threads=anyio.CapacityLimiter(max(1, limits.image_threads)),
         domain=domain,
+        face_model=is_face_model(model_name),
     )
     app = FastAPI(title="stylemapgan editor", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
                   exception_handlers=ERROR_HANDLERS)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from fastapi import Request
@@ -108,9 +108,10 @@ class Job(Generic[B]):
         headers = {**self.headers(timing, (time.perf_counter() - t0) * 1000), **(extra or {})}
         return Response(png, media_type="image/png", headers=headers)
 
-    async def result_reply(self, pixels: np.ndarray, name: str, timing: Timing) -> Response:
-        """Keep the result (downloadable, re-usable) and answer its PNG; its id and the request's seq in headers."""
-        record = ImageRecord(new_id("r"), name, "result", pixels)
+    async def result_reply(self, pixels: np.ndarray, name: str, timing: Timing, photo: Any = None) -> Response:
+        """Keep the result (downloadable, re-usable) and answer its PNG; its id and the request's seq in headers.
+        `photo`: the source's whole photo (an aligned upload's), so the result can be downloaded pasted back."""
+        record = ImageRecord(new_id("r"), name, "result", pixels, photo=photo)
         self.state.sessions.results.put(self.session.id, record.id, record)
         extra = {"X-Image-Id": record.id}
         if self.seq is not None:

@@ -18,6 +18,7 @@ from stylemapgan.serving.engine import InferenceEngine, Timing
 from stylemapgan.serving.errors import ApiError, Busy, Superseded
 from stylemapgan.serving.gallery import Gallery
 from stylemapgan.serving.limits import ServerLimits
+from stylemapgan.serving.photos import PhotoAligner
 from stylemapgan.serving.store import ImageRecord, Session, SessionStore
 
 T = TypeVar("T")
@@ -43,6 +44,8 @@ class ServerState:
     upload_slots: anyio.Semaphore
     image_threads: anyio.CapacityLimiter
     domain: DomainReference | None = None  # what uploads' reconstructions are compared with (domain.py)
+    aligner: PhotoAligner = field(default_factory=PhotoAligner)  # "align face" uploads (photos.py)
+    face_model: bool = False  # the align box starts ticked
     started: float = field(default_factory=time.time)
     refines_running: int = 0  # changed only on the event loop
 

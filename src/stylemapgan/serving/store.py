@@ -61,15 +61,17 @@ class ImageRecord:
     label_map: torch.Tensor | None = None  # int64 [H, W] part indices (gallery from a dataset with part masks)
     handle: str | None = None  # the editor's cache handle; re-created when the editor has evicted it
     meta: dict[str, Any] = field(default_factory=dict)
+    photo: Any = None  # photos.PhotoSource: the whole photo an aligned upload (or a result of it) came from
 
     @property
     def nbytes(self) -> int:
         extra = self.stylemap.numel() * 4 if self.stylemap is not None else 0
+        extra += len(self.photo.data) if self.photo is not None else 0
         return int(self.pixels.nbytes) + extra
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "kind": self.kind, "parts": self.label_map is not None,
-                **self.meta}
+                "photo": self.photo is not None, **self.meta}
 
 
 class BoundedStore:

@@ -94,7 +94,7 @@ async def edit(request: Request) -> Response:
         return to_pixels(out)[0]
 
     pixels, timing = await job.run(work)
-    return await job.result_reply(pixels, "edit", timing)
+    return await job.result_reply(pixels, "edit", timing, photo=source.photo)
 
 
 @router.post("/reconstruct")
@@ -103,7 +103,7 @@ async def reconstruct(request: Request) -> Response:
     job = await Job.open(request, ImageIn, kind="reconstruct")
     record = job.find(job.body.id)
     pixels, timing = await job.run(lambda ed: to_pixels(ed.reconstruct(ensure_handle(ed, record)))[0])
-    return await job.result_reply(pixels, "reconstruction", timing)
+    return await job.result_reply(pixels, "reconstruction", timing, photo=record.photo)
 
 
 @router.post("/refine")
@@ -130,7 +130,8 @@ async def refine(request: Request) -> JSONResponse:
     warning = domain_warning(refined.mse_after, job.state.domain, refined=True)
     copy = ImageRecord(new_id("u"), f"{record.name} (refined)", "upload", record.pixels, stylemap, record.label_map,
                        refined.handle, {"from": record.kind, "stylemap": "refined", **scores,
-                                        "reconstruction_mse": scores["mse_after"], "domain_warning": warning})
+                                        "reconstruction_mse": scores["mse_after"], "domain_warning": warning},
+                       photo=record.photo)
     job.state.sessions.uploads.put(job.session.id, copy.id, copy)
     return JSONResponse({**copy.describe(), "improved": True}, headers=job.headers(timing))
 
@@ -150,7 +151,7 @@ async def attributes(request: Request) -> Response:
         return to_pixels(ed.apply_direction(ensure_handle(ed, record), combined, 1.0))[0]
 
     pixels, timing = await job.run(work)
-    return await job.result_reply(pixels, "attributes", timing)
+    return await job.result_reply(pixels, "attributes", timing, photo=record.photo)
 
 
 @router.post("/interpolate")

@@ -17,6 +17,7 @@ from stylemapgan.serving.bodies import ImageId, read_limited
 from stylemapgan.serving.domain import assess_reconstruction
 from stylemapgan.serving.engine import ensure_handle
 from stylemapgan.serving.errors import ApiError
+from stylemapgan.serving.photos import PhotoSource, open_photo, paste_back
 from stylemapgan.serving.state import CurrentSession, State
 from stylemapgan.serving.store import ImageRecord, new_id
 from stylemapgan.serving.uploads import check_declared_type, decode_upload, safe_name
@@ -49,11 +50,13 @@ def attachment(record: ImageRecord, suffix: str) -> dict[str, str]:
 @router.post("/upload")
 async def upload(
     request: Request, state: State, session: CurrentSession,
-    fit: Literal["crop", "pad"] = "crop", name: Annotated[str, Query(max_length=255)] = "",
+    fit: Literal["crop", "pad"] = "crop", name: Annotated[str, Query(max_length=255)] = "", align: bool = False,
 ) -> dict[str, Any]:
     """A raw image body, fitted to the model's size and encoded at once (later edits only decode). The answer
     says how well the model reconstructs it (`reconstruction_mse`) and, when far worse than the model's own
-    test images, why edits will disappoint (`domain_warning`, plain words; null otherwise; see domain.py)."""
+    test images, why edits will disappoint (`domain_warning`, plain words; null otherwise; see domain.py).
+    `align`: a photo with a face: its largest face is aligned the FFHQ way instead of fitted, and the photo is
+    kept with the upload, so results of it download as the whole photo (`/api/images/{id}/photo`)."""
     limits = state.limits
     check_declared_type(request.headers.get("content-type"))
     async with state.upload_slots:  # bounds the memory held by bodies and decoded pixels at once
@@ -64,9 +67,13 @@ async def upload(
             raise ApiError(408, f"upload: the body took longer than {limits.upload_read_seconds:g} s") from None
         pixels, (width, height) = await state.in_thread(
             decode_upload, data, state.size, fit, (0, 0, 0), limits.max_upload_pixels
-        )
-    record = ImageRecord(new_id("u"), safe_name(name), "upload", pixels,
-                         meta={"width": width, "height": height, "fit": fit})
+        )  # checks the bytes (format, size, decodability) whether or not the face is aligned
+        photo, meta = None, {"width": width, "height": height, "fit": fit}
+        if align:
+            pixels, transform, faces = await state.in_thread(
+                lambda: state.aligner.align(open_photo(data), state.size, safe_name(name)))
+            photo, meta = PhotoSource(data, transform), {**meta, "fit": "align", "faces": faces}
+    record = ImageRecord(new_id("u"), safe_name(name), "upload", pixels, meta=meta, photo=photo)
     assessment, _ = await state.run_model(
         lambda ed: assess_reconstruction(ed, ensure_handle(ed, record), record.pixels, state.domain)
     )
@@ -88,6 +95,17 @@ async def download(state: State, session: CurrentSession, image_id: ImageId) -> 
     record = state.find(session, image_id)
     png = await state.in_thread(png_bytes, record.pixels)
     return Response(png, media_type="image/png", headers=attachment(record, "png"))
+
+
+@router.get("/images/{image_id}/photo")
+async def whole_photo(state: State, session: CurrentSession, image_id: ImageId) -> Response:
+    """An image made from an aligned upload, pasted back into the whole uploaded photo (its resolution), as PNG."""
+    record = state.find(session, image_id)
+    if record.photo is None:
+        raise ApiError(404, f"image {image_id}: not made from an aligned photo (upload with “align face”)")
+    png = await state.in_thread(paste_back, record.photo, record.pixels)
+    return Response(png, media_type="image/png", headers=attachment(record, "png") | {
+        "Content-Disposition": f'attachment; filename="stylemapgan-{record.id}-photo.png"'})
 
 
 @router.get("/images/{image_id}/stylemap.npz")
@@ -135,7 +153,7 @@ async def keep(state: State, session: CurrentSession, image_id: ImageId) -> dict
     """Copy an image (a result, typically) into the session's uploads, to edit it further."""
     record = state.find(session, image_id)
     copy = ImageRecord(new_id("u"), record.name, "upload", record.pixels, record.stylemap, record.label_map,
-                       record.handle, {"from": record.kind, "stylemap": stylemap_origin(record)})
+                       record.handle, {"from": record.kind, "stylemap": stylemap_origin(record)}, photo=record.photo)
     state.sessions.uploads.put(session.id, copy.id, copy)
     return copy.describe()
 

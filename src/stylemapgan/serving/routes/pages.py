@@ -79,6 +79,7 @@ async def info(state: State, session: CurrentSession) -> dict[str, Any]:
             "typical_mse": state.domain.typical_mse, "warn_above": state.domain.threshold,
             "source": state.domain.source},
         "limits": state.limits.public(),
+        "align": {"available": state.aligner.available, "default": state.aligner.available and state.face_model},
     }
 
 

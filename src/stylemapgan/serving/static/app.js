@@ -348,9 +348,10 @@ async function uploadFile(file) {
     return;
   }
   const fit = $("upload-fit").value;
+  const align = $("upload-align").checked ? "&align=1" : "";  // the largest face, aligned; the photo kept
   busy(+1);
   try {
-    const resp = await fetchRetrying(`/api/upload?fit=${fit}&name=${encodeURIComponent(file.name)}`, {
+    const resp = await fetchRetrying(`/api/upload?fit=${fit}${align}&name=${encodeURIComponent(file.name)}`, {
       method: "POST",
       headers: { "Content-Type": file.type || "application/octet-stream" },
       body: file,
@@ -624,6 +625,11 @@ async function showResult(resp, rtt, seq, req) {
     a.href = `/api/images/${state.resultId}/${suffix}`;
     a.classList.remove("disabled");
   }
+  // a result of an aligned photo: also downloadable as the whole photo with the face pasted back
+  const photo = $("download-photo");
+  photo.hidden = !(state.source && state.source.photo);
+  photo.classList.toggle("disabled", photo.hidden);
+  photo.href = photo.hidden ? "" : `/api/images/${state.resultId}/photo`;
   $("use-result").disabled = false;
   $("latency").textContent = timingText(resp, rtt);
 }
@@ -801,6 +807,9 @@ function setupControls() {
 
 function setupInfo(info) {
   state.info = info;
+  const align = $("upload-align");  // ticked for face models when the landmark model is installed
+  align.disabled = !(info.align && info.align.available);
+  align.checked = Boolean(info.align && info.align.default);
   state.size = info.model.size;
   state.scale = Math.max(1, Math.ceil(256 / state.size));
   const m = info.model;

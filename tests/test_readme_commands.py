@@ -54,6 +54,15 @@ RUNS: dict[str, str | None] = {
     "stylemapgan edit --source test:0 --reference test:5 --mask hair --outdir out/hair": AS_WRITTEN,
     "stylemapgan edit --source a.jpg --reference b.png --mask m.png --shift=-8,4 --reference c.png --mask 0,0,32,32 "
     "--shift=0,0 --mode w_plus --frames 16 --feather 4 --outdir out/edit": AS_WRITTEN,
+    "stylemapgan clusters fit --ckpt cartoon-faces --k 12 --out cartoon-clusters.safetensors":
+        "stylemapgan clusters fit --ckpt cartoon-faces --k 12 --out cartoon-clusters.safetensors --samples 4",
+    "stylemapgan clusters show --ckpt cartoon-clusters.safetensors --outdir out/clusters": AS_WRITTEN,
+    "stylemapgan clusters name --ckpt cartoon-clusters.safetensors 10=hair 1=eyes": AS_WRITTEN,
+    "stylemapgan edit --ckpt cartoon-clusters.safetensors --source a.jpg --reference b.png --mask cluster:hair "
+    "--mode w_plus --outdir out/edit-cluster": AS_WRITTEN,
+    "python benchmarks/bench_clusters_iou.py --ckpt cartoon-faces --data data/cartoon-faces-64 --k 12":
+        "python benchmarks/bench_clusters_iou.py --ckpt cartoon-faces --data data/cartoon-faces-64 --k 4 "
+        "--samples 4",
     "stylemapgan interpolate a.jpg b.jpg --frames 8 --video out/ab.gif --outdir out/lerp": AS_WRITTEN,
     "stylemapgan mix a.jpg b.jpg --split coarse --outdir out/mix": AS_WRITTEN,
     "stylemapgan transplant --source a.jpg --reference b.png --rect 0,0,32,32 --to 16,8 --outdir out/tp": AS_WRITTEN,

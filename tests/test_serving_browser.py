@@ -33,9 +33,10 @@ from PIL import Image
 
 from face_fixtures import write_face_dataset
 from photo_fixtures import mediapipe_or_skip, photo_path
-from stylemapgan.checkpoint import fresh_checkpoint, save_checkpoint
+from stylemapgan.checkpoint import build_network, fresh_checkpoint, save_checkpoint
 from stylemapgan.config import get_preset
 from stylemapgan.editing import Direction, save_directions
+from stylemapgan.editing.clusters import EXTRA_KEY, fit_clusters
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -62,6 +63,8 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ckpt = root / "cpu-32.safetensors"
     checkpoint = fresh_checkpoint(get_preset("cpu-32").model, 0, "test")
     checkpoint.provenance["card"] = {"name": "test", "metrics": {"recon.mse": TYPICAL_MSE}}
+    generator = build_network(checkpoint, "g_ema", "cpu").eval()  # part clusters: one-click parts of any image
+    checkpoint.extra[EXTRA_KEY] = fit_clusters(generator, 3, samples=2).renamed({1: "hair"}).to_extra()
     save_checkpoint(ckpt, checkpoint)
     gallery = write_face_dataset(root / "faces", count=5, train_count=0, seed=1)
     directions = root / "directions.safetensors"
@@ -257,6 +260,12 @@ def test_paint_edit_and_download_in_chromium(server_url: str, browser_page: Any,
         "before => document.getElementById('result-canvas').toDataURL('image/png') !== before", arg=before,
         timeout=30_000,
     )
+    # the model's part clusters: named first, and a click fetches the reference's own cluster mask
+    labels = page.eval_on_selector_all("#clusters button", "els => els.map(e => e.textContent)")
+    assert labels == ["hair", "cluster 0", "cluster 2"]
+    with page.expect_response(lambda r: "/clusters?ids=1" in r.url) as response:
+        page.click("#clusters button[data-cluster='1']")
+    assert response.value.status == 200 and response.value.headers["content-type"] == "image/png"
 
     # refine the source: a new upload becomes the source, with the MSE before and after in the page
     wait_idle(page)

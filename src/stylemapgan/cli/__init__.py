@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "stylemapgan.cli.data",
     "stylemapgan.cli.train",
     "stylemapgan.cli.edit",
+    "stylemapgan.cli.clusters",
     "stylemapgan.cli.photos",
     "stylemapgan.cli.evaluate",
     "stylemapgan.cli.serve",

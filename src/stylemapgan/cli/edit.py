@@ -162,7 +162,7 @@ def _resolver(args: argparse.Namespace, editor):
 
         samples = bundled_samples(args.ckpt)
         args.data = str(samples) if samples is not None else None
-    resolver = InputResolver(editor.config, args.fit, parse_color(args.background), args.data)
+    resolver = InputResolver(editor.config, args.fit, parse_color(args.background), args.data, editor)
     resolver.landmark_model = getattr(args, "landmarks", "mediapipe")
     return resolver
 
@@ -338,6 +338,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", required=True, action="append", help="reference (repeat for several)")
     p.add_argument("--mask", required=True, action="append",
                    help="one per reference: mask image, rectangle x0,y0,x1,y1, part names (hair, hair+eyes), or "
+                        "the model's part clusters (cluster:3, cluster:3+5, or a name given with clusters name), or "
                         "face parts from landmarks (landmarks:eyes, landmarks:brows+nose; also mouth, oval)")
     p.add_argument("--shift", action="append", default=None,
                    help="one per reference: move the pasted region by DX,DY pixels (negative: --shift=-8,4)")
@@ -615,8 +616,9 @@ def _run_local_edits(
     for stem, source in _bar(args, list(zip(stems, sources, strict=True)), desc="edit"):
         masks = [resolver.mask(text, [source, ref], f"mask {i + 1}")
                  for i, (text, ref) in enumerate(zip(mask_texts, references, strict=True))]
-        per_source = source.label_map is not None or source.landmarks is not None  # masks that differ per source
         for i, m in enumerate(masks):
+            per_source = (source.label_map is not None or source.landmarks is not None
+                          or resolver.from_clusters(mask_texts[i], [source]))  # masks that differ per source
             if i not in saved_masks or per_source:
                 name = f"mask{i + 1}.png" if not per_source else f"{stem}_mask{i + 1}.png"
                 save_image(out / name, (m[0].expand(3, -1, -1) * 2 - 1).cpu())

@@ -10,6 +10,7 @@ a web editor and the metrics are thin layers over this package.
 """
 
 from stylemapgan.editing.blend import Paste, blend_layers, render_w, render_w_plus
+from stylemapgan.editing.clusters import ClusterError, PartClusters, fit_clusters, spherical_kmeans
 from stylemapgan.editing.directions import (
     Direction,
     LinearClassifier,
@@ -36,6 +37,7 @@ from stylemapgan.editing.errors import EditingError
 from stylemapgan.editing.images import load_image, load_stylemap, save_image, save_stylemap
 from stylemapgan.editing.masks import (
     POOLINGS,
+    ClusterMask,
     FileMask,
     PartMask,
     RectangleMask,
@@ -54,6 +56,8 @@ __all__ = [
     "POOLINGS",
     "PROJECTION_METHODS",
     "CacheInfo",
+    "ClusterError",
+    "ClusterMask",
     "Direction",
     "DomainCheck",
     "EditMode",
@@ -61,6 +65,7 @@ __all__ = [
     "Editor",
     "FileMask",
     "LinearClassifier",
+    "PartClusters",
     "PartMask",
     "Paste",
     "ProjectionOptions",
@@ -69,6 +74,7 @@ __all__ = [
     "Refinement",
     "blend_layers",
     "domain_warning",
+    "fit_clusters",
     "fit_linear_classifier",
     "frame_alphas",
     "load_directions",
@@ -91,5 +97,6 @@ __all__ = [
     "save_image",
     "save_stylemap",
     "sefa_directions",
+    "spherical_kmeans",
     "supervised_direction",
 ]

@@ -35,6 +35,8 @@ from stylemapgan.checkpoint.io import file_sha256
 from stylemapgan.checkpoint.models import EditingModel
 from stylemapgan.config import ModelConfig
 from stylemapgan.editing.blend import Paste, blend_layers, render_w, render_w_plus
+from stylemapgan.editing.clusters import ClusterError, PartClusters, cluster_map, cluster_scores, mask_from_cluster_map
+from stylemapgan.editing.clusters import from_extra as clusters_from_extra
 from stylemapgan.editing.directions import apply_direction as _apply_direction
 from stylemapgan.editing.domain import DomainCheck, domain_warning
 from stylemapgan.editing.domain import reference_mse as card_reference_mse
@@ -157,6 +159,7 @@ def edit_mode(name: str) -> EditMode:
 class _Entry:
     stylemap: torch.Tensor  # [1, C, s, s]
     styles: list[torch.Tensor] | None = None
+    cluster_ids: torch.Tensor | None = None  # [size, size] int64, the part clusters' map (cluster_map)
 
 
 @dataclass(frozen=True)
@@ -222,12 +225,15 @@ class Editor:
         onnx_dir: str | os.PathLike[str] | None = None,
         reference_mse: float | None = None,
         reference_mse_source: str | None = None,
+        clusters: PartClusters | None = None,
     ) -> None:
         """fast_edit: w_plus local edits blend cached modulations (exact; see `editing.fast_edit`), each image's
         modulations kept in a second LRU cache bounded by `modulation_cache_bytes` (~240 MB per 256 px image).
         backend ("torch" | "onnx"), compile, dtype ("fp32" | "bf16"), onnx_dir: how the networks run, see
         `stylemapgan.runtime` (defaults: eager PyTorch, fp32). reference_mse: the model's own reconstruction MSE,
-        what `check_domain` compares inputs with (`from_model` reads it from the model card; None: no check)."""
+        what `check_domain` compares inputs with (`from_model` reads it from the model card; None: no check).
+        clusters: the model's unsupervised part clusters (`editing.clusters`; `from_model` reads them from the
+        checkpoint), for `cluster_map` / `cluster_masks`."""
         self.device = torch.device(device) if device is not None else generator.const_device
         self.generator = generator.to(self.device).eval().requires_grad_(False)
         self.encoder = encoder.to(self.device).eval().requires_grad_(False)
@@ -247,23 +253,27 @@ class Editor:
         self._hits = self._misses = self._encoded = 0
         self.reference_mse = reference_mse
         self.reference_mse_source = reference_mse_source if reference_mse is not None else None
+        self.clusters = clusters
 
     # ---- construction ------------------------------------------------------------------------------------
 
     @classmethod
-    def from_model(cls, model: EditingModel, **kwargs: Any) -> Editor:
+    def from_model(cls, model: EditingModel, *, where: str = "checkpoint", **kwargs: Any) -> Editor:
+        """`where` names the checkpoint in errors (its part clusters are checked against the model)."""
         mean = model.checkpoint.extra.get("mean_stylemap") if model.checkpoint is not None else None
         if isinstance(mean, torch.Tensor) and mean.numel() == math.prod(model.config.stylemap_shape):
             kwargs.setdefault("mean", mean.reshape(1, *model.config.stylemap_shape).float())
         if model.checkpoint is not None and "reference_mse" not in kwargs:
             kwargs["reference_mse"], kwargs["reference_mse_source"] = card_reference_mse(model.checkpoint.provenance)
+        if model.checkpoint is not None and "clusters" not in kwargs:
+            kwargs["clusters"] = clusters_from_extra(model.checkpoint.extra, model.config, where)
         return cls(model.generator, model.encoder, **kwargs)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], device: torch.device | str = "cpu", **kwargs: Any) -> Editor:
         model = load_editing_model(path, device)
         kwargs.setdefault("model_id", "sha256:" + file_sha256(path))
-        return cls.from_model(model, device=device, **kwargs)
+        return cls.from_model(model, where=str(path), device=device, **kwargs)
 
     @property
     def size(self) -> int:
@@ -402,6 +412,41 @@ class Editor:
         with self._lock:
             self._cache.clear()
             self._mods.clear()
+
+    # ---- part clusters ---------------------------------------------------------------------------------------
+
+    def _clusters(self) -> PartClusters:
+        if self.clusters is None:
+            raise ClusterError("part clusters: this model has none; fit them with `stylemapgan clusters fit`")
+        return self.clusters
+
+    @torch.no_grad()
+    def cluster_map(self, item: ImageLike) -> torch.Tensor:
+        """[size, size] int64: each pixel's part cluster, from the item's own generator features (its stylemap as
+        encoded or projected), cached with the encoding. Features are a statistic of the model: fp32 eager PyTorch
+        (the runner's `eager_fp32`) whatever the backend."""
+        clusters = self._clusters()
+        entry = self._entry(item)
+        if entry.cluster_ids is None:
+            styles = self.styles(item)
+            with self.runner.eager_fp32() as generator:
+                entry.cluster_ids = cluster_map(cluster_scores(generator, styles, clusters))[0]
+        return entry.cluster_ids
+
+    def cluster_masks(self, item: ImageLike) -> torch.Tensor:
+        """[K, 1, size, size] binary masks, one per part cluster (id order), of an image or handle."""
+        ids = self.cluster_map(item)
+        return (ids[None] == torch.arange(self._clusters().k, device=ids.device)[:, None, None]).float()[:, None]
+
+    def cluster_mask(self, items: Sequence[ImageLike], keys: Sequence[str], field: str = "--mask") -> torch.Tensor:
+        """[1, 1, size, size]: the union over `items` (e.g. source and reference) of the clusters named by `keys`
+        (ids '3' or names given with `clusters name`); unknown ones are a ClusterError naming `field`."""
+        clusters = self._clusters()
+        indices = [clusters.index(key, field) for key in keys]
+        mask = torch.zeros(1, 1, self.size, self.size, device=self.device)
+        for item in items:
+            mask = torch.maximum(mask, mask_from_cluster_map(self.cluster_map(item), indices))
+        return mask
 
     # ---- the domain check -----------------------------------------------------------------------------------
 

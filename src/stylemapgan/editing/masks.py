@@ -40,6 +40,7 @@ _RECT_RE = re.compile(rf"^(?:rect:)?{_INT},{_INT},{_INT},{_INT}$")
 _NUMERIC_RE = re.compile(r"^(?:rect:)?[\d\s,.+-]*$")
 _PART_RE = re.compile(r"^(?:part:)?[A-Za-z_][\w-]*(\+[A-Za-z_][\w-]*)*$")
 _LANDMARK_RE = re.compile(r"^landmarks:[A-Za-z_][\w-]*(\+[A-Za-z_][\w-]*)*$")
+_CLUSTER_RE = re.compile(r"^cluster:\s*([\w-]+(?:\s*\+\s*[\w-]+)*)\s*$")
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,16 @@ class LandmarkMask:
     names: tuple[str, ...]
 
 
-MaskSpec = RectangleMask | FileMask | PartMask | LandmarkMask
+@dataclass(frozen=True)
+class ClusterMask:
+    """Union of the model's unsupervised part clusters (`editing.clusters`), by id or by the name users gave them:
+    cluster:3, cluster:3+5, cluster:hair. A bare name (hair) is a PartMask, which resolves to a named cluster
+    where no dataset part masks are at hand."""
+
+    keys: tuple[str, ...]
+
+
+MaskSpec = RectangleMask | FileMask | PartMask | ClusterMask | LandmarkMask
 
 
 def parse_rectangle(text: str, field: str = "rectangle") -> RectangleMask:
@@ -89,8 +99,13 @@ def parse_rectangle(text: str, field: str = "rectangle") -> RectangleMask:
 
 def parse_mask(text: str) -> MaskSpec:
     """'x0,y0,x1,y1' (or 'rect:...') -> rectangle; an existing file -> mask image; 'hair' / 'part:hair+eyes'
-    -> part names; 'landmarks:eyes+mouth' -> face parts from landmarks. Anything else is an error naming the
-    text."""
+    -> part names; 'cluster:3+5' -> part clusters; 'landmarks:eyes+mouth' -> face parts from landmarks.
+    Anything else is an error naming the text."""
+    cluster = _CLUSTER_RE.match(text)
+    if cluster and not Path(text).is_file():
+        return ClusterMask(tuple(key.strip() for key in cluster.group(1).split("+")))
+    if text.startswith("cluster:") and not Path(text).is_file():
+        raise EditingError(f"mask {text!r}: expected cluster ids or names such as cluster:3 or cluster:3+hair")
     if _NUMERIC_RE.match(text) and not Path(text).is_file():
         return parse_rectangle(text, "mask")
     path = Path(text)

@@ -27,6 +27,7 @@ from stylemapgan.editing.images import (
     pil_to_tensor,
 )
 from stylemapgan.editing.masks import (
+    ClusterMask,
     FileMask,
     LandmarkMask,
     PartMask,
@@ -62,9 +63,12 @@ class InputResolver:
     """Resolves input names for one model; opens the dataset (if any) lazily, once per split."""
 
     def __init__(
-        self, config: ModelConfig, fit: str = "crop", background: Color = (0, 0, 0), data: str | None = None
+        self, config: ModelConfig, fit: str = "crop", background: Color = (0, 0, 0), data: str | None = None,
+        editor: Editor | None = None,
     ) -> None:
+        """editor: the model's editor, for masks from its part clusters (cluster:N, or a cluster's name)."""
         self.config = config
+        self.editor = editor
         self.fit = fit
         self.background = background
         self.data = data
@@ -178,9 +182,33 @@ class InputResolver:
         scale = self.config.size / transform.size
         return in_photo.mapped(lambda p: transform.to_aligned(p) * scale)
 
-    def mask(self, text: str, items: list[InputItem], field: str = "mask") -> torch.Tensor:
-        """A mask spec -> [1, 1, size, size]. Part names use the part masks of `items` (union)."""
+    def from_clusters(self, text: str, items: list[InputItem]) -> bool:
+        """Whether the mask `text` comes from the model's part clusters: cluster:N, or a bare name that is a named
+        cluster and is not read from dataset part masks (those win where the items carry them, as before)."""
         spec = parse_mask(text)
+        if isinstance(spec, ClusterMask):
+            return True
+        clusters = self.editor.clusters if self.editor is not None else None
+        if not isinstance(spec, PartMask) or clusters is None:
+            return False
+        has_parts = self.data is not None and any(item.label_map is not None for item in items) and self.part_names
+        if not has_parts:
+            return True
+        named = {name.casefold() for name in clusters.names.values()}
+        return all(n.casefold() in named for n in spec.names) and not all(n in self.part_names for n in spec.names)
+
+    def mask(self, text: str, items: list[InputItem], field: str = "mask") -> torch.Tensor:
+        """A mask spec -> [1, 1, size, size]. Part names use the part masks of `items` (union); cluster:N and
+        cluster names use the items' part clusters (union), computed from their own features."""
+        spec = parse_mask(text)
+        if isinstance(spec, ClusterMask) and (self.editor is None or self.editor.clusters is None):
+            raise EditingError(f"--mask {text!r}: this model has no part clusters; fit them with "
+                               "`stylemapgan clusters fit --ckpt MODEL --k 12 --out MODEL_WITH_CLUSTERS`")
+        if self.from_clusters(text, items):
+            assert self.editor is not None
+            keys = spec.keys if isinstance(spec, ClusterMask) else spec.names  # type: ignore[union-attr]
+            handles = [self.handle(self.editor, item) for item in items]
+            return self.editor.cluster_mask(handles, keys, f"--mask {text!r}").cpu()
         if isinstance(spec, RectangleMask):
             return rectangle_mask(spec, self.config.size)
         if isinstance(spec, FileMask):

@@ -11,6 +11,8 @@ Routes (JSON errors are `{"error": "one line"}`, 4xx for the request, 503 when b
     GET  /api/images/ID/download             the same as an attachment
     GET  /api/images/ID/stylemap.npz         its stylemap (exact for samples, else the encoder's)
     GET  /api/images/ID/parts?names=hair     a part mask (gallery images of a dataset with part masks)
+    GET  /api/images/ID/clusters?ids=3+hair  a part-cluster mask of any image, from its own features (models
+                                             whose checkpoint has part clusters: `stylemapgan clusters fit`)
     POST /api/images/ID/keep                 copy a result into the session's uploads (to edit it further)
     DELETE /api/images/ID                    forget an upload
     POST /api/edit | reconstruct | attributes | interpolate   JSON -> PNG (timings in headers)

@@ -148,6 +148,28 @@ async def parts(
     return Response(png, media_type="image/png", headers={"Cache-Control": cache_policy(record)})
 
 
+@router.get("/images/{image_id}/clusters")
+async def clusters(
+    state: State, session: CurrentSession, image_id: ImageId,
+    ids: Annotated[str, Query(min_length=1, max_length=256)],
+) -> Response:
+    """A mask of the model's part clusters (ids or names, such as 3 or 3+hair) of any image, computed from the
+    image's own generator features (`Editor.cluster_mask`)."""
+    record = state.find(session, image_id)
+    if state.editor.clusters is None:
+        raise ApiError(404, "this model has no part clusters (stylemapgan clusters fit adds them)")
+    wanted = [n.strip() for n in ids.replace(",", "+").replace(" ", "+").split("+") if n.strip()]
+    if not wanted:
+        raise ApiError(400, "ids: give cluster ids or names such as 3 or 3+hair")
+
+    def work(ed: Editor) -> torch.Tensor:
+        return ed.cluster_mask([ensure_handle(ed, record)], wanted, "ids").cpu()
+
+    mask, _ = await state.run_model(work)
+    png = await state.in_thread(png_bytes, (mask[0, 0].numpy() * 255).astype(np.uint8))
+    return Response(png, media_type="image/png", headers={"Cache-Control": cache_policy(record)})
+
+
 @router.post("/images/{image_id}/keep")
 async def keep(state: State, session: CurrentSession, image_id: ImageId) -> dict[str, Any]:
     """Copy an image (a result, typically) into the session's uploads, to edit it further."""

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 
-from stylemapgan.editing import Direction
+from stylemapgan.editing import Direction, Editor
 from stylemapgan.serving.errors import ApiError
 from stylemapgan.serving.state import CurrentSession, ServerState, State
 from stylemapgan.serving.store import ANONYMOUS
@@ -44,6 +44,15 @@ def sliders(directions: dict[str, Direction], strength_range: float) -> list[dic
                                           e["kind"], e.get("component", 0)))
 
 
+def cluster_buttons(editor: Editor) -> list[dict[str, Any]]:
+    """The model's part clusters as one-click parts (any image): named ones first (by name), then by id."""
+    clusters = editor.clusters
+    if clusters is None:
+        return []
+    entries = [{"id": c, "name": clusters.names.get(c), "label": clusters.label(c)} for c in range(clusters.k)]
+    return sorted(entries, key=lambda e: (e["name"] is None, (e["name"] or "").casefold(), e["id"]))
+
+
 def static_response(state: ServerState, name: str) -> Response:
     entry = state.static.get(name)
     if entry is None:
@@ -72,6 +81,7 @@ async def info(state: State, session: CurrentSession) -> dict[str, Any]:
                   "stylemap_shape": list(cfg.stylemap_shape), "device": str(editor.device)},
         "modes": ["w", "w_plus"],
         "parts": [p for p in state.gallery.part_names if p != "background"],
+        "clusters": cluster_buttons(editor),
         "directions": sliders(state.directions, state.direction_range),
         "gallery": {"source": state.gallery.label, "images": [r.describe() for r in state.gallery.records]},
         "uploads": uploads,

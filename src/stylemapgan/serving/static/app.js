@@ -549,16 +549,30 @@ function clearMask() {
 
 function renderParts() {
   const parts = state.info ? state.info.parts : [];
-  $("parts-box").hidden = parts.length === 0;
+  const clusters = state.info ? state.info.clusters || [] : [];
+  $("parts-box").hidden = parts.length === 0 && clusters.length === 0;
   const ref = state.refs[state.active];
   for (const b of $("parts").querySelectorAll("button")) b.disabled = !(ref && ref.parts);
+  // the model's part clusters come from any image's own features: every reference has them
+  for (const b of $("clusters").querySelectorAll("button")) b.disabled = !ref;
 }
 
-async function applyPart(name) {
+function applyPart(name) {
   const ref = state.refs[state.active];
   if (!ref || !ref.parts) return;
+  applyMaskFrom(`/api/images/${ref.id}/parts?names=${encodeURIComponent(name)}`, `part ${name}`);
+}
+
+function applyCluster(cluster) {
+  const ref = state.refs[state.active];
+  if (!ref) return;
+  applyMaskFrom(`/api/images/${ref.id}/clusters?ids=${cluster.id}`, cluster.label);
+}
+
+async function applyMaskFrom(url, what) {
+  const ref = state.refs[state.active];
   try {
-    const bitmap = await fetchBitmap(`/api/images/${ref.id}/parts?names=${encodeURIComponent(name)}`);
+    const bitmap = await fetchBitmap(url);
     const n = state.size;
     const tmp = makeCanvas(n, n);
     const tctx = tmp.getContext("2d");
@@ -579,7 +593,7 @@ async function applyPart(name) {
     ctx.restore();
     maskChanged();
   } catch (err) {
-    showMessage(`part ${name}: ${err.message || err}`);
+    showMessage(`${what}: ${err.message || err}`);
   }
 }
 
@@ -833,6 +847,14 @@ function setupInfo(info) {
     b.textContent = name.replace("_", " ");
     b.dataset.part = name;
     b.addEventListener("click", () => applyPart(name));
+    return b;
+  }));
+  $("clusters").replaceChildren(...(info.clusters || []).map((cluster) => {
+    const b = document.createElement("button");
+    b.textContent = cluster.label.replace("_", " ");
+    b.title = `${cluster.label}: a part cluster found without labels (stylemapgan clusters), from the image's own features`;
+    b.dataset.cluster = String(cluster.id);
+    b.addEventListener("click", () => applyCluster(cluster));
     return b;
   }));
   if (info.directions.length) {

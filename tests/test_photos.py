@@ -24,6 +24,7 @@ from stylemapgan.photos import (
     FaceTransform,
     PhotoError,
     align_photo,
+    edit_photo,
     landmark_mask,
     load_photo,
     load_transform,
@@ -112,6 +113,31 @@ def test_paste_back_geometry_and_untouched_pixels(detector) -> None:
     # the unedited crop pasted back reproduces the photo (resampled twice): a round trip of the transform
     back = np.asarray(paste_faces(photo, [(face.image, face.transform)]), dtype=np.float64)
     assert np.abs(back[full] - before[full]).mean() < 4.0
+
+
+def test_edit_photo_edits_every_face_and_keeps_the_rest(detector, tmp_path: Path) -> None:
+    """The library's whole-photo edit: every face aligned, edited by the function (here: colours inverted, two
+    frames), pasted back; the photo's size, and its pixels outside the faces, are kept."""
+    photo = Image.open(two_faces(tmp_path / "two.png")).convert("RGB")
+    seen = []
+
+    def invert(face):
+        seen.append(face.image.size)
+        inverted = Image.fromarray(255 - np.asarray(face.image))
+        return [face.image, inverted]
+
+    result = edit_photo(photo, invert, 64, detector)
+    assert seen == [(64, 64), (64, 64)] and len(result.faces) == 2 and len(result.frames) == 2
+    before = np.asarray(photo)
+    keep = untouched(before, [f.transform for f in result.faces])
+    for frame in result.frames:
+        assert frame.size == photo.size
+        assert np.array_equal(np.asarray(frame)[keep], before[keep])
+    for f in result.faces:
+        cx, cy = (int(v) for v in f.transform.to_photo(np.array([32.0, 32.0])))  # the face's centre: inverted
+        patch = (slice(cy - 10, cy + 10), slice(cx - 10, cx + 10))
+        assert np.abs(np.asarray(result.frames[1])[patch].astype(int) - (255 - before[patch])).mean() < 25
+    assert len(edit_photo(photo, invert, 64, detector, largest=True).faces) == 1
 
 
 def test_transform_round_trip_and_json(detector, tmp_path: Path) -> None:

@@ -23,13 +23,13 @@ ORDER = [
     "config",
     "ops",
     "networks",
-    "semantic",  # the SemanticStyleGAN networks, built on the same ops and layers
+    "losses",  # LPIPS; imports no other package, so both families' inversion can use it
+    "semantic",  # the SemanticStyleGAN networks, built on the same ops and layers, and their inversion
     "stylemapgan",
     "checkpoint",
     "models",  # bundled-model names -> paths
     "data",
     "photos",  # real photos: face landmarks, FFHQ alignment, paste-back, landmark masks (below the editing engine)
-    "losses",
     "training",
     "runtime",  # running models: eager, bf16, compiled, ONNX export and runtime
     "editing",

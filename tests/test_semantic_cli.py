@@ -1,6 +1,6 @@
 """The `stylemapgan` command on SemanticStyleGAN models, as real processes: info (official parameter counts),
 init, generate (image + segmentation colour map + W+ latents, equal to an in-process render), convert and
-generate straight from an official .pt, export-onnx, and a one-line refusal from the editing commands."""
+generate straight from an official .pt, export-onnx, and a one-line refusal from `project` (no inversion yet)."""
 
 from __future__ import annotations
 
@@ -128,7 +128,8 @@ def test_editing_commands_refuse_a_semantic_model_in_one_line(tiny_ckpt: Path, t
     proc = run("project", str(image), "--ckpt", str(tiny_ckpt), "--outdir", str(tmp_path / "p"), "--device", "cpu")
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
-    assert "this model has no encoder yet: editing arrives with issue 23" in proc.stderr
+    # the editor opens it (part edits work on latents); this model has no encoder (train-encoder fits one)
+    assert "method 'encoder' needs an encoder (train one with `stylemapgan train-encoder`)" in proc.stderr
 
 
 def test_export_onnx_renders_like_pytorch(tiny_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,8 +1,11 @@
 """Editing subcommands: project, generate, edit, transplant, interpolate, mix, directions, attribute.
 
-A thin layer over `stylemapgan.editing`: parse arguments, resolve inputs, call the `Editor`, write PNG / NPZ /
-GIF files and one JSON record per run (inputs, options, model hash, outputs) next to them. Negative numbers
-in comma lists need the `=` form: `--shift=-8,4`, `--strength=-3,0,3`.
+A thin layer over `stylemapgan.editing`: parse arguments, resolve inputs, call the model's editor (any family:
+`Editor.from_checkpoint`), write PNG / NPZ / NPY / GIF files and one JSON record per run (inputs, options, model
+hash, outputs) next to them. Which flags a model takes comes from `editor.capabilities` (`FLAG_NEEDS`): a
+StyleMapGAN model pastes masks (--mask, --shift, --mode), a SemanticStyleGAN model swaps parts (--part,
+--shape-only, --texture-only, --remove-part) and writes a segmentation colour map beside every image. Negative
+numbers in comma lists need the `=` form: `--shift=-8,4`, `--strength=-3,0,3`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -130,9 +134,9 @@ def _add_blend_options(p: argparse.ArgumentParser) -> None:
     from stylemapgan.editing.masks import POOLING_ORIGINS, POOLINGS
 
     defaults = ", ".join(f"{mode.default_pooling} for {name}" for name, mode in EDIT_MODES.items())
-    p.add_argument("--mode", choices=tuple(EDIT_MODES), default="w",
-                   help="w: blend stylemaps (mask pooled to s x s); w_plus: blend every style tensor "
-                        "(mask pooled per layer)")
+    p.add_argument("--mode", choices=tuple(EDIT_MODES), default=None,
+                   help="w (default): blend stylemaps (mask pooled to s x s); w_plus: blend every style tensor "
+                        "(mask pooled per layer). StyleMapGAN models")
     p.add_argument("--pool", choices=tuple(POOLINGS), default=None,
                    help="mask pooling: " + "; ".join(f"{k}: {POOLING_ORIGINS[k]}" for k in POOLINGS)
                         + f" (default: {defaults})")
@@ -141,6 +145,145 @@ def _add_blend_options(p: argparse.ArgumentParser) -> None:
     strength.add_argument("--frames", type=int, default=None,
                           help="N frames with strength 0 .. 1, N at most 256 (demo: 16; 1: the full-strength edit)")
     p.add_argument("--feather", type=float, default=0.0, help="soften the mask edge over about PX pixels (0 to 256)")
+
+
+# ---- capabilities: which flags a model takes -----------------------------------------------------------------
+
+
+class _ReferenceAction(argparse.Action):
+    """--reference: appended to args.reference, and opens a part group that the --part / --shape-only /
+    --texture-only after it fill (SemanticStyleGAN edits: one group per reference)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        namespace.reference = [*(namespace.reference or []), values]
+        namespace.part_groups = [*getattr(namespace, "part_groups", []), {"parts": [], "what": []}]
+
+
+class _PartAction(argparse.Action):
+    """--part NAME: appended to args.part and to the group of the last --reference (group -1 before any)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        namespace.part = [*(namespace.part or []), values]
+        _last_group(namespace)["parts"].append(values)
+
+
+class _SubspaceAction(argparse.Action):
+    """--shape-only / --texture-only: marks the group of the last --reference (and args.<dest>)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, True)
+        _last_group(namespace)["what"].append(self.dest.removesuffix("_only"))
+
+
+def _last_group(namespace: argparse.Namespace) -> dict[str, Any]:
+    groups = getattr(namespace, "part_groups", None)
+    if not groups:
+        namespace.orphan_parts = True  # a part option before any --reference: reported by the handler
+        namespace.part_groups = groups = [{"parts": [], "what": []}]
+    return groups[-1]
+
+
+def _add_part_options(p: argparse.ArgumentParser, per_reference: bool) -> None:
+    where = " after a --reference: that reference's parts (repeat per reference)" if per_reference else ""
+    if per_reference:
+        p.add_argument("--part", action=_PartAction, default=None, metavar="NAME",
+                       help=f"part name (or index) of a model with parts, repeatable{where}")
+        p.add_argument("--shape-only", action=_SubspaceAction, help="take only the parts' shape codes")
+        p.add_argument("--texture-only", action=_SubspaceAction, help="take only the parts' texture codes")
+    else:
+        p.add_argument("--part", action="append", default=None, metavar="NAME",
+                       help="part name (or index) of a model with parts, repeatable")
+        p.add_argument("--shape-only", action="store_true", help="only the parts' shape codes")
+        p.add_argument("--texture-only", action="store_true", help="only the parts' texture codes")
+
+
+def _is_set(value: Any) -> bool:
+    return value not in (None, False, [], 0, 0.0, "")
+
+
+@dataclass(frozen=True)
+class FlagNeed:
+    """A flag that only models with a capability take: `has(capabilities)` says whether this one does."""
+
+    flag: str
+    dest: str
+    has: Callable[[Any], bool]
+    lacks: str  # what a model without it lacks, in words
+    instead: Callable[[Any], str]  # what to do instead, for this model
+
+
+def _masks_instead(caps: Any) -> str:
+    return "it edits whole parts: --part NAME" if caps.has_parts else "use --mask"
+
+
+def _parts_instead(caps: Any) -> str:
+    return "its edits take pixel regions: --mask" if caps.masks else ""
+
+
+FLAG_NEEDS: tuple[FlagNeed, ...] = (
+    FlagNeed("--mask", "mask", lambda c: c.masks, "pixel masks", _masks_instead),
+    FlagNeed("--shift", "shift", lambda c: c.shifts, "shifted pastes", _masks_instead),
+    FlagNeed("--mode", "mode", lambda c: bool(c.latent_modes), "w / w_plus blend modes", _masks_instead),
+    FlagNeed("--pool", "pool", lambda c: c.masks, "mask pooling", _masks_instead),
+    FlagNeed("--feather", "feather", lambda c: c.masks, "mask feathering", _masks_instead),
+    FlagNeed("--part", "part", lambda c: c.has_parts, "parts", _parts_instead),
+    FlagNeed("--shape-only", "shape_only", lambda c: c.shape_texture, "separate shape codes", _parts_instead),
+    FlagNeed("--texture-only", "texture_only", lambda c: c.shape_texture, "separate texture codes", _parts_instead),
+    FlagNeed("--remove-part", "remove_part", lambda c: c.composition, "part composition", _parts_instead),
+    FlagNeed("--subspace", "subspace", lambda c: c.shape_texture, "part subspaces", _parts_instead),
+)
+
+
+def _check_capabilities(args: argparse.Namespace, caps: Any) -> None:
+    """One line naming the first flag given that this model cannot take (see FLAG_NEEDS)."""
+    for need in FLAG_NEEDS:
+        if _is_set(getattr(args, need.dest, None)) and not need.has(caps):
+            hint = need.instead(caps)
+            raise CLIError(f"{need.flag}: a {caps.family} model has no {need.lacks}" + (f" ({hint})" if hint else ""))
+
+
+def _part_names(editor, names: Sequence[str], flag: str = "--part") -> list[int]:
+    """Part names (or indices) -> class indices; one line naming the flag for a part the model does not have."""
+    try:
+        return [editor.part_index(name, flag) for name in names]
+    except EditingError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _subspace(args: argparse.Namespace, shape: bool, texture: bool) -> str:
+    if shape and texture:
+        raise CLIError("--shape-only: cannot be combined with --texture-only for the same parts (leave both out "
+                       "to take shape and texture)")
+    return "shape" if shape else "texture" if texture else "both"
+
+
+def _classes_record(editor) -> list[dict[str, Any]]:
+    from stylemapgan.semantic.io import class_color
+
+    return [{"index": k, "name": name, "color": "#{:02x}{:02x}{:02x}".format(*class_color(k))}
+            for k, name in enumerate(editor.capabilities.parts)]
+
+
+def _save_segmentations(out: Path, stem: str, segmentation: torch.Tensor, outputs: list[str]) -> None:
+    """Segmentation logits [F, K, H, W] -> palette PNGs (pixel = part index, `semantic.io.class_color`): one
+    `{stem}.png` for a single frame, else `{stem}_frames/NNN.png`."""
+    from stylemapgan.semantic.io import segmentation_png
+    from stylemapgan.utils.files import atomic_write_bytes
+
+    segmentation = segmentation.detach().cpu()
+    if segmentation.shape[0] == 1:
+        atomic_write_bytes(out / f"{stem}.png", segmentation_png(segmentation[0]))
+        outputs.append(f"{stem}.png")
+        return
+    for i, seg in enumerate(segmentation):
+        atomic_write_bytes(out / f"{stem}_frames" / f"{i:03d}.png", segmentation_png(seg))
+        outputs.append(f"{stem}_frames/{i:03d}.png")
 
 
 def _open_editor(args: argparse.Namespace):
@@ -162,7 +305,7 @@ def _resolver(args: argparse.Namespace, editor):
 
         samples = bundled_samples(args.ckpt)
         args.data = str(samples) if samples is not None else None
-    resolver = InputResolver(editor.config, args.fit, parse_color(args.background), args.data, editor)
+    resolver = InputResolver(editor.config, args.fit, parse_color(args.background), args.data, editor=editor)
     resolver.landmark_model = getattr(args, "landmarks", "mediapipe")
     return resolver
 
@@ -195,7 +338,7 @@ def _outdir(args: argparse.Namespace) -> Path:
 
 
 _NOT_OPTIONS = {"handler", "command", "quiet", "progress", "threads", "thread_note", "thread_note_deferred",
-                "outdir_before", "photos",
+                "outdir_before", "part_groups", "orphan_parts", "photos",
                 "created_outdir"}  # how the command ran, not what it did
 
 
@@ -331,17 +474,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="truncation towards the mean stylemap (SemanticStyleGAN: the mean w), -10 to 10 (paper: 0.7)")
     p.set_defaults(handler=_user_errors(cmd_generate))
 
-    p = subparsers.add_parser("edit", help="local editing: paste masked regions of references into sources")
+    p = subparsers.add_parser(
+        "edit", help="local editing: paste masked regions (StyleMapGAN) or swap parts (SemanticStyleGAN) of "
+                     "references into sources"
+    )
     _add_model_options(p)
     _add_image_options(p)
-    p.add_argument("--source", required=True, nargs="+", help="source image(s), folder, .npz or SPLIT:INDEX")
-    p.add_argument("--reference", required=True, action="append", help="reference (repeat for several)")
-    p.add_argument("--mask", required=True, action="append",
+    p.add_argument("--source", required=True, nargs="+",
+                   help="source image(s), folder, saved code (.npz stylemap / .npy latents) or SPLIT:INDEX")
+    p.add_argument("--reference", action=_ReferenceAction, default=None,
+                   help="reference (repeat for several); its --mask, or its --part options, follow it")
+    p.add_argument("--mask", action="append", default=None,
                    help="one per reference: mask image, rectangle x0,y0,x1,y1, part names (hair, hair+eyes), or "
                         "the model's part clusters (cluster:3, cluster:3+5, or a name given with clusters name), or "
-                        "face parts from landmarks (landmarks:eyes, landmarks:brows+nose; also mouth, oval)")
+                        "face parts from landmarks (landmarks:eyes, landmarks:brows+nose; also mouth, oval). "
+                        "StyleMapGAN models")
     p.add_argument("--shift", action="append", default=None,
                    help="one per reference: move the pasted region by DX,DY pixels (negative: --shift=-8,4)")
+    _add_part_options(p, per_reference=True)
+    p.add_argument("--remove-part", action="append", default=None, metavar="NAME",
+                   help="remove this part from the result (composition mask; repeatable). Models with parts")
     _add_blend_options(p)
     add_align_options(p)
     p.set_defaults(handler=_user_errors(cmd_edit))
@@ -364,6 +516,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=8, help="frames from A to B, 2 to 256 (default 8)")
     p.add_argument("--video", default=None, help="also write an animation (.gif; .mp4 needs imageio-ffmpeg)")
     p.add_argument("--fps", type=float, default=8.0, help="frames per second of --video (default 8)")
+    _add_part_options(p, per_reference=False)
     p.set_defaults(handler=_user_errors(cmd_interpolate))
 
     p = subparsers.add_parser("mix", help="style mixing: coarse style tensors from A, the rest from B")
@@ -371,8 +524,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("b", help="image, .npz stylemap or SPLIT:INDEX giving the rest")
     _add_model_options(p)
     _add_image_options(p)
-    p.add_argument("--split", default="coarse",
-                   help="coarse (tensors 0-1 from A), fine (0-1 from B), or K (tensors < K from A)")
+    p.add_argument("--split", default=None,
+                   help="StyleMapGAN: coarse (default: tensors 0-1 from A), fine (0-1 from B), or K (tensors < K "
+                        "from A); SemanticStyleGAN: shape (default: A's shapes, B's textures) or texture")
     p.set_defaults(handler=_user_errors(cmd_mix))
 
     p = subparsers.add_parser("directions", help="learn attribute directions (supervised, PCA, SeFa)")
@@ -392,6 +546,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sefa", type=int, default=0, help="also K SeFa directions of the first resizer layer")
     p.add_argument("--samples", type=int, default=2000, help="random stylemaps for --pca")
     p.add_argument("--seed", type=int, default=0, help="seed of the random stylemaps for --pca (default 0)")
+    p.add_argument("--part", action="append", default=None, metavar="NAME",
+                   help="models with parts: learn inside this part's latent rows (repeatable; default: whole code)")
+    p.add_argument("--subspace", choices=("both", "shape", "texture"), default=None,
+                   help="models with parts: the part's shape rows, texture rows or both (default both)")
     p.set_defaults(handler=_user_errors(cmd_directions))
 
     p = subparsers.add_parser("attribute", help="move images along a learned direction")
@@ -403,7 +561,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--attribute", required=True, help="direction name in the file")
     p.add_argument("--strength", default="1", help="strength(s), e.g. 3 or =-3,0,3 (distance in stylemap space)")
     p.add_argument("--mask", default=None,
-                   help="apply only inside this mask (pooled to s x s): as edit's --mask, e.g. landmarks:mouth")
+                   help="apply only inside this mask (pooled to s x s; as edit's --mask, e.g. landmarks:mouth). "
+                        "StyleMapGAN models (a part direction of a model with parts moves its part only)")
     p.add_argument("--feather", type=float, default=0.0, help="soften the mask edge over about PX pixels (0 to 256)")
     add_align_options(p)
     p.set_defaults(handler=_user_errors(cmd_attribute))
@@ -414,7 +573,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_project(args: argparse.Namespace) -> int:
     from stylemapgan.editing.domain import DomainCheck, domain_warning
-    from stylemapgan.editing.images import save_image, save_stylemap, unique_stems
+    from stylemapgan.editing.images import save_image, unique_stems
     from stylemapgan.editing.projection import ProjectionOptions, projection_method
     from stylemapgan.losses import build_perceptual
 
@@ -456,11 +615,12 @@ def cmd_project(args: argparse.Namespace) -> int:
             save_image(out / f"{stem}.png", result.images[j].cpu())
             reconstructions[item.name] = result.images[j : j + 1].cpu()
             save_image(out / f"{stem}_input.png", images[j].cpu())
-            save_stylemap(out / f"{stem}.npz", result.stylemaps[j],
-                          {"input": item.origin, "method": args.method, "model": editor.model_id, "mse": mse})
-            outputs += [f"{stem}.png", f"{stem}_input.png", f"{stem}.npz"]
+            code_file = f"{stem}{editor.capabilities.code_suffix}"
+            editor.save_code(out / code_file, result.stylemaps[j],
+                             {"input": item.origin, "method": args.method, "model": editor.model_id, "mse": mse})
+            outputs += [f"{stem}.png", f"{stem}_input.png", code_file]
             per_image.append({
-                "input": item.origin, "reconstruction": f"{stem}.png", "stylemap": f"{stem}.npz", "mse": mse,
+                "input": item.origin, "reconstruction": f"{stem}.png", "stylemap": code_file, "mse": mse,
                 "lpips": lpips, "optimised_loss": float(result.loss[j]) if result.loss is not None else None,
             })
         bar.update(len(chunk))
@@ -485,98 +645,43 @@ def cmd_project(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    """Random images from seeds. A model the editing tools open (StyleMapGAN) is sampled through the Editor (its
-    runners and mean stylemap; stylemaps saved as .npz); another family (SemanticStyleGAN, until it has an
-    encoder) through its plain eager sampler from the family registry (`_generate_plain`)."""
-    from stylemapgan.checkpoint.io import read_family
+    """Random images from seeds through the model's editor: per seed `seedNNNN.png` and its code (a StyleMapGAN
+    stylemap `.npz`; SemanticStyleGAN W+ latents `.npy` [1, n_latent, D], the official saved-latent format), and,
+    for a model that segments, the segmentation as a colour map `seedNNNN_seg.png` (a palette PNG: pixel = class
+    index, 0 = background)."""
     from stylemapgan.editing import parse_seeds
-    from stylemapgan.editing.images import save_image, save_stylemap
-    from stylemapgan.models import resolve_checkpoint
+    from stylemapgan.editing.images import save_image
+    from stylemapgan.semantic.io import segmentation_png
+    from stylemapgan.utils.files import atomic_write_bytes
     from stylemapgan.utils.images import make_grid, save_png
 
     seeds = parse_seeds(args.seeds, "--seeds")
-    args.ckpt = str(resolve_checkpoint(args.ckpt))
-    family = read_family(args.ckpt)
-    if not family.editable:
-        return _generate_plain(args, seeds)
     editor = _open_editor(args)
+    caps = editor.capabilities
     out = _outdir(args)
     outputs: list[str] = []
     all_images = []
     for start in _bar(args, range(0, len(seeds), editor.batch_size), desc="generate"):
         chunk = seeds[start : start + editor.batch_size]
-        images, stylemaps = editor.generate(chunk, args.trunc)
-        for seed, image, sm in zip(chunk, images.cpu(), stylemaps, strict=True):
-            save_image(out / f"seed{seed:04d}.png", image)
-            save_stylemap(out / f"seed{seed:04d}.npz", sm,
-                          {"seed": seed, "trunc": args.trunc, "model": editor.model_id})
-            outputs += [f"seed{seed:04d}.png", f"seed{seed:04d}.npz"]
-        all_images.append(images[: GRID_MAX - sum(len(i) for i in all_images)].cpu())
-    save_png(out / "grid.png", make_grid(torch.cat(all_images)))
-    outputs.append("grid.png")
-    _write_record(out / "generate.json", args, editor, [{"seeds": seeds}], outputs,
-                  truncation={"psi": args.trunc, "center": editor.mean_stylemap_source},
-                  z="torch.randn(latent_channels) from torch.Generator().manual_seed(seed), per seed")
-    return 0
-
-
-def _generate_plain(args: argparse.Namespace, seeds: list[int]) -> int:
-    """Eager PyTorch sampling for a family without an Editor (no runners, no compiled or ONNX backends): per seed
-    `seedNNNN.png`, the segmentation as a colour map `seedNNNN_seg.png` (a palette PNG: pixel = class index, 0 =
-    background) when the family segments, and the latents it was rendered from as `seedNNNN.npy` (SemanticStyleGAN:
-    W+ [1, n_latent, D], the official saved-latent format)."""
-    import math
-    from types import SimpleNamespace
-
-    from stylemapgan.checkpoint import load_inference_model
-    from stylemapgan.checkpoint.families import class_names
-    from stylemapgan.checkpoint.io import file_sha256
-    from stylemapgan.editing.images import save_image
-    from stylemapgan.semantic.io import class_color, latents_npy, segmentation_png
-    from stylemapgan.utils.files import atomic_write_bytes
-    from stylemapgan.utils.images import make_grid, save_png
-
-    if args.batch < 1:
-        raise CLIError(f"--batch: must be >= 1, got {args.batch}")
-    device = resolve_device(args.device)
-    model = load_inference_model(args.ckpt, device)
-    family = model.family
-    if family.sample is None:
-        raise CLIError(f"{args.ckpt}: a {family.title} model has no sampler")
-    dim = family.z_dim(model.config)
-    z = torch.stack([torch.randn(dim, generator=torch.Generator().manual_seed(s)) for s in seeds]).to(device)
-    out = _outdir(args)
-    outputs: list[str] = []
-    all_images = []
-    segmenting = False
-    batches = family.sample(model.generator, z, args.trunc, args.batch)
-    done = 0
-    for batch in _bar(args, batches, total=math.ceil(len(seeds) / args.batch), desc="generate"):
-        for i in range(batch.images.shape[0]):
-            stem = f"seed{seeds[done + i]:04d}"
-            save_image(out / f"{stem}.png", batch.images[i].cpu())
+        samples = editor.sample(chunk, args.trunc)
+        for i, (seed, image) in enumerate(zip(chunk, samples.images.cpu(), strict=True)):
+            stem = f"seed{seed:04d}"
+            save_image(out / f"{stem}.png", image)
             outputs.append(f"{stem}.png")
-            if batch.segmentation is not None:
-                atomic_write_bytes(out / f"{stem}_seg.png", segmentation_png(batch.segmentation[i]))
+            if samples.segmentation is not None:
+                atomic_write_bytes(out / f"{stem}_seg.png", segmentation_png(samples.segmentation[i]))
                 outputs.append(f"{stem}_seg.png")
-                segmenting = True
-            atomic_write_bytes(out / f"{stem}.npy", latents_npy(batch.latents[i : i + 1]))
-            outputs.append(f"{stem}.npy")
-        done += batch.images.shape[0]
-        all_images.append(batch.images[: GRID_MAX - sum(len(i) for i in all_images)].cpu())
+            editor.save_code(out / f"{stem}{caps.code_suffix}", samples.codes[i],
+                             {"seed": seed, "trunc": args.trunc, "model": editor.model_id})
+            outputs.append(f"{stem}{caps.code_suffix}")
+        all_images.append(samples.images[: GRID_MAX - sum(len(i) for i in all_images)].cpu())
     save_png(out / "grid.png", make_grid(torch.cat(all_images)))
     outputs.append("grid.png")
-    extra: dict[str, Any] = {}
-    if segmenting:
-        names = class_names(model.config, model.checkpoint.extra)
-        extra["classes"] = [
-            {"index": k, "name": names[k] if names else None, "color": "#{:02x}{:02x}{:02x}".format(*class_color(k))}
-            for k in range(int(model.config.seg_dim))
-        ]
-    source = SimpleNamespace(device=device, model_id="sha256:" + file_sha256(args.ckpt), config=model.config)
-    _write_record(out / "generate.json", args, source, [{"seeds": seeds}], outputs,
-                  family=family.name, truncation={"psi": args.trunc, "center": family.truncation_center},
-                  z=f"torch.randn({family.latent_dim}) from torch.Generator().manual_seed(seed), per seed", **extra)
+    extra: dict[str, Any] = {"classes": _classes_record(editor)} if caps.segmentation else {}
+    _write_record(out / "generate.json", args, editor, [{"seeds": seeds}], outputs,
+                  family=editor.family.name, truncation={"psi": args.trunc, "center": editor.truncation_center},
+                  z=f"torch.randn({editor.family.latent_dim}) from torch.Generator().manual_seed(seed), per seed",
+                  **extra)
     return 0
 
 
@@ -650,9 +755,25 @@ def _run_local_edits(
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
+    """A StyleMapGAN model pastes masked regions (`_run_local_edits`); a model with parts swaps them
+    (`_run_part_edits`). Which one is the model's capabilities' choice, checked flag by flag."""
     from stylemapgan.editing.masks import parse_mask, parse_shift
 
-    if len(args.mask) != len(args.reference):
+    references = args.reference or []
+    if not references and not args.remove_part:
+        raise CLIError("--reference: required (one per pasted region or part swap; --remove-part needs none)")
+    if getattr(args, "orphan_parts", False):
+        raise CLIError("--part: give it after the --reference it takes parts from (--shape-only, --texture-only "
+                       "too)")
+    if args.mask is None and args.part is None and not args.remove_part:
+        raise CLIError("--mask: give one per --reference (a model with parts takes --part NAME instead)")
+    if args.mask is None:
+        if args.align:
+            raise CLIError("--align: pastes back --mask edits (StyleMapGAN models); part swaps do not take it yet")
+        editor = _open_editor(args)
+        _check_capabilities(args, editor.capabilities)
+        return _run_part_edits(args, editor)
+    if len(args.mask) != len(args.reference or []):
         raise CLIError(f"--mask: got {len(args.mask)} mask(s) for {len(args.reference)} reference(s); "
                        "give one --mask per --reference")
     if args.shift is not None and len(args.shift) != len(args.reference):
@@ -662,9 +783,67 @@ def cmd_edit(args: argparse.Namespace) -> int:
         parse_mask(text)  # fail on a malformed mask before loading the model
     shifts = [parse_shift(s, "--shift") for s in args.shift] if args.shift else [(0, 0)] * len(args.reference)
     editor = _open_editor(args)
+    _check_capabilities(args, editor.capabilities)
+    args.mode = args.mode or "w"
     resolver = _resolver(args, editor)
     sources, references = _edit_inputs(args, editor, resolver)
     return _run_local_edits(args, editor, resolver, sources, references, list(args.mask), shifts, "edit.json", {})
+
+
+def _run_part_edits(args: argparse.Namespace, editor) -> int:
+    """Part swaps (and removals) on a model with parts: per source `{stem}_edit.png` (or frames with --frames),
+    its latents `{stem}_edit.npy` and the segmentation colour map `{stem}_edit_seg.png`; the reconstructions and
+    segmentations of sources and references; one JSON record."""
+    from stylemapgan.editing import PartSwap
+    from stylemapgan.editing.images import unique_stems
+
+    groups = getattr(args, "part_groups", [])
+    swaps_spec = []
+    for i, group in enumerate(groups):
+        if not group["parts"]:
+            raise CLIError(f"--part: reference {i + 1} ({args.reference[i]}) names no part; give --part NAME after it")
+        whats = set(group["what"])
+        what = _subspace(args, "shape" in whats, "texture" in whats)
+        swaps_spec.append((_part_names(editor, group["parts"]), what))
+    removed = _part_names(editor, args.remove_part or [], "--remove-part")
+    resolver = _resolver(args, editor)
+    sources, references = _edit_inputs(args, editor, resolver) if args.reference else (
+        [resolver.resolve(n, "source") for n in resolver.expand(args.source)], [])
+    out = _outdir(args)
+    strengths = _strengths(args)
+    domain = _check_domain(editor, [*sources, *references])
+    ref_handles = [resolver.handle(editor, r) for r in references]
+    outputs: list[str] = []
+    for i, handle in enumerate(ref_handles):
+        rendered = editor.result(handle)
+        _save_frames(out, f"reference{i + 1}_recon", rendered.images, outputs)
+        _save_segmentations(out, f"reference{i + 1}_seg", rendered.segmentation, outputs)
+    swaps = [PartSwap(handle, tuple(parts), what) for handle, (parts, what) in zip(ref_handles, swaps_spec,
+                                                                                   strict=True)]
+    for stem, source in _bar(args, list(zip(unique_stems([Path(s.name) for s in sources]), sources, strict=True)),
+                             desc="edit"):
+        handle = resolver.handle(editor, source)
+        rendered = editor.result(handle)
+        _save_frames(out, f"{stem}_recon", rendered.images, outputs)
+        _save_segmentations(out, f"{stem}_recon_seg", rendered.segmentation, outputs)
+        result = (editor.compose(handle, removed, swaps, strengths) if removed
+                  else editor.swap_parts(handle, swaps, strengths))
+        images, segmentation, latents = result.images, result.segmentation, result.latents
+        _save_frames(out, f"{stem}_edit", images, outputs)
+        _save_segmentations(out, f"{stem}_edit_seg", segmentation, outputs)
+        if latents.shape[0] == 1:
+            editor.save_code(out / f"{stem}_edit{editor.capabilities.code_suffix}", latents, {})
+            outputs.append(f"{stem}_edit{editor.capabilities.code_suffix}")
+    names = editor.capabilities.parts
+    info = editor.cache_info()
+    _write_record(out / "edit.json", args, editor,
+                  {"sources": [s.describe() for s in sources], "references": [r.describe() for r in references]},
+                  outputs, strengths=strengths,
+                  swaps=[{"reference": r.origin, "parts": [names[k] for k in parts], "what": what}
+                         for r, (parts, what) in zip(references, swaps_spec, strict=True)],
+                  removed=[names[k] for k in removed], classes=_classes_record(editor),
+                  cache={"hits": info.hits, "misses": info.misses, "encoded_images": info.encoder_images}, **domain)
+    return 0
 
 
 def cmd_transplant(args: argparse.Namespace) -> int:
@@ -673,6 +852,11 @@ def cmd_transplant(args: argparse.Namespace) -> int:
     rect = parse_rectangle(args.rect, "--rect")
     to = parse_shift(args.to, "--to")
     editor = _open_editor(args)
+    if not editor.capabilities.shifts:
+        raise CLIError(f"--rect: a {editor.capabilities.family} model cannot move a region (transplant needs "
+                       "shifted pastes; swap parts with `edit --part NAME`)")
+    _check_capabilities(args, editor.capabilities)
+    args.mode = args.mode or "w"
     resolver = _resolver(args, editor)
     args.reference = [args.reference]
     sources, references = _edit_inputs(args, editor, resolver)
@@ -692,18 +876,31 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     if args.frames < 2:
         raise CLIError(f"--frames: need at least 2 frames, got {args.frames}")
     editor = _open_editor(args)
+    _check_capabilities(args, editor.capabilities)
+    parts = _part_names(editor, args.part) if args.part else None
+    what = _subspace(args, args.shape_only, args.texture_only)
     resolver = _resolver(args, editor)
     a, b = resolver.resolve(args.a, "A"), resolver.resolve(args.b, "B")
     out = _outdir(args)
     domain = _check_domain(editor, [a, b])
-    frames = editor.interpolate(resolver.handle(editor, a), resolver.handle(editor, b), args.frames).cpu()
     outputs: list[str] = []
+    extra: dict[str, Any] = {}
+    if editor.capabilities.segmentation:
+        result = editor.interpolate_parts(resolver.handle(editor, a), resolver.handle(editor, b), parts, what,
+                                          args.frames)
+        frames = result.images.cpu()
+        _save_segmentations(out, "interp_seg", result.segmentation, outputs)
+        names = editor.capabilities.parts
+        extra = {"parts": None if parts is None else [names[k] for k in parts], "what": what,
+                 "classes": _classes_record(editor)}
+    else:
+        frames = editor.interpolate(resolver.handle(editor, a), resolver.handle(editor, b), args.frames).cpu()
     _save_frames(out, "interp", frames, outputs, gif=False)
     if args.video:
         save_animation(args.video, frames, args.fps)
         outputs.append(str(args.video))
     _write_record(out / "interpolate.json", args, editor, [a.describe(), b.describe()], outputs,
-                  lambdas=[i / (args.frames - 1) for i in range(args.frames)], **domain)
+                  lambdas=[i / (args.frames - 1) for i in range(args.frames)], **domain, **extra)
     return 0
 
 
@@ -726,7 +923,10 @@ def cmd_mix(args: argparse.Namespace) -> int:
     from stylemapgan.editing.images import save_image
 
     editor = _open_editor(args)
+    if editor.capabilities.has_parts:
+        return _mix_parts(args, editor)
     count = len(editor.config.style_resolutions)
+    args.split = args.split or "coarse"
     swap, k = parse_split(args.split, count)
     resolver = _resolver(args, editor)
     a, b = resolver.resolve(args.a, "A"), resolver.resolve(args.b, "B")
@@ -742,6 +942,38 @@ def cmd_mix(args: argparse.Namespace) -> int:
     _write_record(out / "mix.json", args, editor, [a.describe(), b.describe()], outputs,
                   layers={"from_" + first: list(range(k)), "from_" + second: list(range(k, count)),
                           "resolutions": editor.config.style_resolutions}, **domain)
+    return 0
+
+
+def _mix_parts(args: argparse.Namespace, editor) -> int:
+    """Every part at once: --split shape keeps A's shapes (and base codes) with B's textures; texture the reverse."""
+    from stylemapgan.editing.images import save_image
+
+    splits = editor.capabilities.mix_splits
+    args.split = args.split or splits[0]
+    if args.split not in splits:
+        raise CLIError(f"--split: a {editor.capabilities.family} model mixes by {' or '.join(splits)}, "
+                       f"got {args.split!r}")
+    resolver = _resolver(args, editor)
+    a, b = resolver.resolve(args.a, "A"), resolver.resolve(args.b, "B")
+    out = _outdir(args)
+    domain = _check_domain(editor, [a, b])
+    ha, hb = resolver.handle(editor, a), resolver.handle(editor, b)
+    mixed = editor.mix(ha, hb, args.split)
+    outputs: list[str] = []
+    save_image(out / "mix.png", mixed.images[0].cpu())
+    outputs.append("mix.png")
+    _save_segmentations(out, "mix_seg", mixed.segmentation, outputs)
+    for name, handle in (("a", ha), ("b", hb)):
+        rendered = editor.result(handle)
+        save_image(out / f"{name}_recon.png", rendered.images[0].cpu())
+        outputs.append(f"{name}_recon.png")
+        _save_segmentations(out, f"{name}_seg", rendered.segmentation, outputs)
+    kept = "texture" if args.split == "texture" else "shape"
+    _write_record(out / "mix.json", args, editor, [a.describe(), b.describe()], outputs,
+                  codes={"from_A": f"base and {kept} codes", "from_B": "texture codes" if kept == "shape" else
+                         "shape codes"},
+                  classes=_classes_record(editor), **domain)
     return 0
 
 
@@ -762,6 +994,9 @@ def cmd_directions(args: argparse.Namespace) -> int:
         raise CLIError("--attribute needs --data DATASET with labels")
     out = Path(args.out)
     editor = _open_editor(args)
+    _check_capabilities(args, editor.capabilities)
+    if editor.capabilities.has_parts:
+        return _part_directions(args, editor, out)
     announce_threads(args)
     directions = []
     report: dict[str, Any] = {}
@@ -804,6 +1039,58 @@ def cmd_directions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _part_directions(args: argparse.Namespace, editor, out: Path) -> int:
+    """Directions of a model with parts, each inside one part's rows (--part, repeatable; none: the whole code)."""
+    from stylemapgan.editing.directions import binarise_labels, save_directions
+    from stylemapgan.editing.sources import InputResolver, label_column, labelled_stylemaps
+
+    if min(args.pca, args.sefa) < 0:
+        raise CLIError("--pca / --sefa: the number of directions must be >= 0")
+    what = args.subspace or "both"
+    parts = [editor.capabilities.parts[k] for k in _part_names(editor, args.part)] if args.part else [None]
+    announce_threads(args)
+    directions = []
+    report: dict[str, Any] = {}
+    if args.attribute:
+        resolver = InputResolver(editor.config, data=args.data, editor=editor)
+        columns = [label_column(resolver.meta().get("labels") or {}, spec) for spec in args.attribute]
+        train_codes, train_labels, _ = labelled_stylemaps(resolver, editor, args.split, args.limit, args.progress)
+        val = None
+        splits = resolver.meta().get("splits", {})
+        if args.val_split != "none" and args.val_split in splits and args.val_split != args.split:
+            val = labelled_stylemaps(resolver, editor, args.val_split, args.limit, args.progress)
+        for part in parts:
+            for spec, (name, col, kind, value, vocab) in zip(args.attribute, columns, strict=True):
+                index, labels = binarise_labels(train_labels[:, col], kind, name, args.extremes, vocab, value)
+                direction, classifier, rows = editor.fit_direction(spec, train_codes[index], labels, args.method,
+                                                                   args.l2, part, what)
+                direction.meta.update({"attribute": name, "label_kind": kind, "split": args.split})
+                if val is not None:
+                    v_index, v_labels = binarise_labels(val[1][:, col], kind, name, args.extremes, vocab, value)
+                    direction.meta["val_accuracy"] = classifier.accuracy(val[0][v_index][:, rows], v_labels)
+                    direction.meta["val_split"] = args.val_split
+                directions.append(direction)
+                report[direction.name] = direction.meta
+    for part in parts:
+        found = []
+        if args.pca:
+            found += editor.pca_directions(args.pca, args.samples, args.seed, part, what)
+        if args.sefa:
+            found += editor.sefa_directions(args.sefa, part, what)
+        directions += found
+        report.update({d.name: d.meta for d in found})
+    meta = {"model": editor.model_id, "code_shape": list(editor.code_shape), "data": args.data,
+            "parts": parts, "subspace": what,
+            "unit": "L2 norm 1 over the W+ code, zero outside the part's rows"}
+    save_directions(out, directions, meta)
+    for name, m in report.items():
+        acc = "".join(f" {k}={m[k]:.3f}" for k in ("train_accuracy", "val_accuracy") if k in m)
+        print(f"{name}: {m['kind']} part={m['part']} {m['subspace']}{acc}")
+    _write_record(out.with_suffix(".json"), args, editor, [{"data": args.data, "attributes": args.attribute}],
+                  [str(out)], directions=report)
+    return 0
+
+
 def cmd_attribute(args: argparse.Namespace) -> int:
     from stylemapgan.editing.directions import load_directions
     from stylemapgan.editing.images import save_image, unique_stems
@@ -817,7 +1104,8 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     if args.mask:
         parse_mask(args.mask)
     editor = _open_editor(args)
-    directions = load_directions(args.directions, editor.config.stylemap_shape)
+    _check_capabilities(args, editor.capabilities)
+    directions = load_directions(args.directions, editor.code_shape)
     if args.attribute not in directions:
         raise CLIError(f"--attribute {args.attribute!r}: not in {args.directions} (has {', '.join(directions)})")
     direction = directions[args.attribute]
@@ -833,9 +1121,15 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in args.attribute)
     for stem, item in _bar(args, list(zip(unique_stems([Path(i.name) for i in items]), items, strict=True)),
                            desc="attribute"):
-        mask = resolver.mask(args.mask, [item]) if args.mask else None
-        images = editor.apply_direction(resolver.handle(editor, item), direction.vector, strengths, mask,
-                                        args.feather).cpu()
+        if editor.capabilities.segmentation:  # a part direction moves its part only: no mask
+            result = editor.apply_direction(resolver.handle(editor, item), direction.vector, strengths)
+            images = result.images.cpu()
+            for s, seg in zip(strengths, result.segmentation, strict=True):
+                _save_segmentations(out, f"{stem}_{safe}_{s:+g}_seg", seg[None], outputs)
+        else:
+            mask = resolver.mask(args.mask, [item]) if args.mask else None
+            images = editor.apply_direction(resolver.handle(editor, item), direction.vector, strengths, mask,
+                                            args.feather).cpu()
         moved[item.name] = images
         for s, image in zip(strengths, images, strict=True):
             name = f"{stem}_{safe}_{s:+g}.png"

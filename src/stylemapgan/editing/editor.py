@@ -16,11 +16,9 @@ them, and the docstrings here say where they are used.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
-import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,19 +28,20 @@ import torch
 from PIL import Image
 from torch import nn
 
-from stylemapgan.checkpoint import load_editing_model
-from stylemapgan.checkpoint.io import file_sha256
-from stylemapgan.checkpoint.models import EditingModel
+from stylemapgan.checkpoint.families import STYLEMAPGAN
+from stylemapgan.checkpoint.format import Checkpoint
+from stylemapgan.checkpoint.models import EditingModel, inference_model
 from stylemapgan.config import ModelConfig
+from stylemapgan.editing.base import BaseEditor, EditorCapabilities, ImageLike, Samples, register_editor
+from stylemapgan.editing.base import CacheInfo as CacheInfo
 from stylemapgan.editing.blend import Paste, blend_layers, render_w, render_w_plus
 from stylemapgan.editing.clusters import ClusterError, PartClusters, cluster_map, cluster_scores, mask_from_cluster_map
 from stylemapgan.editing.clusters import from_extra as clusters_from_extra
 from stylemapgan.editing.directions import apply_direction as _apply_direction
-from stylemapgan.editing.domain import DomainCheck, domain_warning
 from stylemapgan.editing.domain import reference_mse as card_reference_mse
 from stylemapgan.editing.errors import EditingError
 from stylemapgan.editing.fast_edit import ModPaste, render_w_plus_fast
-from stylemapgan.editing.images import prepare_pil
+from stylemapgan.editing.images import load_stylemap, save_stylemap
 from stylemapgan.editing.masks import (
     RectangleMask,
     as_mask,
@@ -65,7 +64,6 @@ from stylemapgan.networks import Encoder, Generator
 from stylemapgan.runtime import MEAN_STYLEMAP_COUNT, TorchRunner, make_runner
 from stylemapgan.runtime import mean_stylemap as mean_stylemap  # the cached truncation centre, public here too
 
-ImageLike = torch.Tensor | Image.Image | str
 Renderer = Callable[[Generator, Sequence[torch.Tensor], Sequence[Paste]], torch.Tensor]
 LayerRenderer = Callable[[TorchRunner, Sequence[torch.Tensor]], torch.Tensor]
 
@@ -177,15 +175,6 @@ class Refinement:
         return self.mse_after < self.mse_before
 
 
-@dataclass(frozen=True)
-class CacheInfo:
-    hits: int
-    misses: int
-    encoder_images: int  # images passed through the encoder
-    size: int
-    capacity: int
-
-
 def _alphas(alphas: float | Sequence[float]) -> list[float]:
     values = [float(alphas)] if isinstance(alphas, int | float) else [float(a) for a in alphas]
     if not values:
@@ -204,8 +193,11 @@ def frame_alphas(frames: int, name: str = "frames") -> list[float]:
     return [1.0] if frames == 1 else [i / (frames - 1) for i in range(frames)]
 
 
-class Editor:
-    """A model (generator + encoder, eval mode, no grads) plus an LRU cache of encodings; see module docstring."""
+@register_editor(STYLEMAPGAN)
+class Editor(BaseEditor):
+    """The StyleMapGAN editor: a model (generator + encoder, eval mode, no grads) plus an LRU cache of encodings;
+    see the module docstring. `Editor.from_checkpoint` opens any family's checkpoint with that family's editor
+    (`editing.base`)."""
 
     def __init__(
         self,
@@ -241,16 +233,12 @@ class Editor:
             self.generator, self.encoder, backend=backend, compile=compile, dtype=dtype, onnx_dir=onnx_dir
         )
         self.config: ModelConfig = generator.config
-        self.cache_size = max(1, int(cache_size))
+        self._init_cache(cache_size, model_id)
         self.batch_size = max(1, int(batch_size))
-        self._model_id = model_id
         self._mean = mean.to(self.device) if mean is not None else None
-        self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self.fast_edit = fast_edit
         self.modulation_cache_bytes = int(modulation_cache_bytes)
         self._mods: OrderedDict[str, list[torch.Tensor]] = OrderedDict()
-        self._lock = threading.RLock()
-        self._hits = self._misses = self._encoded = 0
         self.reference_mse = reference_mse
         self.reference_mse_source = reference_mse_source if reference_mse is not None else None
         self.clusters = clusters
@@ -270,60 +258,33 @@ class Editor:
         return cls(model.generator, model.encoder, **kwargs)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str], device: torch.device | str = "cpu", **kwargs: Any) -> Editor:
-        model = load_editing_model(path, device)
-        kwargs.setdefault("model_id", "sha256:" + file_sha256(path))
-        return cls.from_model(model, where=str(path), device=device, **kwargs)
+    def from_loaded(cls, ckpt: Checkpoint, where: str, device: torch.device | str, **kwargs: Any) -> Editor:
+        model = inference_model(ckpt, device, where)
+        generator, encoder = model.networks["generator"], model.networks["encoder"]
+        assert isinstance(generator, Generator) and isinstance(encoder, Encoder)
+        return cls.from_model(EditingModel(ckpt.config, generator, encoder, ckpt), where=where, device=device,
+                              **kwargs)
 
     @property
     def size(self) -> int:
         return self.config.size
 
     @property
-    def model_id(self) -> str:
-        """Content hash of the model (checkpoint file hash when loaded from a file)."""
-        if self._model_id is None:
-            h = hashlib.sha256()
-            for net in (self.generator, self.encoder):
-                for name, tensor in net.state_dict().items():
-                    h.update(name.encode())
-                    h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-            self._model_id = "weights-sha256:" + h.hexdigest()
-        return self._model_id
+    def capabilities(self) -> EditorCapabilities:
+        return EditorCapabilities(
+            family=self.family.title, masks=True, shifts=True, latent_modes=tuple(EDIT_MODES),
+            mix_splits=("coarse", "fine", "K"), code_suffix=".npz",
+        )
+
+    @property
+    def networks(self) -> tuple[nn.Module, ...]:
+        return (self.generator, self.encoder)
+
+    @property
+    def code_shape(self) -> tuple[int, ...]:
+        return tuple(self.config.stylemap_shape)
 
     # ---- encoding and the cache -----------------------------------------------------------------------------
-
-    def prepare(self, image: torch.Tensor | Image.Image) -> torch.Tensor:
-        """PIL image (any size/mode: centre-cropped) or model-sized tensor -> [1, 3, size, size] on device."""
-        if isinstance(image, Image.Image):
-            return prepare_pil(image, self.size).to(self.device)
-        if not isinstance(image, torch.Tensor):
-            raise EditingError(f"image: expected a tensor, a PIL image or a handle, got {type(image).__name__}")
-        t = image if image.ndim == 4 else image[None]
-        if t.ndim != 4 or t.shape[0] != 1 or tuple(t.shape[1:]) != (3, self.size, self.size):
-            raise EditingError(f"image: expected [1, 3, {self.size}, {self.size}], got {tuple(image.shape)}")
-        return t.to(self.device, torch.float32)
-
-    @staticmethod
-    def content_key(tensor: torch.Tensor, prefix: str) -> str:
-        data = tensor.detach().to("cpu", torch.float32).contiguous()
-        h = hashlib.sha256(str(tuple(data.shape)).encode())
-        h.update(data.numpy().tobytes())
-        return f"{prefix}:{h.hexdigest()[:32]}"
-
-    def _lookup(self, key: str) -> _Entry | None:
-        with self._lock:
-            entry = self._cache.get(key)
-            if entry is not None:
-                self._cache.move_to_end(key)
-            return entry
-
-    def _store(self, key: str, entry: _Entry) -> None:
-        with self._lock:
-            self._cache[key] = entry
-            self._cache.move_to_end(key)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
 
     def encode(self, image: ImageLike) -> str:
         """Encode (unless cached) and return the handle."""
@@ -337,15 +298,7 @@ class Editor:
         """Handles for a batch [N, 3, size, size]; only images not cached go through the encoder (in batches)."""
         images = images.to(self.device, torch.float32)
         keys = [self.content_key(img, "img") for img in images]
-        todo: dict[str, int] = {}
-        for i, key in enumerate(keys):
-            cached = self._lookup(key) is not None
-            with self._lock:
-                if cached:
-                    self._hits += 1
-                elif key not in todo:
-                    self._misses += 1
-                    todo[key] = i
+        todo = self._count_lookups(keys)
         pending = list(todo.items())
         for start in range(0, len(pending), self.batch_size):
             chunk = pending[start : start + self.batch_size]
@@ -378,6 +331,25 @@ class Editor:
         """[1, C, s, s] stylemap of an image or handle (cached)."""
         return self._entry(item).stylemap
 
+    # the family-neutral names of the same things (`editing.base`): a StyleMapGAN code is a stylemap
+
+    def code(self, item: ImageLike) -> torch.Tensor:
+        return self.stylemap(item)
+
+    def add_code(self, code: torch.Tensor) -> str:
+        return self.add_stylemap(code)
+
+    @torch.no_grad()
+    def encode_codes(self, images: torch.Tensor) -> torch.Tensor:
+        """Stylemaps of a batch straight from the eager encoder (no cache: bulk data such as labelled splits)."""
+        return self.encoder(images.to(self.device))
+
+    def load_code(self, path: str | os.PathLike[str]) -> torch.Tensor:
+        return load_stylemap(path, self.config.stylemap_shape)
+
+    def save_code(self, path: str | os.PathLike[str], code: torch.Tensor, meta: dict[str, Any]) -> None:
+        save_stylemap(path, code, meta)
+
     @torch.no_grad()
     def styles(self, item: ImageLike) -> list[torch.Tensor]:
         """The resizer's style tensors (one per modulated conv) of an image or handle (cached)."""
@@ -403,10 +375,6 @@ class Editor:
                 _, dropped = self._mods.popitem(last=False)
                 total -= sum(m.numel() * m.element_size() for m in dropped)
         return mods
-
-    def cache_info(self) -> CacheInfo:
-        with self._lock:
-            return CacheInfo(self._hits, self._misses, self._encoded, len(self._cache), self.cache_size)
 
     def clear_cache(self) -> None:
         with self._lock:
@@ -447,26 +415,6 @@ class Editor:
         for item in items:
             mask = torch.maximum(mask, mask_from_cluster_map(self.cluster_map(item), indices))
         return mask
-
-    # ---- the domain check -----------------------------------------------------------------------------------
-
-    @torch.no_grad()
-    def check_domain(
-        self, images: Sequence[torch.Tensor | Image.Image] | torch.Tensor, names: Sequence[str] | None = None
-    ) -> list[DomainCheck]:
-        """Per image: the encoder's reconstruction MSE (clamped, images in [-1, 1], as `project` reports it) and
-        the warning `editing.domain` gives against the model's own figure (`reference_mse`; None: no warning).
-        Encodings go through the cache, so checking the inputs of an edit costs one decode per image."""
-        batch = torch.cat([self.prepare(image) for image in images])
-        if names is not None and len(names) != batch.shape[0]:
-            raise EditingError(f"names: got {len(names)} for {batch.shape[0]} image(s)")
-        checks = []
-        for i, key in enumerate(self.encode_many(batch)):
-            mse, _ = reconstruction_metrics(self.reconstruct(key), batch[i : i + 1], None)
-            value = float(mse[0])
-            warning = domain_warning(value, self.reference_mse, name=names[i] if names is not None else None)
-            checks.append(DomainCheck(value, self.reference_mse, warning))
-        return checks
 
     # ---- rendering -----------------------------------------------------------------------------------------
 
@@ -669,6 +617,14 @@ class Editor:
         weight = self.blend_weights(mask, "w", pool, feather_px)[0] if mask is not None else None
         edited = _apply_direction(self.stylemap(item), direction.to(self.device), torch.tensor(values), weight)
         return self.decode(edited)
+
+    @property
+    def truncation_center(self) -> str:
+        return self.mean_stylemap_source
+
+    def sample(self, seeds: Sequence[int], trunc: float = 1.0) -> Samples:
+        images, stylemaps = self.generate(seeds, trunc)
+        return Samples(images, stylemaps, None)
 
     @property
     def mean_stylemap_source(self) -> str:

@@ -1,6 +1,7 @@
-"""Turning what a user names on the command line into inputs: image files (any size and mode), stylemap
-.npz files (from `project` / `generate`), and dataset items `SPLIT:INDEX` (with `--data`), which also carry
-part masks when the dataset has them (cartoon faces: hair, eyes, ...)."""
+"""Turning what a user names on the command line into inputs: image files (any size and mode), saved codes
+(StyleMapGAN stylemap .npz, SemanticStyleGAN W+ .npy, from `project` / `generate`), and dataset items
+`SPLIT:INDEX` (with `--data`), which also carry part masks when the dataset has them (cartoon faces: hair,
+eyes, ...)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from stylemapgan.config import ModelConfig
-from stylemapgan.editing.editor import Editor
+from stylemapgan.editing.base import BaseEditor
 from stylemapgan.editing.errors import EditingError
 from stylemapgan.editing.images import (
     IMAGE_SUFFIXES,
@@ -45,12 +46,13 @@ INPUT_SUFFIXES = IMAGE_SUFFIXES | {STYLEMAP_SUFFIX}
 
 @dataclass
 class InputItem:
-    """One resolved input: an image, or a stylemap from a .npz; dataset items may carry a part label map."""
+    """One resolved input: an image, or a saved code (field `stylemap`: a stylemap, or a SemanticStyleGAN model's
+    W+ latents); dataset items may carry a part label map."""
 
     name: str  # output file stem
     origin: str  # path, or data:SPLIT:INDEX
     image: torch.Tensor | None = None  # [1, 3, size, size] in [-1, 1]
-    stylemap: torch.Tensor | None = None  # [1, C, s, s]
+    stylemap: torch.Tensor | None = None  # the model's code: [1, C, s, s] stylemap or [1, n, D] latents
     label_map: torch.Tensor | None = None  # [size, size] int64 part indices
     landmarks: Any = None  # photos.FaceLandmarks in this image's pixels (an aligned face); found when first needed
 
@@ -60,14 +62,17 @@ class InputItem:
 
 
 class InputResolver:
-    """Resolves input names for one model; opens the dataset (if any) lazily, once per split."""
+    """Resolves input names for one model; opens the dataset (if any) lazily, once per split. Saved codes are
+    StyleMapGAN stylemaps (.npz) unless an editor is given (then its `capabilities.code_suffix` and `load_code`)."""
 
     def __init__(
         self, config: ModelConfig, fit: str = "crop", background: Color = (0, 0, 0), data: str | None = None,
-        editor: Editor | None = None,
+        editor: BaseEditor | None = None,
     ) -> None:
         """editor: the model's editor, for masks from its part clusters (cluster:N, or a cluster's name)."""
         self.config = config
+        self.code_suffix = editor.capabilities.code_suffix if editor is not None else STYLEMAP_SUFFIX
+        self._load_code = editor.load_code if editor is not None else None
         self.editor = editor
         self.fit = fit
         self.background = background
@@ -139,7 +144,7 @@ class InputResolver:
         out: list[str] = []
         for text in texts:
             if Path(text).is_dir():
-                out += [str(p) for p in collect_inputs([text], INPUT_SUFFIXES)]
+                out += [str(p) for p in collect_inputs([text], IMAGE_SUFFIXES | {self.code_suffix})]
             else:
                 out.append(text)
         return out
@@ -152,8 +157,9 @@ class InputResolver:
                 return self.dataset_item(m.group(1), int(m.group(2)), text)
             hint = " (a dataset item SPLIT:INDEX needs --data)" if m else ""
             raise EditingError(f"{text}: no such file ({what}){hint}")
-        if path.suffix.lower() == STYLEMAP_SUFFIX:
-            return InputItem(path.stem, str(path), stylemap=load_stylemap(path, self.config.stylemap_shape))
+        if path.suffix.lower() == self.code_suffix:
+            code = self._load_code(path) if self._load_code else load_stylemap(path, self.config.stylemap_shape)
+            return InputItem(path.stem, str(path), stylemap=code)
         image = load_image(path, self.config.size, self.fit, self.background, what)
         return InputItem(path.stem, str(path), image=image, landmarks=self.aligned_landmarks(path))
 
@@ -263,19 +269,19 @@ class InputResolver:
         return mask
 
     @staticmethod
-    def handle(editor: Editor, item: InputItem) -> str:
-        """Register the item with the editor (encode an image, or add a stylemap) -> handle."""
+    def handle(editor: BaseEditor, item: InputItem) -> str:
+        """Register the item with the editor (encode an image, or add a saved code) -> handle."""
         if item.stylemap is not None:
-            return editor.add_stylemap(item.stylemap)
+            return editor.add_code(item.stylemap)
         assert item.image is not None
         return editor.encode(item.image)
 
 
 def labelled_stylemaps(
-    resolver: InputResolver, editor: Editor, split: str, limit: int | None, progress: bool = False
+    resolver: InputResolver, editor: BaseEditor, split: str, limit: int | None, progress: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """Encode a dataset split (first `limit` images) -> (stylemaps [N, C, s, s] on CPU, labels [N, L], label
-    meta). Encodings bypass the cache (bulk data)."""
+    """Encode a dataset split (first `limit` images) -> (codes on CPU: stylemaps [N, C, s, s] or W+ latents,
+    labels [N, L], label meta). Encodings bypass the cache (bulk data: `editor.encode_codes`)."""
     from tqdm.auto import tqdm
 
     labels_meta = resolver.meta().get("labels") or {}
@@ -291,7 +297,7 @@ def labelled_stylemaps(
     def flush() -> None:
         if batch:
             with torch.no_grad():
-                stylemaps.append(editor.encoder(torch.cat(batch).to(editor.device)).cpu())
+                stylemaps.append(editor.encode_codes(torch.cat(batch).to(editor.device)).cpu())
             batch.clear()
 
     for i in tqdm(range(n), desc=f"encode {split}", disable=not progress):

@@ -1138,7 +1138,7 @@ function setupControlsFor(caps, features) {
   const parts = caps.parts.length > 0;
   $("workspace-title").textContent = caps.masks ? "2 · Paint, drag, blend" : parts ? "2 · Swap parts" : "2 · Edit";
   $("source-hint").textContent = caps.shifts ? "(drag to move the active region)" : "";
-  $("ref-hint").textContent = caps.masks ? "(paint the region to paste)" : parts ? "(paint over parts to choose them)" : "";
+  $("ref-hint").textContent = caps.masks ? "(paint the region to paste)" : parts ? "(paint to choose parts)" : "";
   $("mask-legend").textContent = caps.masks ? "Mask" : "Mask (chooses the parts it covers)";
   $("mask-box").hidden = !caps.masks && !(parts && caps.segmentation);
   $("reset-shift").hidden = !caps.shifts;

@@ -23,12 +23,12 @@ ORDER = [
     "config",
     "ops",
     "networks",
-    "semantic",  # the SemanticStyleGAN networks, built on the same ops and layers
+    "losses",  # LPIPS; imports no other package, so both families' inversion can use it
+    "semantic",  # the SemanticStyleGAN networks, built on the same ops and layers, and their inversion
     "stylemapgan",
     "checkpoint",
     "models",  # bundled-model names -> paths
     "data",
-    "losses",
     "training",
     "runtime",  # running models: eager, bf16, compiled, ONNX export and runtime
     "editing",

@@ -46,6 +46,7 @@ from stylemapgan.semantic import (
     SemanticConfig,
     SemanticGenerator,
 )
+from stylemapgan.semantic.encoder import SemanticEncoder
 from stylemapgan.semantic.io import as_w_plus, load_official_latents
 from stylemapgan.semantic.latents import broadcast_w
 
@@ -75,7 +76,9 @@ def test_registry_maps_each_family_to_its_config_networks_and_presets() -> None:
     assert dict(STYLEMAPGAN.networks) == {"g_ema": Generator, "generator": Generator, "e_ema": Encoder,
                                           "encoder": Encoder, "discriminator": Discriminator}
     assert dict(SEMANTICSTYLEGAN.networks) == {"g_ema": SemanticGenerator, "generator": SemanticGenerator,
-                                               "discriminator": DualBranchDiscriminator}
+                                               "discriminator": DualBranchDiscriminator,
+                                               "e_ema": SemanticEncoder, "encoder": SemanticEncoder}
+    assert dict(SEMANTICSTYLEGAN.optional_roles) == {"encoder": ("e_ema", "encoder")}  # train-encoder adds it
     assert find_preset("semantic-256") == (SEMANTICSTYLEGAN, SEMANTIC_PRESETS["semantic-256"])
     assert find_preset("tiny")[0] is STYLEMAPGAN
     with pytest.raises(ConfigError, match=r"unknown preset 'nope'.*semantic-tiny"):
@@ -138,10 +141,12 @@ def test_unknown_family_and_mismatched_semantic_weights_are_named(tmp_path: Path
         build_network(ckpt, "g_ema")
     with pytest.raises(CheckpointError, match=r"missing out\.bias"):
         build_network(ckpt, "discriminator")
-    with pytest.raises(CheckpointError, match="unknown network 'e_ema' for a SemanticStyleGAN model"):
-        check_state_dicts(TINY, {"e_ema": {}}, "here")
-    with pytest.raises(CheckpointError, match="unknown network 'e_ema' for a SemanticStyleGAN model"):
-        build_network(Checkpoint(TINY, {"e_ema": {}}), "e_ema")
+    with pytest.raises(CheckpointError, match="unknown network 'imaginary' for a SemanticStyleGAN model"):
+        check_state_dicts(TINY, {"imaginary": {}}, "here")
+    with pytest.raises(CheckpointError, match="unknown network 'imaginary' for a SemanticStyleGAN model"):
+        build_network(Checkpoint(TINY, {"imaginary": {}}), "imaginary")
+    with pytest.raises(CheckpointError, match="here: network 'e_ema' does not match its config: missing"):
+        check_state_dicts(TINY, {"e_ema": {}}, "here")  # the encoder (train-encoder) is a known network now
 
 
 def test_inference_model_for_both_families_and_editing_refused_for_semantic(tmp_path: Path) -> None:

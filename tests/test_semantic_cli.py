@@ -128,8 +128,8 @@ def test_editing_commands_refuse_a_semantic_model_in_one_line(tiny_ckpt: Path, t
     proc = run("project", str(image), "--ckpt", str(tiny_ckpt), "--outdir", str(tmp_path / "p"), "--device", "cpu")
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
-    # the editor opens it (part edits work on latents); images need the inversion of issue 23 part 1
-    assert "a SemanticStyleGAN model cannot encode images yet" in proc.stderr
+    # the editor opens it (part edits work on latents); this model has no encoder (train-encoder fits one)
+    assert "method 'encoder' needs an encoder (train one with `stylemapgan train-encoder`)" in proc.stderr
 
 
 def test_export_onnx_renders_like_pytorch(tiny_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

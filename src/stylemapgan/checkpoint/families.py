@@ -10,7 +10,7 @@ inference model needs, its presets and its parameter counts. Callers ask the reg
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
@@ -27,6 +27,7 @@ from stylemapgan.semantic import (
     SemanticGenerator,
 )
 from stylemapgan.semantic import parameter_counts as semantic_parameter_counts
+from stylemapgan.semantic.encoder import SemanticEncoder
 from stylemapgan.semantic.latents import broadcast_w
 
 STYLEMAPGAN_NAME = "stylemapgan"
@@ -59,6 +60,7 @@ class ModelFamily:
     trained: the networks training updates, in the order a fresh checkpoint initialises them (the seeded
         draws depend on it) -> the name of their EMA copy, or None.
     roles: what an inference model needs: role ("generator", "encoder") -> network names, preferred first.
+    optional_roles: roles an inference model takes when the file has them (SemanticStyleGAN's encoder).
     no_editing: why the editing tools cannot open this family yet (None: they can).
     latent_dim: the config field holding the width of z (the seeds' random vectors).
     sample: a plain eager sampler (`Sampler`) for families the editing tools cannot open (None: sample through
@@ -74,6 +76,7 @@ class ModelFamily:
     presets: Mapping[str, Any]
     parameter_counts: Callable[[Any], dict[str, int]]
     latent_dim: str
+    optional_roles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     no_editing: str | None = None
     sample: Sampler | None = None
     truncation_center: str = ""
@@ -123,9 +126,11 @@ SEMANTICSTYLEGAN = ModelFamily(
     name=SEMANTIC_NAME,
     title="SemanticStyleGAN",
     config_class=SemanticConfig,
-    networks={"g_ema": SemanticGenerator, "generator": SemanticGenerator, "discriminator": DualBranchDiscriminator},
+    networks={"g_ema": SemanticGenerator, "generator": SemanticGenerator, "discriminator": DualBranchDiscriminator,
+              "e_ema": SemanticEncoder, "encoder": SemanticEncoder},
     trained={"generator": "g_ema", "discriminator": None},
     roles={"generator": ("g_ema", "generator")},
+    optional_roles={"encoder": ("e_ema", "encoder")},  # fitted later by `stylemapgan train-encoder`
     presets=SEMANTIC_PRESETS,
     parameter_counts=semantic_parameter_counts,
     latent_dim="style_dim",

@@ -56,7 +56,8 @@ class EditingModel:
 
 
 def inference_model(ckpt: Checkpoint, device: torch.device | str = "cpu", where: str = "checkpoint") -> InferenceModel:
-    """Build every role of the checkpoint's family from the first of its network names the file holds."""
+    """Build every role of the checkpoint's family from the first of its network names the file holds, and each
+    optional role the file has a network for."""
     family = family_of(ckpt.config)
     networks = {}
     for role, names in family.roles.items():
@@ -67,6 +68,10 @@ def inference_model(ckpt: Checkpoint, device: torch.device | str = "cpu", where:
                 f"{', '.join(sorted(ckpt.networks)) or 'no networks'}"
             )
         networks[role] = build_network(ckpt, name, device)
+    for role, names in family.optional_roles.items():
+        name = next((n for n in names if n in ckpt.networks), None)
+        if name is not None:
+            networks[role] = build_network(ckpt, name, device)
     return InferenceModel(family, ckpt.config, networks, ckpt)
 
 

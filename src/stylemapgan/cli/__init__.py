@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "stylemapgan.cli.models",
     "stylemapgan.cli.data",
     "stylemapgan.cli.train",
+    "stylemapgan.cli.encoder",
     "stylemapgan.cli.edit",
     "stylemapgan.cli.clusters",
     "stylemapgan.cli.evaluate",

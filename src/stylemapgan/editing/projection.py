@@ -15,14 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from stylemapgan.editing.errors import EditingError
+from stylemapgan.losses.perceptual import perceptual_distance, reconstruction_metrics  # shared with semantic
 from stylemapgan.networks import Encoder, Generator
-
-LPIPS_MIN_SIZE = 32  # the LPIPS trunks need H, W >= 32; smaller images are upsampled (bilinear) for it
 
 
 @dataclass(frozen=True)
@@ -82,14 +80,6 @@ class ProjectionResult:
     history: list[float] = field(default_factory=list)  # mean loss per optimisation step
     loss: torch.Tensor | None = None  # [N] loss of the kept stylemap (when optimised)
     tuned_generators: list[Generator] | None = None  # one per image when PTI ran
-
-
-def perceptual_distance(perceptual: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-sample LPIPS; images under 32 px are upsampled (bilinear) to 32 first."""
-    if min(x.shape[-2:]) < LPIPS_MIN_SIZE:
-        x = F.interpolate(x, size=(LPIPS_MIN_SIZE, LPIPS_MIN_SIZE), mode="bilinear", align_corners=False)
-        y = F.interpolate(y, size=(LPIPS_MIN_SIZE, LPIPS_MIN_SIZE), mode="bilinear", align_corners=False)
-    return perceptual(x, y).reshape(x.shape[0])
 
 
 def per_sample_loss(
@@ -161,17 +151,6 @@ def pivotal_tuning(
             loss.backward()
             optimizer.step()
     return tuned.requires_grad_(False).eval()
-
-
-@torch.no_grad()
-def reconstruction_metrics(
-    images: torch.Tensor, targets: torch.Tensor, perceptual: nn.Module | None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per-sample MSE and LPIPS of clamped reconstructions against targets (both in [-1, 1])."""
-    clamped = images.clamp(-1, 1)
-    mse = (clamped - targets).square().flatten(1).mean(1)
-    lpips = perceptual_distance(perceptual, clamped, targets) if perceptual is not None else None
-    return mse, lpips
 
 
 def project(

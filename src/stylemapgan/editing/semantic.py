@@ -103,12 +103,15 @@ class SemanticEditor(BaseEditor):
         part_names: Sequence[str] | None = None,
         reference_mse: float | None = None,
         reference_mse_source: str | None = None,
+        encoder: nn.Module | None = None,
     ) -> None:
         """part_names: one per class, background first (a checkpoint's `class_names`); default background,
-        part1, part2, ... reference_mse: the model's own reconstruction MSE for the domain check (None: none)."""
+        part1, part2, ... reference_mse: the model's own reconstruction MSE for the domain check (None: none).
+        encoder: image -> W+ (`semantic.encoder.SemanticEncoder`, from `stylemapgan train-encoder`), if any."""
         like = generator.local.pos_embed.weight
         self.device = torch.device(device) if device is not None else like.device
         self.generator = generator.to(self.device).eval().requires_grad_(False)
+        self.encoder = encoder.to(self.device).eval().requires_grad_(False) if encoder is not None else None
         self.config: SemanticConfig = generator.config
         self._init_cache(cache_size, model_id)
         self.batch_size = max(1, int(batch_size))
@@ -126,6 +129,7 @@ class SemanticEditor(BaseEditor):
         generator = model.networks["generator"]
         assert isinstance(generator, SemanticGenerator)
         kwargs.setdefault("part_names", class_names(ckpt.config, ckpt.extra))
+        kwargs.setdefault("encoder", model.networks.get("encoder"))
         return cls(generator, device=device, **kwargs)
 
     # ---- what the model is ---------------------------------------------------------------------------------
@@ -230,24 +234,19 @@ class SemanticEditor(BaseEditor):
         """W+ latents of images [N, 3, size, size] by the family's inversion, bypassing the cache."""
         return self.invert(images)
 
-    def invert(self, images: torch.Tensor, method: str = "encoder", steps: int | None = None) -> torch.Tensor:
-        """Images [N, 3, size, size] -> W+ latents [N, n_latent, D].
+    def invert(self, images: torch.Tensor, method: str = "encoder", steps: int | None = None,
+               perceptual: nn.Module | None = None) -> torch.Tensor:
+        """Images [N, 3, size, size] -> W+ latents [N, n_latent, D] by `semantic.inversion.invert` (the encoder,
+        the official optimisation, or both; the optimisation's LPIPS is `perceptual`, else stlpips-vgg)."""
+        from stylemapgan.semantic.inversion import InversionError, invert
 
-        TODO(issue 23 part 1): call `stylemapgan.semantic.inversion.invert(generator, images, method=...,
-        steps=...) -> latents [N, 28, style_dim]` once it lands; until then this raises."""
+        loss: nn.Module | str | None = None if method == "encoder" else (perceptual or "stlpips-vgg")
         try:
-            from stylemapgan.semantic import inversion  # type: ignore[attr-defined]
-        except ImportError:
-            raise EditingError(
-                "a SemanticStyleGAN model cannot encode images yet: its inversion (stylemapgan.semantic.inversion, "
-                "issue 23) is not in this version; give latents (.npy from `generate`) instead"
-            ) from None
-        kwargs: dict[str, Any] = {"method": method}
-        if steps is not None:
-            kwargs["steps"] = steps
-        with torch.enable_grad():
-            latents = inversion.invert(self.generator, images.to(self.device, torch.float32), **kwargs)
-        return latents.detach().to(self.device, torch.float32)
+            result = invert(self.generator, images.to(self.device, torch.float32), method=method,
+                            encoder=self.encoder, steps=steps, perceptual=loss)
+        except InversionError as exc:
+            raise EditingError(str(exc)) from None
+        return result.latents.to(self.device, torch.float32)
 
     def project(
         self, images: torch.Tensor, method: str = "encoder", options: ProjectionOptions | None = None,
@@ -258,7 +257,7 @@ class SemanticEditor(BaseEditor):
 
         TODO(issue 23 part 1): pivotal tuning (`options.pti_steps`) once `semantic.inversion` offers it."""
         images = images.to(self.device, torch.float32)
-        latents = self.invert(images, method, options.steps if options is not None else None)
+        latents = self.invert(images, method, options.steps if options is not None else None, perceptual)
         rendered = self.render(latents)
         if perceptual is not None:
             perceptual = perceptual.to(self.device)

@@ -220,3 +220,22 @@ def build_perceptual(kind: str) -> PerceptualLoss | None:
     if kind == "none":
         return None
     return PerceptualLoss(kind)
+
+
+def perceptual_distance(perceptual: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample LPIPS; images under 32 px are upsampled (bilinear) to 32 first (the trunks need 32)."""
+    if min(x.shape[-2:]) < MIN_SIZE:
+        x = F.interpolate(x, size=(MIN_SIZE, MIN_SIZE), mode="bilinear", align_corners=False)
+        y = F.interpolate(y, size=(MIN_SIZE, MIN_SIZE), mode="bilinear", align_corners=False)
+    return perceptual(x, y).reshape(x.shape[0])
+
+
+@torch.no_grad()
+def reconstruction_metrics(
+    images: torch.Tensor, targets: torch.Tensor, perceptual: nn.Module | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-sample MSE and LPIPS of clamped reconstructions against targets (both in [-1, 1])."""
+    clamped = images.clamp(-1, 1)
+    mse = (clamped - targets).square().flatten(1).mean(1)
+    lpips = perceptual_distance(perceptual, clamped, targets) if perceptual is not None else None
+    return mse, lpips

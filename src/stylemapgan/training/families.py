@@ -52,6 +52,9 @@ class TrainingFamily:
     trainer: Any  # a class: for_run(...) -> FamilyTrainer, check_data(model_config, dataset)
     # what the family's data needs from `open_dataset` (e.g. per-pixel label maps)
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    # the command that runs it; its checkpoints' training state names it (absent: "train"), so --resume of
+    # another command's run is refused
+    command: str = "train"
 
     @property
     def title(self) -> str:
@@ -70,9 +73,10 @@ def training_family(model_config: object) -> TrainingFamily:
 
 
 def build_trainer(model_config: object, train_config: RunConfig, dataset: Dataset, *,
-                  device: torch.device | str, dist_info: DistInfo) -> FamilyTrainer:
-    """The family's trainer; the training config must be the family's kind."""
-    family = training_family(model_config)
+                  device: torch.device | str, dist_info: DistInfo, family: TrainingFamily | None = None
+                  ) -> FamilyTrainer:
+    """The trainer of `family` (default: the model family's GAN training); the training config must be its kind."""
+    family = family or training_family(model_config)
     if not isinstance(train_config, family.train_config):
         raise ValueError(f"a {family.title} model trains with a {family.train_config.__name__}, "
                          f"got a {type(train_config).__name__}")

@@ -35,7 +35,7 @@ from stylemapgan.models import CHECKPOINT_GLOB
 from stylemapgan.semantic import SemanticConfig
 from stylemapgan.training.config import RunConfig
 from stylemapgan.training.distributed import DistInfo, all_mean, barrier, init_from_env, shutdown
-from stylemapgan.training.families import build_trainer, training_family
+from stylemapgan.training.families import TrainingFamily, build_trainer, training_family
 from stylemapgan.training.trainer import TrainingDiverged
 from stylemapgan.utils.images import save_png
 from stylemapgan.utils.precision import set_tf32
@@ -172,10 +172,13 @@ class TrainingRun:
         progress: bool = True,
         init_from: str | Path | None = None,
         fresh_discriminator: bool = False,
+        training: TrainingFamily | None = None,
     ) -> None:
         """resume: continue a run exactly. init_from: fine-tune, i.e. a new run (iteration 0, fresh optimizers)
         whose networks and model config come from a trained checkpoint (ours, released, or official);
-        fresh_discriminator: a newly initialised D even when the checkpoint has one."""
+        fresh_discriminator: a newly initialised D even when the checkpoint has one. training: what to train
+        (default: the model family's GAN training; e.g. `training.semantic_encoder.SEMANTIC_ENCODER`)."""
+        self.training = training
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dist = dist_info or init_from_env(device.type)
         if device.type == "cuda" and self.dist.enabled:
@@ -199,7 +202,11 @@ class TrainingRun:
             if resume_ckpt.training is None:
                 raise CheckpointError(f"{resume_path}: has no training state (a released, inference-only model); "
                                       "fine-tune it on your data with --init-from instead")
-            model_config = self._resumed_model(resume_path, resume_ckpt.config, model_changes or {})
+            saved_command = resume_ckpt.training.get("command", "train")
+            if saved_command != self._training(resume_ckpt.config).command:
+                raise ValueError(f"{resume_path}: written by `stylemapgan {saved_command}`; resume it with "
+                                 f"`stylemapgan {saved_command} --resume`")
+            model_config = self._resumed_model(resume_path, resume_ckpt.config, model_changes or {}, self.training)
             train_config = self._resumed_config(resume_path, resume_ckpt.training, train_config, resume_changes,
                                                 model_was=resume_ckpt.config, model_now=model_config,
                                                 data_was=resume_ckpt.provenance.get("data"))
@@ -228,12 +235,13 @@ class TrainingRun:
         if len(train_data) == 0:
             raise DataMismatchError("no training images")
         check_fits(collate_images([train_data[0]]).shape[-1], model_config.size)  # before anything is written
-        training_family(model_config).trainer.check_data(model_config, train_data)
+        self._training(model_config).trainer.check_data(model_config, train_data)
         if len(train_data) < train_config.batch:
             raise DataMismatchError(f"the dataset has {len(train_data)} training images, fewer than one batch of "
                                     f"{train_config.batch} (--batch)")
         set_tf32(train_config.tf32)  # both ways: PyTorch's default leaves cuDNN's TF32 on
-        self.trainer = build_trainer(model_config, train_config, train_data, device=device, dist_info=self.dist)
+        self.trainer = build_trainer(model_config, train_config, train_data, device=device, dist_info=self.dist,
+                                     family=self._training(model_config))
         if resume_ckpt is not None:
             self.trainer.load_state(resume_ckpt.networks, resume_ckpt.training, widen_encoder=widen_encoder)
             self.trainer.set_lr(train_config.lr)  # the optimizer states carry the saved lr
@@ -252,8 +260,12 @@ class TrainingRun:
         self.fixed_z = self.trainer.fixed_noise(16, fixed)
         self.fixed_real = self._fixed_validation_images(8)
 
+    def _training(self, model_config: Any) -> TrainingFamily:
+        """What this run trains: the given entry, else the model family's GAN training."""
+        return self.training or training_family(model_config)
+
     @staticmethod
-    def _resumed_model(path: Path, saved: Any, changes: dict[str, Any]) -> Any:
+    def _resumed_model(path: Path, saved: Any, changes: dict[str, Any], training: TrainingFamily | None = None) -> Any:
         """The saved model config; only what the family allows may change (StyleMapGAN: the encoder, and only
         grow: it is widened, see `widen_into`). A value that leaves every encoder width as it is (e.g. capped by
         channel_max) is no change."""
@@ -261,7 +273,8 @@ class TrainingRun:
         if unknown:
             raise ValueError(f"unknown model config field(s): {', '.join(unknown)}")
         differ = sorted(k for k, v in changes.items() if getattr(saved, k) != v)
-        fixed = [k for k in differ if k not in training_family(saved).train_config.RESUME_CHANGEABLE_MODEL]
+        changeable = (training or training_family(saved)).train_config.RESUME_CHANGEABLE_MODEL
+        fixed = [k for k in differ if k not in changeable]
         if fixed:
             raise ValueError(f"{path}: cannot change {', '.join(fixed)} when resuming (the saved weights fix it)")
         if not differ:
@@ -282,7 +295,7 @@ class TrainingRun:
         """The saved config with `changes` applied (default: only `iters` from `given`); the history grows by one
         record when something other than `iters` changes (model config changes included, and other training
         data: the batches then differ from an uninterrupted run's, which the card should say)."""
-        kind = training_family(model_was).train_config
+        kind = self._training(model_was).train_config
         saved = kind.from_dict(training["train_config"])
         self.history = list(training.get("history", []))
         changes = {"iters": given.iters} if changes is None else changes

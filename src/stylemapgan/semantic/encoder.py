@@ -1,0 +1,56 @@
+"""An encoder of our own for SemanticStyleGAN: image -> W+ latents [N, n_latent, style_dim] in one pass.
+
+The official repository has pSp/ReStyle encoder classes but never released training code or weights (spec
+section 10). Ours is built from the StyleMapGAN encoder's blocks (`networks.layers`): a 1x1 conv from RGB, residual
+down blocks to an 8x8 map (the render net's channel table), then two equalised linear layers from the flattened
+map to every W+ vector at once, so each part's shape and texture code can read any region of the image. The output
+is an offset from the generator's mean w (`w_avg`, a buffer set when training starts and saved with the weights),
+and the last layer starts at zero, so an untrained encoder answers the mean latent: the optimisation's official
+start. Trained by `training.semantic_encoder` against a frozen generator.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from stylemapgan.networks.layers import ConvLayer, EqualLinear, ResDownBlock, set_impl
+from stylemapgan.semantic.config import SemanticConfig
+
+HEAD_SIZE = 8  # the residual trunk stops at this resolution (or at the image size when smaller)
+
+
+class SemanticEncoder(nn.Module):
+    """image [N, 3, size, size] in [-1, 1] -> W+ latents [N, n_latent, style_dim]. impl: "fast" or "ref"."""
+
+    def __init__(self, config: SemanticConfig, *, impl: str = "fast") -> None:
+        super().__init__()
+        self.config = config
+        ch = config.channels
+        head = min(HEAD_SIZE, config.size)
+        self.from_rgb = ConvLayer(3, ch(config.size), 1)
+        blocks, r = [], config.size
+        while r > head:
+            blocks.append(ResDownBlock(ch(r), ch(r // 2)))
+            r //= 2
+        self.blocks = nn.ModuleList(blocks)
+        self.final_conv = ConvLayer(ch(head), ch(head), 3)
+        self.hidden = EqualLinear(ch(head) * head * head, config.style_dim * 2, activate=True)
+        self.to_latents = EqualLinear(config.style_dim * 2, config.n_latent * config.style_dim)
+        with torch.no_grad():  # start at the mean latent
+            self.to_latents.weight.zero_()
+        self.register_buffer("w_avg", torch.zeros(config.style_dim))
+        set_impl(self, impl)
+
+    @torch.no_grad()
+    def set_mean_latent(self, w_avg: torch.Tensor) -> None:
+        """The generator's mean w ([D] or [1, D]) the encoder's offsets start from."""
+        self.w_avg.copy_(w_avg.reshape(-1).to(self.w_avg))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = self.from_rgb(image)
+        for block in self.blocks:
+            x = block(x)
+        x = self.hidden(self.final_conv(x).flatten(1))
+        offsets = self.to_latents(x).view(-1, self.config.n_latent, self.config.style_dim)
+        return self.w_avg + offsets

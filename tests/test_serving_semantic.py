@@ -8,7 +8,6 @@ door, sessions kept apart and latest-wins. A StyleMapGAN server answers the part
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import socket
 import threading
@@ -25,10 +24,11 @@ from PIL import Image
 
 import test_serving_api as api
 from face_fixtures import write_face_dataset
-from stylemapgan.checkpoint import fresh_checkpoint, save_checkpoint
+from stylemapgan.checkpoint import build_network, fresh_checkpoint, save_checkpoint
 from stylemapgan.config import get_preset
 from stylemapgan.editing import Direction, Editor, PartSwap, SemanticEditor
 from stylemapgan.semantic.config import SEMANTIC_PRESETS
+from stylemapgan.semantic.encoder import SemanticEncoder
 from stylemapgan.semantic.io import class_color
 from stylemapgan.serving import ServerLimits, create_app, load_gallery
 from stylemapgan.utils.images import to_uint8
@@ -39,14 +39,30 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 TINY = SEMANTIC_PRESETS["semantic-tiny"].model  # 32 px, 5 parts, W+ = 11 vectors of 32
 NAMES = ["background", "skin", "hair", "glasses", "mouth"]
-INVERSION = importlib.util.find_spec("stylemapgan.semantic.inversion") is not None  # issue 23 part 1
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The generator alone (no encoder: uploads cannot be encoded)."""
     path = tmp_path_factory.mktemp("semckpt") / "semantic-tiny.safetensors"
     ckpt = fresh_checkpoint(TINY, seed=1, source="test")
     ckpt.extra["class_names"] = NAMES
+    save_checkpoint(path, ckpt)
+    return path
+
+
+@pytest.fixture(scope="module")
+def encoder_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same generator with an encoder (random, offsets scaled up so images encode apart): uploads work."""
+    path = tmp_path_factory.mktemp("semckpt-enc") / "semantic-tiny-encoder.safetensors"
+    ckpt = fresh_checkpoint(TINY, seed=1, source="test")
+    ckpt.extra["class_names"] = NAMES
+    torch.manual_seed(2)
+    encoder = SemanticEncoder(TINY)
+    with torch.no_grad():
+        encoder.to_latents.weight.normal_()
+        encoder.set_mean_latent(build_network(ckpt, "g_ema", "cpu").mean_latent())
+    ckpt.networks["e_ema"] = encoder.state_dict()
     save_checkpoint(path, ckpt)
     return path
 
@@ -99,8 +115,8 @@ def serve(checkpoint: Path, gallery_dataset: Path) -> Iterator[Callable[..., Run
     """A real server over the semantic checkpoint (gallery: drawn faces), with the given limits and options."""
     servers: list[tuple[Any, threading.Thread]] = []
 
-    def start(limits: ServerLimits | None = None, **options: Any) -> Running:
-        editor = Editor.from_checkpoint(checkpoint, "cpu", cache_size=64)
+    def start(limits: ServerLimits | None = None, path: Path = checkpoint, **options: Any) -> Running:
+        editor = Editor.from_checkpoint(path, "cpu", cache_size=64)
         gallery = load_gallery(str(gallery_dataset), editor.size, None, count=2)
         return start_server(editor, servers, gallery=gallery, limits=limits, **options)
 
@@ -339,24 +355,41 @@ def test_bad_part_names_and_unsupported_routes_are_one_line_4xx(serve: Callable[
 
 
 def test_uploads_and_the_gallery_go_through_the_encode_door(
-    serve: Callable[..., Running], library: SemanticEditor
+    serve: Callable[..., Running], encoder_checkpoint: Path
 ) -> None:
-    """Until SemanticStyleGAN inversion lands, an upload (and a gallery image, which needs the same encoding)
-    gets the library's one-line error as a 400 and is not kept; samples work meanwhile. Once it lands, the
-    same requests succeed."""
+    """Images come in through the family's encoder, as for StyleMapGAN: on a checkpoint without one, an upload
+    (and a gallery image, which needs the same encoding) gets the library's one-line error as a 400 and is not
+    kept, while samples work; on a checkpoint with one, uploads are encoded and edited like samples."""
     b = serve().browser()
     upload = b.upload(api.image_bytes((40, 24)))
-    recon = b.post("/api/reconstruct", {"id": "g_0"})
-    if INVERSION:
-        assert upload.status == 200 and upload.json()["id"].startswith("u_")
-        assert recon.status == 200
-        return
-    assert upload.status == 400 and "cannot encode images yet" in one_line(upload)
+    assert upload.status == 400 and "needs an encoder" in one_line(upload)
     assert b.get("/api/info").json()["uploads"] == []  # nothing half-made was kept
-    assert recon.status == 400 and "cannot encode images yet" in one_line(recon)
+    recon = b.post("/api/reconstruct", {"id": "g_0"})
+    assert recon.status == 400 and "needs an encoder" in one_line(recon)
     assert b.get("/api/images/g_0").status == 200  # the gallery still shows
     src = samples(b, count=1)[0]
     assert b.post("/api/reconstruct", {"id": src}).status == 200  # a sample's code is known: no encoding
+
+    library = Editor.from_checkpoint(encoder_checkpoint, "cpu")
+    assert isinstance(library, SemanticEditor) and library.encoder is not None
+    b = serve(path=encoder_checkpoint).browser()
+    upload = b.upload(api.image_bytes((40, 24), noise=True))
+    assert upload.status == 200, upload.body
+    desc = upload.json()
+    assert desc["id"].startswith("u_") and desc["reconstruction_mse"] > 0
+    assert [u["id"] for u in b.get("/api/info").json()["uploads"]] == [desc["id"]]
+    image = library.prepare(Image.open(io.BytesIO(b.get(f"/api/images/{desc['id']}").body)).convert("RGB"))
+    h_up, h_gallery = library.encode(image), library.encode(library.prepare(
+        Image.open(io.BytesIO(b.get("/api/images/g_0").body)).convert("RGB")))
+    recon = b.post("/api/reconstruct", {"id": desc["id"]})
+    np.testing.assert_array_equal(pixels(recon.body), library_pixels(library.reconstruct(h_up))[0])
+    swap = b.post("/api/parts/swap", {"source": desc["id"], "references": [{"id": "g_0", "parts": {"hair": "both"}}]})
+    assert swap.status == 200, swap.body
+    want = library.swap_parts(h_up, [PartSwap(h_gallery, ("hair",), "both")])
+    np.testing.assert_array_equal(pixels(swap.body), library_pixels(want.images)[0])
+    assert np.abs(pixels(swap.body).astype(int) - pixels(recon.body).astype(int)).max() > 0
+    seg = np.asarray(api.decode_png(b.get(f"/api/images/{desc['id']}/segmentation").body))
+    np.testing.assert_array_equal(seg, library.segment(h_up)[0].argmax(0).numpy())
 
 
 def test_sessions_are_kept_apart_and_latest_wins(serve: Callable[..., Running]) -> None:

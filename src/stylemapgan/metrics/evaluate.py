@@ -1,5 +1,9 @@
 """`evaluate`: run the paper's metrics for one model on one dataset and return a self-describing report.
 
+Every model family runs the same protocol and gets the same report layout: the metrics ask the editor what it
+can do (`scored_model.py`), never which family it is. Codes are StyleMapGAN stylemaps or SemanticStyleGAN W+
+latents; "encode" below is the editor's encode door (StyleMapGAN: the encoder; SemanticStyleGAN: its inversion).
+
 Metrics (names as in `--metrics`):
 
 - fid, kid: generated images (z ~ N(0, I), no truncation; image i uses `torch.randn(C)` from a CPU generator
@@ -8,13 +12,20 @@ Metrics (names as in `--metrics`):
   (`real_stats.py`). KID shares FID's features.
 - fid_lerp: FID of images decoded from (1 - l) * E(a) + l * E(b) for random test images a, b (indices drawn
   independently, uniformly, with replacement, as the official script) and l ~ U[0, 1), from a NumPy generator
-  seeded with [seed, 1]; same count and real statistics as fid.
+  seeded with [seed, 1]; same count and real statistics as fid. SemanticStyleGAN interpolates the whole W+
+  code (every vector, base codes included), as `SemanticEditor.interpolate`; the official repository has no
+  FID-lerp.
 - recon: first N (default 500) test images, MSE and LPIPS (`reconstruction.py`).
-- local_edit: MSE_src / MSE_ref per part, pairs matched by mask IoU (`local_editing.py`).
+- local_edit: MSE_src / MSE_ref per part, pairs matched by mask IoU (`local_editing.py`); the edit pastes the
+  union mask (StyleMapGAN, `--edit-mode w|w_plus`) or swaps the part's shape and texture codes (SemanticStyleGAN,
+  `part_swap`), scored against the dataset's part masks either way.
 
-recon and local_edit turn real images into stylemaps by `projection` (paper: the encoder; optimize and hybrid
-optimise the stylemaps, with the LPIPS network as the loss's second term). fid_lerp always uses the encoder:
-it measures the encoder's latent space.
+recon and local_edit turn real images into codes by `projection` (paper: the encoder; optimize and hybrid
+optimise the codes, with the LPIPS network as the loss's second term). fid_lerp always uses the encoder:
+it measures the encoder's latent space. `codes` (a folder of one code file per test image, e.g. from
+`stylemapgan project` or the official SemanticStyleGAN inversion) replaces the encoding for all three. A model
+that cannot encode (a SemanticStyleGAN checkpoint before its inversion exists) is refused before any metric
+runs, naming --metrics.
 
 `num` caps every metric's count at once (generated images for fid/kid/fid_lerp, reconstructed images, pairs per
 part); the defaults are the paper's. Every image a metric scores is clamped and rounded to 8 bits first.
@@ -32,7 +43,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +51,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from stylemapgan.editing.editor import Editor, edit_mode
-from stylemapgan.editing.projection import ProjectionOptions, project, projection_method
+from stylemapgan.editing.base import BaseEditor
+from stylemapgan.editing.editor import EDIT_MODES, Editor
+from stylemapgan.editing.errors import EditingError
+from stylemapgan.editing.projection import ProjectionOptions, projection_method
 from stylemapgan.metrics.errors import MetricsError
 from stylemapgan.metrics.fid import FeatureStats, fid_from_stats, kernel_inception_distance
 from stylemapgan.metrics.inception import InceptionFeatures, to_uint8
-from stylemapgan.metrics.local_editing import load_mask_folder, part_indices, score_part
+from stylemapgan.metrics.local_editing import load_mask_folder, part_indices, part_masks, score_pairs
 from stylemapgan.metrics.real_stats import RealFeatures, content_sha256, dataset_card, real_features
-from stylemapgan.metrics.reconstruction import reconstruct_batch
+from stylemapgan.metrics.reconstruction import reconstruct_batch, score_reconstructions
+from stylemapgan.metrics.scored_model import PART_SWAP, ScoredModel, scored_model
 
 ALL_METRICS = ("fid", "kid", "fid_lerp", "recon", "local_edit")
 FEATURE_METRICS = ("fid", "kid", "fid_lerp")
@@ -74,9 +88,10 @@ class EvalOptions:
     projection: str = "encoder"
     projection_steps: int = 100
     lpips: str = "stlpips-vgg"
-    edit_mode: str = "w_plus"
+    edit_mode: str | None = None  # None: the model's own (StyleMapGAN w_plus, SemanticStyleGAN part_swap)
     parts: tuple[str, ...] | None = None
     masks: str | None = None
+    codes: str | None = None  # folder of the test images' codes, instead of encoding them
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     progress: bool = True
@@ -97,7 +112,11 @@ class EvalOptions:
         if self.real_split not in ("train", "test"):
             raise MetricsError(f"real-split: must be train or test, got {self.real_split!r}")
         projection_method(self.projection)
-        edit_mode(self.edit_mode)
+        if self.edit_mode is not None and self.edit_mode not in (*EDIT_MODES, PART_SWAP):
+            raise MetricsError(f"edit-mode: must be one of {', '.join((*EDIT_MODES, PART_SWAP))}, "
+                               f"got {self.edit_mode!r}")
+        if self.codes is not None and self.projection != "encoder":
+            raise MetricsError("--codes: the given codes replace the projection; leave out --projection")
         if self.kid_subsets < 1 or self.kid_subset_size < 2:
             raise MetricsError("kid: need >= 1 subset of >= 2 images")
 
@@ -133,16 +152,15 @@ def generation_seeds(seed: int, count: int) -> list[int]:
     return [(int(seed) << 32) + i for i in range(count)]
 
 
-def generated_batches(editor: Editor, count: int, seed: int, batch: int) -> Iterator[torch.Tensor]:
+def generated_batches(editor: BaseEditor, count: int, seed: int, batch: int) -> Iterator[torch.Tensor]:
     """Random images (no truncation), `batch` at a time."""
     seeds = generation_seeds(seed, count)
     for start in range(0, count, batch):
-        images, _ = editor.generate(seeds[start : start + batch], trunc=1.0)
-        yield images
+        yield editor.sample(seeds[start : start + batch], trunc=1.0).images
 
 
 def encode_pool(
-    editor: Editor,
+    editor: BaseEditor,
     dataset: Any,
     indices: Sequence[int],
     batch: int,
@@ -151,30 +169,53 @@ def encode_pool(
     projection: ProjectionOptions | None = None,
     perceptual: torch.nn.Module | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Stylemaps of dataset items by `method` (straight through the projection, not the Editor's cache: no cache
-    entries for a whole pool), and optionally the images as uint8 (4x smaller than floats; the data are 8-bit).
-    The encoder alone is one pass; "hybrid" optimises each batch from the encoder's map (the web editor's Refine
-    when `perceptual` is None)."""
-    plan = projection_method(method)
-    mean = editor.mean_stylemap() if plan.needs_mean else None
-    stylemaps, kept = [], []
+    """Codes of dataset items by `method` through the editor's encode door (`ScoredModel.encode`; StyleMapGAN:
+    straight through the projection, not the Editor's cache: no cache entries for a whole pool), and optionally
+    the images as uint8 (4x smaller than floats; the data are 8-bit). The encoder alone is one pass; "hybrid"
+    optimises each batch from the encoder's codes (the web editor's Refine when `perceptual` is None)."""
+    model = scored_model(editor)
+    codes, kept = [], []
     for start in range(0, len(indices), batch):
         images = _load_images(dataset, indices[start : start + batch]).to(editor.device)
-        if plan.optimises:
-            result = project(editor.generator, editor.encoder, images, method, projection, perceptual, mean)
-            stylemaps.append(result.stylemaps.detach())
-        else:
-            with torch.no_grad():
-                stylemaps.append(editor.encoder(images))
+        codes.append(model.encode(images, method, projection, perceptual))
         if keep_images:
             kept.append(to_uint8(images.cpu()))
-    if not stylemaps:
+    if not codes:
         raise MetricsError("no images to encode")
-    return torch.cat(stylemaps), (torch.cat(kept) if keep_images else None)
+    return torch.cat(codes), (torch.cat(kept) if keep_images else None)
 
 
-def encode_images(editor: Editor, dataset: Any, indices: Sequence[int], batch: int) -> torch.Tensor:
+def encode_images(editor: BaseEditor, dataset: Any, indices: Sequence[int], batch: int) -> torch.Tensor:
     return encode_pool(editor, dataset, indices, batch)[0]
+
+
+def code_file(folder: Path, index: int, suffix: str) -> Path:
+    """The code file of test image `index` in a `--codes` folder: `<index><suffix>` or `<index:05d><suffix>`."""
+    for name in (f"{index}{suffix}", f"{index:05d}{suffix}"):
+        if (folder / name).is_file():
+            return folder / name
+    raise MetricsError(f"{folder}: no code file for test image {index} (expected {index}{suffix} or "
+                       f"{index:05d}{suffix}; --codes)")
+
+
+def load_code_folder(editor: BaseEditor, folder: str | os.PathLike[str], indices: Sequence[int]) -> torch.Tensor:
+    """The codes of test images `indices` from a `--codes` folder (one file per image in the family's code format,
+    `capabilities.code_suffix`, read by `editor.load_code`) -> [N, *code_shape] on the editor's device."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise MetricsError(f"{root}: no such folder (--codes)")
+    suffix = editor.capabilities.code_suffix
+    codes = []
+    for i in indices:
+        path = code_file(root, int(i), suffix)
+        try:
+            codes.append(editor.load_code(path).to(editor.device, torch.float32))
+        except (EditingError, ValueError, OSError) as exc:
+            raise MetricsError(f"{path}: {exc} (--codes)") from None
+    shapes = sorted({tuple(c.shape[1:]) for c in codes})
+    if len(shapes) > 1:
+        raise MetricsError(f"{root}: codes of different shapes {shapes}; give one layout (--codes)")
+    return torch.cat(codes)
 
 
 def lerp_plan(num_test: int, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -187,19 +228,17 @@ def lerp_plan(num_test: int, count: int, seed: int) -> tuple[np.ndarray, np.ndar
 
 
 @torch.no_grad()
-def lerp_batches(
-    editor: Editor, test: Any, count: int, seed: int, batch: int, progress: bool
-) -> Iterator[torch.Tensor]:
-    a, b, lam = lerp_plan(len(test), count, seed)
+def lerp_batches(run: EvalRun, count: int, seed: int, batch: int) -> Iterator[torch.Tensor]:
+    """Renders of (1 - l) E(a) + l E(b) for the plan's pairs, `batch` at a time."""
+    a, b, lam = lerp_plan(len(run.test_split), count, seed)
     needed = np.unique(np.concatenate([a, b]))
-    stylemaps = encode_images(editor, test, needed.tolist(), batch)
+    codes = run.pool_codes(needed.tolist(), "encoder")[0]
     row = {int(v): k for k, v in enumerate(needed)}
     for start in range(0, count, batch):
         sl = slice(start, min(start + batch, count))
-        sa = stylemaps[[row[int(v)] for v in a[sl]]]
-        sb = stylemaps[[row[int(v)] for v in b[sl]]]
-        lam_t = torch.tensor(lam[sl], dtype=torch.float32, device=editor.device).view(-1, 1, 1, 1)
-        yield editor.decode((1 - lam_t) * sa + lam_t * sb)
+        ca = codes[[row[int(v)] for v in a[sl]]]
+        cb = codes[[row[int(v)] for v in b[sl]]]
+        yield run.model.render(run.model.lerp(ca, cb, lam[sl]))
 
 
 def features_of(batches: Iterator[torch.Tensor], extractor: InceptionFeatures, total: int, desc: str,
@@ -247,7 +286,7 @@ class EvalRun:
     (FID, KID and FID-lerp score against the same real statistics; recon and local_edit share the projection's
     LPIPS)."""
 
-    editor: Editor
+    editor: BaseEditor
     options: EvalOptions
     data: str
     want: frozenset[str]
@@ -257,6 +296,7 @@ class EvalRun:
     report: dict[str, Any]
     clock: _Clock
     log: Callable[[str], None]
+    model: ScoredModel
     _real: tuple[InceptionFeatures, RealFeatures] | None = None
     _perceptual: torch.nn.Module | None = None
     _perceptual_built: bool = False
@@ -309,12 +349,31 @@ class EvalRun:
 
     @property
     def projection_optimises(self) -> bool:
-        return projection_method(self.options.projection).optimises
+        return self.options.codes is None and projection_method(self.options.projection).optimises
 
     @property
     def projection_steps(self) -> int:
-        """Optimisation steps the projection actually runs (0 for the encoder alone), as reported."""
+        """Optimisation steps the projection actually runs (0 for the encoder alone or given codes), as reported."""
         return self.options.projection_steps if self.projection_optimises else 0
+
+    @property
+    def projection(self) -> str:
+        """How the test images became codes, as reported: the projection method, or "codes" (`--codes`)."""
+        return "codes" if self.options.codes is not None else self.options.projection
+
+    def pool_codes(
+        self, indices: Sequence[int], method: str, keep_images: bool = False,
+        perceptual: torch.nn.Module | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Codes of test images `indices` (the `--codes` files, else encoded by `method`), and optionally the
+        images as uint8."""
+        options, test = self.options, self.test_split
+        if options.codes is None:
+            return encode_pool(self.editor, test, indices, options.batch, keep_images, method,
+                               ProjectionOptions(steps=options.projection_steps), perceptual)
+        codes = load_code_folder(self.editor, options.codes, indices)
+        images = to_uint8(_load_images(test, indices)) if keep_images else None
+        return codes, images
 
 
 def _fid_and_kid(run: EvalRun) -> None:
@@ -355,8 +414,8 @@ def _fid_lerp(run: EvalRun) -> None:
     options, seed, count, test = run.options, run.options.seed, run.gen_count, run.test_split
     extractor, real = run.real()
     t0 = time.perf_counter()
-    lerp = features_of(lerp_batches(run.editor, test, count, seed, options.batch, options.progress),
-                       extractor, count, "interpolations (fid_lerp)", options.progress)
+    lerp = features_of(lerp_batches(run, count, seed, options.batch), extractor, count,
+                       "interpolations (fid_lerp)", options.progress)
     value = fid_from_stats(FeatureStats.from_features(lerp), real.stats)
     lerp_s = time.perf_counter() - t0
     run.clock.add("fid_lerp", lerp_s)
@@ -365,7 +424,8 @@ def _fid_lerp(run: EvalRun) -> None:
         "value": value, "num_generated": count, "num_real": real.stats.count,
         "real_split": options.real_split, "pool": "test split (all images)",
         "distinct_test_images": int(np.unique(np.concatenate([a, b])).size), "seed": seed,
-        "lambda": "U[0, 1), numpy default_rng([seed, 1])", "wall_s": round(lerp_s, 3),
+        "lambda": "U[0, 1), numpy default_rng([seed, 1])", "space": run.model.code_space,
+        "codes": "encoder" if options.codes is None else f"folder {options.codes}", "wall_s": round(lerp_s, 3),
     }
 
 
@@ -380,8 +440,13 @@ def _recon(run: EvalRun) -> None:
     lpips: list[torch.Tensor] = []
     bar = _bar(count, f"reconstruction ({options.projection})", options.progress)
     for start in range(0, count, options.batch):
-        images = _load_images(test, range(start, min(start + options.batch, count)))
-        scores = reconstruct_batch(run.editor, images, options.projection, proj_options, perceptual)
+        indices = list(range(start, min(start + options.batch, count)))
+        images = _load_images(test, indices)
+        if options.codes is None:
+            scores = reconstruct_batch(run.editor, images, options.projection, proj_options, perceptual)
+        else:
+            rendered = run.model.render(load_code_folder(run.editor, options.codes, indices))
+            scores = score_reconstructions(rendered, images, perceptual)
         mses.append(scores.mse)
         if scores.lpips is not None:
             lpips.append(scores.lpips)
@@ -393,9 +458,10 @@ def _recon(run: EvalRun) -> None:
         "mse": float(torch.cat(mses).mean()),
         "lpips": float(torch.cat(lpips).mean()) if lpips else None,
         "lpips_kind": options.lpips, "num": count, "images": f"first {count} of the test split",
-        "projection": options.projection,
+        "projection": run.projection,
         "projection_steps": run.projection_steps,
-        "wall_s": round(recon_s, 3),
+        "codes": options.codes, "space": run.model.code_space,
+        "wall_s": round(recon_s, 3), "s_per_image": round(recon_s / count, 4),
     }
 
 
@@ -413,10 +479,10 @@ def _part_label_maps(run: EvalRun, pool: int) -> tuple[torch.Tensor, list[str], 
 
 
 def _local_edit(run: EvalRun) -> None:
-    """MSE_src / MSE_ref per part: each test pair matched by mask IoU, the reference's part pasted in."""
-    options, test = run.options, run.test_split
+    """MSE_src / MSE_ref per part: each test pair matched by mask IoU, the reference's part edited in (pasted
+    or swapped, as the model edits)."""
+    options, test, model = run.options, run.test_split, run.model
     perceptual = run.perceptual() if run.projection_optimises else None
-    proj_options = ProjectionOptions(steps=options.projection_steps)
     t0 = time.perf_counter()
     pairs_per_part = options.num or PAIRS_DEFAULT
     pool = min(2 * pairs_per_part, len(test))
@@ -425,15 +491,16 @@ def _local_edit(run: EvalRun) -> None:
     label_maps, part_names, mask_source = _part_label_maps(run, pool)
     parts = list(options.parts) if options.parts else list(part_names)
     indices = {p: part_indices(p, part_names) for p in parts}
-    stylemaps, images = encode_pool(run.editor, test, list(range(pool)), options.batch, keep_images=True,
-                                    method=options.projection, projection=proj_options, perceptual=perceptual)
+    plan = model.edit_plan(options.edit_mode)
+    edits = {p: model.part_edit(p, plan) for p in parts}  # every part checked before the pool is encoded
+    codes, images = run.pool_codes(list(range(pool)), options.projection, keep_images=True, perceptual=perceptual)
     assert images is not None
     total = len(parts) * min(pairs_per_part, pool // 2)
-    bar = _bar(total, f"local editing ({options.edit_mode})", options.progress)
+    bar = _bar(total, f"local editing ({plan.mode})", options.progress)
     per_part = {}
     for p in parts:
-        s = score_part(run.editor, p, indices[p], images, stylemaps, label_maps, pairs_per_part, options.edit_mode,
-                       options.batch, bar)
+        s = score_pairs(p, part_masks(label_maps, indices[p]), images, codes, edits[p], pairs_per_part,
+                        options.batch, bar)
         per_part[p] = {
             "mse_src": _finite(s.mse_src), "mse_ref": _finite(s.mse_ref), "pairs": s.pairs,
             "skipped_empty": s.skipped, "mean_iou": _finite(s.mean_iou),
@@ -449,8 +516,8 @@ def _local_edit(run: EvalRun) -> None:
         "mse_src": sum(src_vals) / len(src_vals) if src_vals else None,
         "mse_ref": sum(ref_vals) / len(ref_vals) if ref_vals else None,
         "parts_scored": len(scored), "pairs_per_part": pairs_per_part, "pool": f"first {pool} test images",
-        "projection": options.projection, "projection_steps": run.projection_steps,
-        "edit_mode": options.edit_mode, "pooling": edit_mode(options.edit_mode).default_pooling,
+        "projection": run.projection, "projection_steps": run.projection_steps, "codes": options.codes,
+        "space": model.code_space, "edit_mode": plan.mode, "pooling": plan.pooling, "edit": plan.description,
         "masks": mask_source,
         "pairing": "greedy disjoint pairs by descending part-mask IoU (official pair_masks.py)",
         "per_part": per_part, "wall_s": round(edit_s, 3),
@@ -467,6 +534,7 @@ METRIC_GROUPS: dict[str, Callable[[EvalRun], None]] = {
     "local_edit": _local_edit,
 }
 NEEDS_TEST_SPLIT = frozenset({"fid_lerp", "recon", "local_edit"})
+NEEDS_CODES = NEEDS_TEST_SPLIT  # the metrics that encode test images (or read --codes)
 
 
 def _open_splits(data: str, size: int, options: EvalOptions, want: frozenset[str]) -> tuple[Any, Any, dict]:
@@ -484,7 +552,7 @@ def _open_splits(data: str, size: int, options: EvalOptions, want: frozenset[str
 
 
 def _new_report(
-    editor: Editor, options: EvalOptions, card: dict[str, Any], checkpoint: str | os.PathLike[str] | None,
+    editor: BaseEditor, options: EvalOptions, card: dict[str, Any], checkpoint: str | os.PathLike[str] | None,
     clock: _Clock,
 ) -> dict[str, Any]:
     """The report before any metric: format, versions, device, checkpoint, dataset card, settings."""
@@ -498,6 +566,7 @@ def _new_report(
             "path": str(checkpoint) if checkpoint is not None else None,
             "sha256": editor.model_id.removeprefix("sha256:") if editor.model_id.startswith("sha256:") else None,
             "model_id": editor.model_id,
+            "family": editor.capabilities.family,
             "config": asdict(editor.config) if hasattr(editor.config, "__dataclass_fields__") else str(editor.config),
         },
         "dataset": card,
@@ -509,8 +578,26 @@ def _new_report(
     return report
 
 
+def _check_encoding(run: EvalRun) -> None:
+    """Refuse, before any metric runs, the metrics that encode test images when the model cannot encode them by
+    the method they use (one test image through the same door); given codes need no encoding."""
+    need = [m for m in ALL_METRICS if m in run.want and m in NEEDS_CODES]
+    if not need or run.options.codes is not None:
+        return
+    methods = dict.fromkeys((["encoder"] if "fid_lerp" in need else [])
+                            + ([run.options.projection] if {"recon", "local_edit"} & set(need) else []))
+    image = _load_images(run.test_split, [0]).to(run.editor.device)
+    for method in methods:
+        try:
+            run.model.check_encoding(image, method, run.perceptual)
+        except (EditingError, ValueError) as exc:
+            raise MetricsError(f"--metrics {','.join(need)}: this {run.model.family} model cannot encode the test "
+                               f"images ({method}): {exc} (leave them out, or give the codes with --codes FOLDER)"
+                               ) from None
+
+
 def evaluate(
-    editor: Editor,
+    editor: BaseEditor,
     data: str | os.PathLike[str],
     options: EvalOptions | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -520,19 +607,24 @@ def evaluate(
     options = options or EvalOptions()
     options.check()
     t_start = time.perf_counter()
+    model = scored_model(editor)
+    options = replace(options, edit_mode=model.edit_plan(options.edit_mode).mode)  # recorded as resolved
     want, data, clock = frozenset(options.metrics), str(data), _Clock()
     train, test, card = _open_splits(data, editor.size, options, want)
     report = _new_report(editor, options, card, checkpoint, clock)
     log = log or (lambda m: print(m, file=sys.stderr))
-    run = EvalRun(editor, options, data, want, train, test, card, report, clock, log)
+    run = EvalRun(editor, options, data, want, train, test, card, report, clock, log, model)
+    _check_encoding(run)
     for group in dict.fromkeys(METRIC_GROUPS[m] for m in ALL_METRICS if m in want):
         group(run)
     run.report["wall_s"] = round(time.perf_counter() - t_start, 3)
     return run.report
 
 
-def open_editor(ckpt: str | os.PathLike[str] | None, device: torch.device | str = "cpu", batch: int = 8) -> Editor:
-    """The Editor for a checkpoint path or bundled model name (None: the default model)."""
+def open_editor(
+    ckpt: str | os.PathLike[str] | None, device: torch.device | str = "cpu", batch: int = 8
+) -> BaseEditor:
+    """The editor of a checkpoint's family for a checkpoint path or bundled model name (None: the default model)."""
     from stylemapgan.models import resolve_checkpoint
 
     path = resolve_checkpoint(None if ckpt is None else str(ckpt))

@@ -13,6 +13,9 @@ Protocol, per part (a part is one of the dataset's part names, or a `+`-union of
    stylemaps from there first, as the web editor's Refine does) and the reference's region is pasted with the
    Editor's blend (mode "w_plus" by default, as the official CelebA-HQ protocol; "w" was used for AFHQ) at strength 1,
    pooling the mask per layer as that mode does in the Editor (w_plus: average + threshold 0.5; w: max).
+   A model with named parts and no mask paste (SemanticStyleGAN) encodes into W+ latents through its editor's
+   inversion and takes the reference's shape and texture codes of the part named like the mask's part
+   (`SemanticEditor.swap_parts`, strength 1) instead: the same pairs, masks and scores (`scored_model.py`).
 4. Scores, per pair, against the real (not reconstructed) images, result rounded to 8 bits:
    MSE_src = mean over pixels outside the mask (all channels) of (result - source)^2;
    MSE_ref = mean over pixels inside the mask of (result - reference)^2.
@@ -26,7 +29,7 @@ Protocol, per part (a part is one of the dataset's part names, or a `+`-union of
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,9 +163,29 @@ def score_part(
     batch: int = 8,
     bar: tqdm | None = None,
 ) -> PartScore:
-    """One part: pair the pool by IoU, edit, score. images uint8 [P, 3, S, S], stylemaps [P, C, s, s],
-    label_maps [P, S, S] (integer part labels at the model's resolution)."""
-    masks = part_masks(label_maps, indices)
+    """One part of a StyleMapGAN model: pair the pool by IoU, paste, score. images uint8 [P, 3, S, S], stylemaps
+    [P, C, s, s], label_maps [P, S, S] (integer part labels at the model's resolution)."""
+
+    def paste(src: torch.Tensor, ref: torch.Tensor, union: torch.Tensor) -> torch.Tensor:
+        return batched_local_edit(editor, src, ref, union.float(), mode)
+
+    return score_pairs(part, part_masks(label_maps, indices), images, stylemaps, paste, pairs_per_part, batch, bar)
+
+
+@torch.no_grad()
+def score_pairs(
+    part: str,
+    masks: torch.Tensor,
+    images: torch.Tensor,
+    codes: torch.Tensor,
+    edit: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    pairs_per_part: int,
+    batch: int = 8,
+    bar: tqdm | None = None,
+) -> PartScore:
+    """One part of any model: pair the pool by the IoU of the part's masks (bool [P, S, S]), edit each pair with
+    `edit(source codes, reference codes, union masks) -> images` (the model's local edit), score against the real
+    images (uint8 [P, 3, S, S]). codes: the pool's codes [P, ...], row i = image i."""
     pairs = match_pairs(iou_matrix(masks), pairs_per_part)
     score = PartScore(part)
     todo = []
@@ -178,7 +201,7 @@ def score_part(
         src = torch.tensor([c[0] for c in chunk])
         ref = torch.tensor([c[1] for c in chunk])
         union = masks[src] | masks[ref]
-        result = batched_local_edit(editor, stylemaps[src], stylemaps[ref], union.float(), mode)
+        result = edit(codes[src], codes[ref], union)
         result = quantize(result.clamp(-1, 1)).cpu()
         to_float = lambda u8: u8.float() / 127.5 - 1  # noqa: E731
         mse_src, mse_ref = masked_mse(result, to_float(images[src]), to_float(images[ref]), union)

@@ -79,7 +79,7 @@ def metric_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 def render_markdown(report: dict[str, Any]) -> str:
     ckpt = report.get("checkpoint", {})
     data = report.get("dataset", {})
-    out = ["# StyleMapGAN evaluation", ""]
+    out = [f"# {ckpt.get('family') or 'StyleMapGAN'} evaluation", ""]
     out.append(f"Model `{ckpt.get('path')}` (sha256 `{ckpt.get('sha256') or ckpt.get('model_id')}`) on dataset "
                f"`{data.get('name')}` at {data.get('resolution')} px, {report.get('created')}.")
     out += ["", "| metric | value | count | wall time |", "|---|---:|---|---:|"]
@@ -88,8 +88,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     if edit:
         steps = edit.get("projection_steps") or 0
         projection = edit.get("projection", "encoder") + (f" {steps} steps" if steps else "")
-        out += ["", f"## Local editing per part ({edit['edit_mode']} mode, {edit['pooling']} pooling, "
-                    f"{edit['masks']}, stylemaps by {projection})", ""]
+        if edit.get("codes"):
+            projection = f"folder {edit['codes']}"
+        how = edit.get("edit") or f"{edit['edit_mode']} mode, {edit['pooling']} pooling"
+        out += ["", f"## Local editing per part ({how}, {edit['masks']}, {edit.get('space', 'stylemaps')} by "
+                    f"{projection})", ""]
         out += ["| part | MSE_src | MSE_ref | pairs | mean IoU |", "|---|---:|---:|---:|---:|"]
         for part, v in edit["per_part"].items():
             out.append(f"| {part} | {_fmt(v['mse_src'])} | {_fmt(v['mse_ref'])} | {v['pairs']} | "

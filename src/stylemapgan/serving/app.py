@@ -146,7 +146,7 @@ async def _warm_gallery(state: ServerState) -> None:
             await state.engine.run(work)
         except Busy:
             return
-        except EditingError as exc:  # a model that cannot encode images (yet): its gallery is encoded by no one
+        except EditingError as exc:  # a model without an encoder: its gallery images cannot be encoded
             log.info("gallery warm-up stopped: %s", exc)
             return
         except Exception:  # a warm-up is an optimisation: the first edit of that image encodes it instead

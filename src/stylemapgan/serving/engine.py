@@ -230,7 +230,7 @@ def bound_editor_caches(editor: BaseEditor, limits: ServerLimits, gallery_images
 def ensure_handle(editor: BaseEditor, record: ImageRecord) -> str:
     """The record's encoding handle, encoding it again (or re-adding its code) if the editor evicted it.
     Runs on the worker thread. A record without a known code goes through the family's encoder (`encode`),
-    whose one-line `EditingError` (a model that cannot encode images yet) reaches the page as a 400."""
+    whose one-line `EditingError` (a model without an encoder) reaches the page as a 400."""
     if record.handle is not None:
         try:
             editor.code(record.handle)  # a cache hit also marks it recently used

@@ -196,7 +196,7 @@ async def interpolate(request: Request) -> Response:
 @router.post("/samples")
 async def samples(request: Request) -> JSONResponse:
     """`count` random images from consecutive seeds, kept as results with their exact codes (and segmentations,
-    for a model that segments): the way to get images into a model that cannot encode uploads yet."""
+    for a model that segments): the way to get images into a model without an encoder."""
     job = await Job.open(request, SamplesIn, kind="samples", check=check_samples)
     body = job.body
     seeds = list(range(body.seed, body.seed + body.count))

@@ -778,7 +778,7 @@ async function drawSegmentation(canvasId, id) {
   try {
     const bitmap = await segmentationOf(id);
     if (c.dataset.id === id) { drawBitmap(c, bitmap); c.dataset.shown = id; }
-  } catch (_) { // an image the model cannot encode (yet) has no segmentation: its own request said why
+  } catch (_) { // an image the model cannot encode (no encoder) has no segmentation: its own request said why
     if (c.dataset.id === id) c.hidden = true;
   }
 }

@@ -49,7 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
                    help="run the networks in PyTorch or as ONNX graphs in onnxruntime (default torch)")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks (CPU needs a C++ compiler)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="network precision (default fp32)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="network and training precision (default auto: what the editing commands use, see "
+                        "runtime.precision)")
     p.add_argument("--impl", default="fast", choices=["fast", "ref"], help="layer implementation (A/B)")
     p.add_argument("--no-tune-alloc", action="store_true", help="leave glibc malloc as is (see perf.tuning)")
     add_progress_option(p)
@@ -79,7 +81,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise CLIError("--device cuda: no CUDA device is available")
-    if args.backend == "onnx" and (args.compile or args.dtype != "fp32" or args.device != "cpu"):
+    if args.backend == "onnx" and (args.compile or args.dtype == "bf16" or args.device != "cpu"):
         raise CLIError("--backend onnx runs the fp32 ONNX graphs on the CPU; --compile/--dtype apply to torch")
     if not (math.isfinite(args.memory_budget_gb) and args.memory_budget_gb > 0):
         raise CLIError(f"--memory-budget-gb: must be a positive number, got {args.memory_budget_gb}")

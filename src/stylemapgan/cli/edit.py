@@ -26,8 +26,9 @@ import torch
 from tqdm.auto import tqdm
 
 from stylemapgan.cli import CLIError, announce_threads, resolve_device
-from stylemapgan.cli.options import add_progress_option, add_threads_option
+from stylemapgan.cli.options import add_dtype_option, add_progress_option, add_threads_option
 from stylemapgan.editing.errors import EditingError
+from stylemapgan.perf.tuning import tune_allocator
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -109,6 +110,7 @@ def _add_model_options(p: argparse.ArgumentParser, outdir: bool = True) -> None:
         p.add_argument("--outdir", required=True, help="output folder (created); a JSON record is written there")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--batch", type=int, default=8, help=f"images per forward pass, 1 to {MAX_BATCH} (default 8)")
+    add_dtype_option(p)
     add_progress_option(p)
     add_threads_option(p)
 
@@ -284,7 +286,9 @@ def _open_editor(args: argparse.Namespace):
     if args.batch < 1:
         raise CLIError(f"--batch: must be >= 1, got {args.batch}")
     args.ckpt = str(resolve_checkpoint(args.ckpt))
-    return Editor.from_checkpoint(args.ckpt, device=resolve_device(args.device), batch_size=args.batch)
+    tune_allocator()  # what `stylemapgan bench` measures with (perf.tuning)
+    return Editor.from_checkpoint(args.ckpt, device=resolve_device(args.device), batch_size=args.batch,
+                                  dtype=args.dtype)
 
 
 def _resolver(args: argparse.Namespace, editor):

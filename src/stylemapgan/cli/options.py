@@ -36,6 +36,13 @@ def add_progress_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", dest="quiet", action=_OldQuiet)
 
 
+def add_dtype_option(p: argparse.ArgumentParser) -> None:
+    """--dtype for the commands that run a model through the Editor (see `stylemapgan.runtime.precision`)."""
+    p.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="network precision: auto (default: bf16 only on a CPU whose bf16 units measure faster, "
+                        "fp32 elsewhere), fp32 (full precision), bf16; caches and blending stay fp32")
+
+
 def add_threads_option(p: argparse.ArgumentParser) -> None:
     """--threads; the command calls `stylemapgan.cli.announce_threads(args)` once its options have checked out."""
     p.set_defaults(thread_note_deferred=True)

@@ -2,9 +2,10 @@
 
 Usage: python benchmarks/bench_networks.py [--presets paper-256,cpu-64] [--repeats 5] [--threads N] [--json F]
        [--impl fast|ref] [--tune-alloc]
-(`stylemapgan bench` is the complete benchmark; `benchmarks/bench_ab.py` compares fast and ref in one process.)
-Reference on this project's 2-core machine: the official model (CUDA ops replaced by reference PyTorch) takes
-12.65 s (generator) and 4.27 s (encoder) per image at 256 px.
+(`stylemapgan bench` is the complete benchmark; `benchmarks/bench_ab.py` compares fast and ref in one process;
+`benchmarks/bench_official.py` compares ours with the official math, interleaved in one process.)
+Runs under torch.inference_mode, networks built inside it (their weights are then inference tensors, which the
+layers' weight cache must not and does not rely on).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-@torch.no_grad()  # not inference_mode: the layers' cached scaled weights read each weight's version counter
+@torch.inference_mode()
 def bench(preset: str, repeats: int, batch: int, impl: str = "fast") -> dict[str, float]:
     config = get_preset(preset).model
     torch.manual_seed(0)

@@ -13,8 +13,9 @@ channel widths, and `random_official_state`, which fills such a table with value
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +53,38 @@ def upfirdn2d_ref(x: Tensor, kernel: Tensor, pad: tuple[int, int]) -> Tensor:
     weight = torch.flip(kernel, [0, 1]).view(1, 1, kh, kw).to(out)
     out = F.conv2d(out, weight)
     return out.reshape(n, c, out.shape[-2], out.shape[-1])
+
+
+def fused_lrelu_native(x: Tensor, bias: Tensor) -> Tensor:
+    """The same bias-act as the official CUDA kernel does it: one fresh output, activated and scaled in place
+    (the gain out of place while autograd records: the in-place leaky ReLU's backward reads its result)."""
+    shape = [1, -1] + [1] * (x.ndim - 2)
+    out = F.leaky_relu_(x + bias.view(shape), negative_slope=0.2)
+    return out * SQRT2 if torch.is_grad_enabled() and out.requires_grad else out.mul_(SQRT2)
+
+
+def upfirdn2d_native(x: Tensor, kernel: Tensor, pad: tuple[int, int]) -> Tensor:
+    """upfirdn2d (up = down = 1) as competent plain PyTorch: one depthwise conv over all channels, the padding
+    inside the conv when symmetric (as the CUDA kernel pads on the fly), not one single-channel conv of N*C maps."""
+    channels = x.shape[1]
+    weight = torch.flip(kernel, [0, 1]).to(x).expand(channels, 1, *kernel.shape).contiguous()
+    if pad[0] == pad[1]:
+        return F.conv2d(x, weight, padding=pad[0], groups=channels)
+    return F.conv2d(F.pad(x, [pad[0], pad[1], pad[0], pad[1]]), weight, groups=channels)
+
+
+@contextlib.contextmanager
+def native_ops() -> Iterator[None]:
+    """Run every function of this module with `upfirdn2d_native` and `fused_lrelu_native` in place of the literal
+    primitives: the official math with plain-PyTorch versions of its two CUDA ops that are as competent on the CPU
+    as the CUDA kernels are on a GPU (the honest baseline of benchmarks/bench_official.py)."""
+    module = globals()
+    saved = module["upfirdn2d_ref"], module["fused_lrelu_ref"]
+    module["upfirdn2d_ref"], module["fused_lrelu_ref"] = upfirdn2d_native, fused_lrelu_native
+    try:
+        yield
+    finally:
+        module["upfirdn2d_ref"], module["fused_lrelu_ref"] = saved
 
 
 def equal_conv_ref(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1, padding: int = 0) -> Tensor:

@@ -177,6 +177,8 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bomb_png(root / "bomb.png", 20000)
     zip_declaring(root / "declared2g.zip", "huge.bmp", 2**31, {"a.png": png_bytes(5), "b.png": png_bytes(6)})
     (root / "afile").write_text("a file where a folder is expected")
+    (root / "adir").mkdir()  # a folder where a file is expected
+    (root / "card.md").mkdir()  # a folder where `release` writes the model card
     data = root / "data"
     data.mkdir()
     for i in range(6):
@@ -241,6 +243,36 @@ def _flag_cases(work: Path) -> dict[str, tuple[list[str | Path], str]]:
         "train_parent_is_file": ([*train[:-1], work / "afile" / "run", "--iters", "2"], "afile"),
         "prepare_parent_is_file": (["prepare", work / "declared2g.zip", work / "afile" / "ds", "--size", "16"],
                                    "afile"),
+        # every other output: a folder where a file is expected, a parent that is a file (issue 19, outputs)
+        "init_out_is_folder": (["init", "--preset", "tiny", "--out", work / "adir"], "adir: is a folder, expected a "
+                               "file (--out)"),
+        "convert_parent_is_file": (["convert", ckpt, work / "afile" / "c.safetensors"], "afile is a file (--out)"),
+        "release_out_is_folder": (["release", ckpt, "--out", work / "adir", "--name", "x"], "adir: is a folder"),
+        "release_parent_is_file": (["release", ckpt, "--out", work / "afile" / "r.safetensors", "--name", "x"],
+                                   "afile is a file (--out)"),
+        "release_card_is_folder": (["release", ckpt, "--out", work / "card.safetensors", "--name", "x"],
+                                   "card.md: is a folder, expected a file (--out)"),
+        "directions_out_is_folder": (["directions", "--ckpt", ckpt, "--pca", "1", "--samples", "4", "--out",
+                                      work / "adir"], "adir: is a folder, expected a file (--out)"),
+        "directions_parent_is_file": (["directions", "--ckpt", ckpt, "--pca", "1", "--samples", "4", "--out",
+                                       work / "afile" / "d.safetensors"], "afile is a file (--out)"),
+        "export_onnx_outdir_is_file": (["export-onnx", "--ckpt", ckpt, "--outdir", work / "afile"],
+                                       "afile: exists and is not a folder (--outdir)"),
+        "export_onnx_parent_is_file": (["export-onnx", "--ckpt", ckpt, "--outdir", work / "afile" / "onnx"],
+                                       "afile is a file (--outdir)"),
+        "eval_parent_is_file": (["eval", "--ckpt", ckpt, "--data", work / "ds", "--out",
+                                 work / "afile" / "report.json"], "afile is a file (--out)"),
+        "bench_out_is_folder": (["bench", "--config", "tiny", "--out", work / "adir"], "adir: is a folder"),
+        "datasets_build_out_is_file": (["datasets", "build", "emoji", work / "afile"], "afile: exists and is not a "
+                                       "folder (--outdir)"),
+        "interpolate_video_is_folder": (["interpolate", img0, img1, "--ckpt", ckpt, "--outdir", "OUT", "--video",
+                                         work / "adir"], "adir: is a folder, expected a file (--video)"),
+        "clusters_show_outdir_is_file": (["clusters", "show", "--ckpt", ckpt, "--outdir", work / "afile"],
+                                         "afile: exists and is not a folder (--outdir)"),
+        "clusters_fit_parent_is_file": (["clusters", "fit", "--ckpt", ckpt, "--k", "2", "--out",
+                                         work / "afile" / "c.safetensors"], "afile is a file (--out)"),
+        "interpolate_video_parent_is_file": (["interpolate", img0, img1, "--ckpt", ckpt, "--outdir", "OUT",
+                                              "--video", work / "afile" / "v.gif"], "afile is a file (--video)"),
     }
 
 
@@ -256,6 +288,8 @@ def test_bad_options_and_outputs_give_one_line_naming_the_flag_or_file(work: Pat
     assert "weights_only" not in line
     assert not out.exists() and not Path(f"{out}.partial").exists(), f"{case} left {out} behind"
     assert (work / "afile").is_file()
+    assert not any((work / "adir").iterdir()) and not any((work / "card.md").iterdir())
+    assert not (work / "card.safetensors").exists()
     if case == "prepare_size_huge":
         assert rss < MAX_RSS_KB
 
@@ -275,9 +309,38 @@ def test_unwritable_output_folders_give_one_line(work: Path) -> None:
                  ["edit", "--ckpt", ckpt, "--source", work / "img0.png", "--reference", work / "img1.png",
                   "--mask", "0,0,8,8", "--outdir", target],
                  ["prepare", work / "declared2g.zip", target, "--size", "16"],
-                 ["train", "--data", work / "ds", "--preset", "tiny", "--iters", "2", "--outdir", target]):
+                 ["train", "--data", work / "ds", "--preset", "tiny", "--iters", "2", "--outdir", target],
+                 ["export-onnx", "--ckpt", ckpt, "--outdir", target],
+                 ["release", ckpt, "--out", target / "r.safetensors", "--name", "x"],
+                 ["init", "--preset", "tiny", "--out", target / "i.safetensors"],
+                 ["directions", "--ckpt", ckpt, "--pca", "1", "--samples", "4", "--out", target / "d.safetensors"],
+                 ["eval", "--ckpt", ckpt, "--data", work / "ds", "--out", target / "report.json"],
+                 ["bench", "--config", "tiny", "--out", target / "bench.json"]):
         line, _ = one_line_error(*args)
-        assert str(target) in line, line
+        assert str(target) in line and "cannot write into" in line and "(--out" in line, line
+
+
+def test_a_failed_command_removes_the_outputs_it_created(work: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command that fails after writing part of its output (here `release`, its model written, its card not:
+    a full disk) removes what it created: the file, and the folders it made for it; in an existing folder, what
+    was there stays."""
+    import stylemapgan.release
+    from stylemapgan.cli import main
+    from stylemapgan.utils.files import atomic_write_bytes
+
+    def half_release(source: object, out: str, **kwargs: object) -> None:
+        atomic_write_bytes(out, b"a model")
+        raise OSError(28, "No space left on device", str(Path(out).with_suffix(".md")))
+
+    monkeypatch.setattr(stylemapgan.release, "release_model", half_release)
+    ckpt = work / "tiny.safetensors"
+    assert main(["release", str(ckpt), "--out", str(tmp_path / "new" / "sub" / "m.safetensors"), "--name", "x"]) == 2
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "mine.txt").write_text("the user's")
+    assert main(["release", str(ckpt), "--out", str(tmp_path / "old" / "m.safetensors"), "--name", "x"]) == 2
+    assert [p.name for p in (tmp_path / "old").iterdir()] == ["mine.txt"]
 
 
 # ---- memory: inputs checked by their declared size ----------------------------------------------------------
@@ -451,7 +514,7 @@ def test_a_failed_edit_removes_what_it_wrote_and_keeps_what_was_there(work: Path
     (out / "img0_edit.png").mkdir()  # the edit's output name taken by a folder: the write fails mid-run
     line, _ = one_line_error("edit", "--ckpt", work / "tiny.safetensors", "--source", work / "img0.png",
                              "--reference", work / "img1.png", "--mask", "0,0,8,8", "--quiet", "--outdir", out)
-    assert "img0_edit.png" in line, line
+    assert line.endswith(f"{out / 'img0_edit.png'}: Is a directory"), line  # the output named, not a temporary
     assert sorted(p.name for p in out.iterdir()) == ["img0_edit.png", "mine.txt"]
 
 

@@ -257,7 +257,7 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
     and 2 threads differ by ~1e-4 after 4 iterations, so comparing weights later tests nothing more.)"""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["2", "8", "--changes", json.dumps({"mixing_prob": 1.0})]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29527",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
            SCRIPT, str(tmp_path / "ddp"), *args, "--dump", str(tmp_path / "ddp.st")]
     ddp = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     single = subprocess.run([sys.executable, SCRIPT, str(tmp_path / "one"), *args, "--dump", str(tmp_path / "one.st")],

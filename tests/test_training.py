@@ -308,7 +308,7 @@ def test_nan_stops_the_run_and_keeps_last_good_checkpoint(tmp_path: Path) -> Non
 
 def test_two_processes_match_one(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
            SCRIPT, str(tmp_path / "ddp"), "4", "8", "--dump", str(tmp_path / "ddp.st")]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -335,7 +335,7 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
 def test_a_nan_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
     """Rank 1 alone sees a non-finite loss; rank 0 must stop too, not wait in the next all-reduce."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
            SCRIPT, str(tmp_path / "run"), "6", "8", "--poison-rank", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode != 0

@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from stylemapgan.config import get_preset
 from stylemapgan.training.config import TrainConfig
 from stylemapgan.training.run import TrainingRun
+from stylemapgan.training.trainer import TrainingDiverged
 
 
 class SeededImages(torch.utils.data.Dataset):
@@ -43,12 +44,17 @@ def main() -> None:
             data.images.fill_(float("nan"))
     run = TrainingRun(model, cfg, data, run_dir, val_data=SeededImages(8, model.size, 1),
                       device="cpu", resume=run_dir if "--resume" in sys.argv else None, progress=False)
-    result = run.run()
-    if dump:
-        flat = {f"{n}/{k}": v.contiguous() for n, s in run.trainer.networks_state().items() for k, v in s.items()}
-        save_file(flat, f"{dump}.rank{run.dist.rank}")
-    print(f"done iteration={result.iteration} stopped={result.stopped_by_signal}", flush=True)
-    run.close()
+    try:  # as `stylemapgan train`: report how the run ended, then leave the process group (`run.close`)
+        result = run.run()
+        if dump:
+            flat = {f"{n}/{k}": v.contiguous() for n, s in run.trainer.networks_state().items() for k, v in s.items()}
+            save_file(flat, f"{dump}.rank{run.dist.rank}")
+        print(f"done iteration={result.iteration} stopped={result.stopped_by_signal}", flush=True)
+    except TrainingDiverged as exc:
+        print(f"rank {run.dist.rank}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(3)
+    finally:
+        run.close()
 
 
 if __name__ == "__main__":

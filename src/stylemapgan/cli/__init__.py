@@ -12,8 +12,12 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from stylemapgan.cli.options import CLIError, OutputGuard
+
 if TYPE_CHECKING:
     import torch
+
+__all__ = ["CLIError", "announce_threads", "build_parser", "main", "resolve_device"]
 
 COMMAND_MODULES = [
     "stylemapgan.cli.models",
@@ -27,10 +31,6 @@ COMMAND_MODULES = [
     "stylemapgan.cli.serve",
     "stylemapgan.cli.bench",
 ]
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -108,14 +108,24 @@ def main(argv: list[str] | None = None) -> int:
     from stylemapgan.utils.precision import set_tf32
 
     set_tf32(False)  # plain fp32 unless a command asks (train --tf32); see utils/precision.py
+    guard = None
     try:
         _set_threads(args, automatic=argv is None)
+        guard = OutputGuard(args)  # outputs that cannot be written fail here, before any work
         if not getattr(args, "thread_note_deferred", False):
             announce_threads(args)
         return int(args.handler(args) or 0)
-    except (CLIError, CheckpointError, ConfigError, DatasetError, FileNotFoundError) as exc:
-        print(f"stylemapgan {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"stylemapgan {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except (Exception, KeyboardInterrupt) as exc:  # not SystemExit: a command may exit on purpose
+        if guard is not None:
+            guard.remove_created()  # nothing half-written is left behind
+        if isinstance(exc, CLIError | CheckpointError | ConfigError | DatasetError | FileNotFoundError):
+            print(f"stylemapgan {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, OSError):  # an output that could not be written after all: a full disk, a race...
+            where = exc.filename if exc.filename is not None else "output"
+            print(f"stylemapgan {args.command}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, KeyboardInterrupt):
+            print(f"stylemapgan {args.command}: interrupted", file=sys.stderr)
+            return 130
+        raise

@@ -8,11 +8,11 @@ import argparse
 import json
 import math
 import sys
-from pathlib import Path
 
 from stylemapgan.cli import announce_threads
-from stylemapgan.cli.options import add_output, add_progress_option, add_threads_option
+from stylemapgan.cli.options import add_output, add_progress_option, add_threads_option, declare_output
 from stylemapgan.perf.bench import DEFAULT_CONFIGS, DEFAULT_MEMORY_BUDGET_GB, DEFAULT_PERCEPTUAL, DEFAULT_TRAIN_PRESETS
+from stylemapgan.utils.files import atomic_write_text
 
 
 def _csv(text: str) -> list[str]:
@@ -32,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to measure (default cpu)")
     p.add_argument("--out", default=None, metavar="PATH", help="also write every number as JSON to PATH")
     p.add_argument("--json", dest="out", default=None, help=argparse.SUPPRESS)  # the old name of --out
+    declare_output(p, "--out", ("out",), folder=False)
     p.add_argument("--repeats", type=int, default=10, help="timed runs per batch-1 number (small models)")
     p.add_argument("--paper-repeats", type=int, default=3, help="timed runs per batch-1 number (>= 10 GFLOP)")
     p.add_argument("--batch", type=int, default=16, help="batch for the throughput numbers (shrunk to the budget)")
@@ -49,7 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
                    help="run the networks in PyTorch or as ONNX graphs in onnxruntime (default torch)")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks (CPU needs a C++ compiler)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="network precision (default fp32)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="network and training precision (default auto: what the editing commands use, see "
+                        "runtime.precision)")
     p.add_argument("--impl", default="fast", choices=["fast", "ref"], help="layer implementation (A/B)")
     p.add_argument("--no-tune-alloc", action="store_true", help="leave glibc malloc as is (see perf.tuning)")
     add_progress_option(p)
@@ -79,7 +82,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise CLIError("--device cuda: no CUDA device is available")
-    if args.backend == "onnx" and (args.compile or args.dtype != "fp32" or args.device != "cpu"):
+    if args.backend == "onnx" and (args.compile or args.dtype == "bf16" or args.device != "cpu"):
         raise CLIError("--backend onnx runs the fp32 ONNX graphs on the CPU; --compile/--dtype apply to torch")
     if not (math.isfinite(args.memory_budget_gb) and args.memory_budget_gb > 0):
         raise CLIError(f"--memory-budget-gb: must be a positive number, got {args.memory_budget_gb}")
@@ -101,7 +104,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report.meta["allocator_tuned"] = not args.no_tune_alloc
     print(format_report(report))
     if args.out:
-        Path(args.out).write_text(json.dumps(report.to_dict(), indent=2))
+        atomic_write_text(args.out, json.dumps(report.to_dict(), indent=2))
     return 0
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from stylemapgan.cli import CLIError, announce_threads, resolve_device
-from stylemapgan.cli.options import add_progress_option, add_threads_option
+from stylemapgan.cli.options import add_progress_option, add_threads_option, declare_output
 
 NAME_ARG_RE = re.compile(r"^(\d+)=(.*)$")
 MAX_SHOW_SEEDS = 64
@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--ckpt", default=None, help=ckpt_help)
     f.add_argument("--k", type=int, required=True, help="number of clusters, 2 to 64 (8 to 16 suits faces)")
     f.add_argument("--out", required=True, help="checkpoint to write (the model with its clusters)")
+    declare_output(f, "--out", ("out",), folder=False)
     f.add_argument("--layer", default=None,
                    help="synthesis resolution(s) whose features are clustered, e.g. 32 or 16+32 "
                         "(default: size/4 + size/2, what separated parts best on cartoon-faces)")
@@ -50,11 +51,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                 "unless --out is given")
     n.add_argument("names", nargs="+", metavar="ID=NAME", help="cluster id and name, e.g. 3=hair")
     n.add_argument("--out", default=None, help="write here instead of updating --ckpt in place")
+    declare_output(n, "--out", ("out",), folder=False)
     n.set_defaults(handler=cmd_name)
 
     s = sub.add_parser("show", help="samples beside their cluster maps, with ids and names (clusters.png)")
     s.add_argument("--ckpt", default=None, help=ckpt_help)
     s.add_argument("--outdir", required=True, help="output folder (created): clusters.png, clusters.json")
+    declare_output(s, "--outdir", ("outdir",), folder=True)
     s.add_argument("--seeds", default="0-7", help=f"samples shown, e.g. 0-7 (at most {MAX_SHOW_SEEDS})")
     s.add_argument("--trunc", type=float, default=1.0, help="truncation psi of the samples (default 1)")
     s.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")

@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import datetime as _dt
 import functools
-import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -26,7 +25,13 @@ import torch
 from tqdm.auto import tqdm
 
 from stylemapgan.cli import CLIError, announce_threads, resolve_device
-from stylemapgan.cli.options import add_progress_option, add_threads_option
+from stylemapgan.cli.options import (
+    add_dtype_option,
+    add_progress_option,
+    add_threads_option,
+    check_output,
+    declare_output,
+)
 from stylemapgan.cli.photos import (
     add_align_options,
     aligned_reference,
@@ -36,6 +41,7 @@ from stylemapgan.cli.photos import (
     save_transforms,
 )
 from stylemapgan.editing.errors import EditingError
+from stylemapgan.perf.tuning import tune_allocator
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -116,8 +122,10 @@ def _add_model_options(p: argparse.ArgumentParser, outdir: bool = True) -> None:
     )
     if outdir:
         p.add_argument("--outdir", required=True, help="output folder (created); a JSON record is written there")
+        declare_output(p, "--outdir", ("outdir",), folder=True)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--batch", type=int, default=8, help=f"images per forward pass, 1 to {MAX_BATCH} (default 8)")
+    add_dtype_option(p)
     add_progress_option(p)
     add_threads_option(p)
 
@@ -293,7 +301,9 @@ def _open_editor(args: argparse.Namespace):
     if args.batch < 1:
         raise CLIError(f"--batch: must be >= 1, got {args.batch}")
     args.ckpt = str(resolve_checkpoint(args.ckpt))
-    return Editor.from_checkpoint(args.ckpt, device=resolve_device(args.device), batch_size=args.batch)
+    tune_allocator()  # what `stylemapgan bench` measures with (perf.tuning)
+    return Editor.from_checkpoint(args.ckpt, device=resolve_device(args.device), batch_size=args.batch,
+                                  dtype=args.dtype)
 
 
 def _resolver(args: argparse.Namespace, editor):
@@ -320,15 +330,8 @@ def _bar(args: argparse.Namespace, iterable: Any = None, **kwargs: Any) -> tqdm:
 
 def _outdir(args: argparse.Namespace) -> Path:
     """The output folder, created; called once the inputs have checked out, so the work starts here."""
-    out = Path(args.outdir)
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"{out}: exists and is not a folder (--outdir)")
-    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise CLIError(f"{out}: cannot be created, {blocking} is a file (--outdir)")
+    out = check_output(args.outdir, "--outdir", folder=True)
     if out.exists():
-        if not os.access(out, os.W_OK | os.X_OK):
-            raise CLIError(f"{out}: cannot write into this folder (--outdir)")
         args.outdir_before = set(out.rglob("*"))
     else:
         args.created_outdir = next((p for p in reversed(out.parents) if not p.exists()), out)
@@ -339,7 +342,7 @@ def _outdir(args: argparse.Namespace) -> Path:
 
 _NOT_OPTIONS = {"handler", "command", "quiet", "progress", "threads", "thread_note", "thread_note_deferred",
                 "outdir_before", "part_groups", "orphan_parts", "photos",
-                "created_outdir"}  # how the command ran, not what it did
+                "created_outdir", "outputs"}  # how the command ran, not what it did
 
 
 def _options(args: argparse.Namespace, skip: Sequence[str] = ()) -> dict[str, Any]:
@@ -515,6 +518,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_image_options(p)
     p.add_argument("--frames", type=int, default=8, help="frames from A to B, 2 to 256 (default 8)")
     p.add_argument("--video", default=None, help="also write an animation (.gif; .mp4 needs imageio-ffmpeg)")
+    declare_output(p, "--video", ("video",), folder=False)
     p.add_argument("--fps", type=float, default=8.0, help="frames per second of --video (default 8)")
     _add_part_options(p, per_reference=False)
     p.set_defaults(handler=_user_errors(cmd_interpolate))
@@ -532,6 +536,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("directions", help="learn attribute directions (supervised, PCA, SeFa)")
     _add_model_options(p, outdir=False)
     p.add_argument("--out", required=True, help="directions file (.safetensors); a .json record goes beside it")
+    declare_output(p, "--out", ("out",), folder=False, beside=(".json",))
     p.add_argument("--data", default=None, help="labelled prepared dataset (for --attribute)")
     p.add_argument("--attribute", nargs="+", default=[], help="label names (categorical: NAME=VALUE)")
     p.add_argument("--split", default="train", help="split of --data to learn from (default train)")

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from stylemapgan.cli import CLIError, announce_threads, resolve_device
-from stylemapgan.cli.options import add_progress_option, add_threads_option
+from stylemapgan.cli.options import add_progress_option, add_threads_option, declare_output
 
 
 def _csv(text: str | None) -> tuple[str, ...] | None:
@@ -70,6 +71,13 @@ def editor_path(ckpt: str | None) -> str:
     return str(resolve_checkpoint(ckpt))
 
 
+def _report_files(out: str) -> list[Path]:
+    """report.json and report.md, where `--out` puts them (a folder gets both inside)."""
+    from stylemapgan.metrics.report import report_paths
+
+    return list(report_paths(out))
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "eval", help="metrics (FID, KID, FID-lerp, reconstruction, local editing) -> report.json + report.md",
@@ -90,6 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--real-split", choices=("train", "test"), default="train",
                    help="real images for FID/KID (paper: train)")
     p.add_argument("--out", required=True, help="report JSON path (report.md is written beside it)")
+    declare_output(p, "--out", ("out",), folder=False, files=_report_files)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--batch", type=int, default=8, help="images per generator/encoder pass (default 8)")
     p.add_argument("--feature-batch", type=int, default=16, help="images per Inception pass (default 16)")

@@ -55,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("release", help="strip a training checkpoint to EMA G + E + mean stylemap + card")
     p.add_argument("ckpt", help="training checkpoint (or run directory: its latest checkpoint)")
-    add_output(p, folder=False, help="output model (.safetensors); the card is written beside it as .md")
+    add_output(p, folder=False, help="output model (.safetensors); the card is written beside it as .md",
+               beside=(".md",))
     p.add_argument("--name", required=True, help="model name for the card (a bundled model's name is its file stem)")
     p.add_argument("--description", default="", help="one paragraph for the card: data, budget, what it is for")
     p.add_argument("--metrics", default=None, help="report.json from `stylemapgan eval` to put in the card")

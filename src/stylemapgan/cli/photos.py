@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from stylemapgan.cli import CLIError, announce_threads
-from stylemapgan.cli.options import add_progress_option
+from stylemapgan.cli.options import add_progress_option, declare_output
 
 
 def add_align_options(p: argparse.ArgumentParser) -> None:
@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("align", help="find the faces of photos and align them the FFHQ way (with transforms)")
     p.add_argument("photos", nargs="+", metavar="PHOTOS", help="photo files or folders of photos")
     p.add_argument("--outdir", required=True, help="output folder: STEM_faceK.png and STEM_faceK.json per face")
+    declare_output(p, "--outdir", ("outdir",), folder=True)
     p.add_argument("--size", type=int, default=256, help="side of the aligned faces in pixels (default 256)")
     _add_face_options(p)
     add_progress_option(p)
@@ -48,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--face", nargs=2, action="append", required=True, metavar=("FACE", "TRANSFORM"),
                    help="an edited aligned face and its transform JSON from `align` (repeat for several faces)")
     p.add_argument("--out", required=True, help="the pasted-back photo (.png, .jpg ...)")
+    declare_output(p, "--out", ("out",), folder=False)
     p.add_argument("--feather", type=float, default=0.1,
                    help="fade each face in over this fraction of its side (0 to 0.5, default 0.1)")
     p.set_defaults(handler=_photo_errors(cmd_paste))
@@ -126,9 +128,7 @@ def cmd_align(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     aligned = align_photos(paths, args.size, args.landmarks, args.largest)
     seconds = time.perf_counter() - start
-    out = Path(args.outdir)
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"{out}: exists and is not a folder (--outdir)")
+    out = Path(args.outdir)  # checked before the command started (declare_output)
     out.mkdir(parents=True, exist_ok=True)
     count = 0
     for item in aligned:

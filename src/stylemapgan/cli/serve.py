@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from stylemapgan.cli import CLIError
+from stylemapgan.cli.options import add_dtype_option
 
 ALL_INTERFACES = ("0.0.0.0", "::", "")
 
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--direction-range", type=float, default=10.0, help="attribute slider range +-R (default 10)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads for inference (default: torch's)")
+    add_dtype_option(p)
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload in MB (default 10)")
     p.add_argument("--max-upload-megapixels", type=float, default=25.0, help="largest upload in megapixels (25)")
     p.add_argument("--max-sessions", type=int, default=64,
@@ -108,7 +110,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     checkpoint = resolve_checkpoint(args.ckpt)
     device = resolve_device(args.device)
     try:
-        editor = Editor.from_checkpoint(checkpoint, device=device)  # create_app sizes its caches to `limits`
+        from stylemapgan.perf.tuning import tune_allocator
+
+        tune_allocator()  # what `stylemapgan bench` measures with (perf.tuning)
+        # create_app sizes its caches to `limits`
+        editor = Editor.from_checkpoint(checkpoint, device=device, dtype=args.dtype)
         gallery = load_gallery(args.gallery, editor.size, Path(checkpoint), args.gallery_count)
         directions = {}
         if args.directions is None:  # a bundled model brings its attribute directions
@@ -119,7 +125,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.directions is not None:
             if not Path(args.directions).is_file():
                 raise CLIError(f"--directions {args.directions}: no such file")
-            directions = load_directions(args.directions, editor.config.stylemap_shape)
+            directions = load_directions(args.directions, editor.code_shape)
     except EditingError as exc:
         raise CLIError(str(exc)) from None
 

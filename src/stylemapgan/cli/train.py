@@ -7,14 +7,13 @@ The model family (StyleMapGAN or SemanticStyleGAN) comes from the preset, or fro
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from stylemapgan.checkpoint.families import all_presets
 from stylemapgan.cli import CLIError, announce_threads
-from stylemapgan.cli.options import add_progress_option, add_threads_option
+from stylemapgan.cli.options import add_progress_option, add_threads_option, check_output
 from stylemapgan.training.config import PERCEPTUAL_KINDS, TrainConfig
 
 _TRAIN_OPTIONS: list[tuple[str, type, str]] = [
@@ -152,14 +151,7 @@ def _checkpoint_config(path: Any) -> Any:
 
 def _check_outdir(out: Path) -> None:
     """The run directory can be created (or written into), before any data is opened."""
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"{out}: exists and is not a folder (--outdir)")
-    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise CLIError(f"{out}: cannot be created, {blocking} is a file (--outdir)")
-    existing = next(p for p in (out, *out.parents) if p.exists())
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise CLIError(f"{out}: cannot write into {existing} (--outdir)")
+    check_output(out, "--outdir", folder=True)  # not declared: a failed run's directory is the run's to remove
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -213,7 +213,7 @@ class Editor(BaseEditor):
         modulation_cache_bytes: int = 1 << 30,
         backend: str = "torch",
         compile: bool = False,
-        dtype: str | torch.dtype = "fp32",
+        dtype: str | torch.dtype = "auto",
         onnx_dir: str | os.PathLike[str] | None = None,
         reference_mse: float | None = None,
         reference_mse_source: str | None = None,
@@ -221,11 +221,12 @@ class Editor(BaseEditor):
     ) -> None:
         """fast_edit: w_plus local edits blend cached modulations (exact; see `editing.fast_edit`), each image's
         modulations kept in a second LRU cache bounded by `modulation_cache_bytes` (~240 MB per 256 px image).
-        backend ("torch" | "onnx"), compile, dtype ("fp32" | "bf16"), onnx_dir: how the networks run, see
-        `stylemapgan.runtime` (defaults: eager PyTorch, fp32). reference_mse: the model's own reconstruction MSE,
-        what `check_domain` compares inputs with (`from_model` reads it from the model card; None: no check).
-        clusters: the model's unsupervised part clusters (`editing.clusters`; `from_model` reads them from the
-        checkpoint), for `cluster_map` / `cluster_masks`."""
+        backend ("torch" | "onnx"), compile, dtype ("fp32" | "bf16" | "auto": bf16 only where this CPU's bf16
+        units measure faster, see `runtime.precision`), onnx_dir: how the networks run, see `stylemapgan.runtime`
+        (defaults: eager PyTorch, automatic precision; caches and blending stay fp32). reference_mse: the
+        model's own reconstruction MSE, what `check_domain` compares inputs with (`from_model` reads it from the
+        model card; None: no check). clusters: the model's unsupervised part clusters (`editing.clusters`;
+        `from_model` reads them from the checkpoint), for `cluster_map` / `cluster_masks`."""
         self.device = torch.device(device) if device is not None else generator.const_device
         self.generator = generator.to(self.device).eval().requires_grad_(False)
         self.encoder = encoder.to(self.device).eval().requires_grad_(False)

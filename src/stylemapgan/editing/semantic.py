@@ -104,10 +104,14 @@ class SemanticEditor(BaseEditor):
         reference_mse: float | None = None,
         reference_mse_source: str | None = None,
         encoder: nn.Module | None = None,
+        dtype: str | torch.dtype = "auto",
     ) -> None:
         """part_names: one per class, background first (a checkpoint's `class_names`); default background,
         part1, part2, ... reference_mse: the model's own reconstruction MSE for the domain check (None: none).
-        encoder: image -> W+ (`semantic.encoder.SemanticEncoder`, from `stylemapgan train-encoder`), if any."""
+        encoder: image -> W+ (`semantic.encoder.SemanticEncoder`, from `stylemapgan train-encoder`), if any.
+        dtype: the CLI's --dtype; these networks run in fp32 ("auto" too), so only "fp32" or "auto"."""
+        if dtype not in ("auto", "fp32", torch.float32):
+            raise EditingError(f"--dtype {dtype}: a {SEMANTICSTYLEGAN.title} model runs in fp32 only (auto or fp32)")
         like = generator.local.pos_embed.weight
         self.device = torch.device(device) if device is not None else like.device
         self.generator = generator.to(self.device).eval().requires_grad_(False)

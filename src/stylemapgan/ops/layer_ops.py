@@ -158,6 +158,10 @@ def _to_channels_last(x: Tensor) -> Tensor:
     return x
 
 
+def _to_layout(weight: Tensor, channels_last: bool) -> Tensor:
+    return weight.contiguous(memory_format=CHANNELS_LAST) if channels_last else weight
+
+
 def _is_channels_last(x: Tensor) -> bool:
     return x.ndim == 4 and x.is_contiguous(memory_format=CHANNELS_LAST) and not x.is_contiguous()
 
@@ -177,7 +181,7 @@ class FastOps(LayerOps):
 
     def __init__(self) -> None:
         self._weight_state: tuple[object, ...] | None = None
-        self._weights: dict[tuple[float, bool], Tensor] = {}
+        self._weights: dict[tuple[float, bool, bool], Tensor] = {}
 
     def __reduce__(self) -> tuple[type, tuple[()]]:
         """Copies (copy.deepcopy of a network) and pickles start with an empty cache."""
@@ -189,21 +193,23 @@ class FastOps(LayerOps):
         Rescaling (and re-laying-out) the big weights costs ~10% of a paper-size forward at batch 1. The copy is
         reused only while the weight is unchanged: its version counter (bumped by every in-place update such as
         load_state_dict, an optimizer or EMA step), storage, shape and dtype must match, and so must the factor.
-        Never cached when autograd needs the weight's gradient or under tracing/compilation.
+        Never cached when autograd needs the weight's gradient, under tracing/compilation, or for a weight made
+        under torch.inference_mode (an inference tensor has no version counter, so a change would go unseen).
+        A copy made inside inference mode is kept apart from one made outside (autograd cannot save an inference
+        tensor for a backward pass through frozen weights).
         """
         if needs_grad(weight) or tracing():
             return weight * factor
         channels_last = channels_last and weight.ndim == 4 and weight.device.type == "cpu"
+        if weight.is_inference():
+            return _to_layout(weight * factor, channels_last)
         state = (weight._version, weight.data_ptr(), weight.shape, weight.dtype)
         if state != self._weight_state:
             self._weight_state, self._weights = state, {}
-        key = (factor, channels_last)
+        key = (factor, channels_last, torch.is_inference_mode_enabled())
         out = self._weights.get(key)
         if out is None:
-            out = weight * factor
-            if channels_last:
-                out = out.contiguous(memory_format=CHANNELS_LAST)
-            self._weights[key] = out
+            out = self._weights[key] = _to_layout(weight * factor, channels_last)
         return out
 
     def linear(

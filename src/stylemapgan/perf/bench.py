@@ -3,11 +3,14 @@
 Per configuration (a preset, a checkpoint, or the shipped model) and device:
 - encoder / generator (stylemap -> image) latency at batch 1 (median) and throughput at batch 16;
 - a cached local edit at batch 1: w_plus through the fast path (cached modulations), the reference path, and w;
+- the CPU's ISA features (avx2, avx512f, avx512_bf16, amx_bf16, amx_tile) and what the automatic precision chose;
 - FLOPs per image (FlopCounterMode) and the achieved GFLOP/s as a fraction of a peak measured in the same run
-  (a 2048^3 matmul and a 512-channel 3x3 conv at 32x32, batch 1..4; the peak is the better of the two);
+  in each dtype (fp32 and bf16; square matmuls up to 2048^3 and a 512-channel 3x3 conv up to 32x32, batch 1..4;
+  the peak is the better of the two), the fraction against the peak of the dtype the networks run in;
 - peak memory per call: CUDA max_memory_allocated, CPU the tensor high-water mark from the profiler's
   allocation timeline (tracemalloc does not see torch's allocations; RSS only ever grows);
-- training iterations per second for small presets (Trainer, in-memory data, batch 16, chosen perceptual losses).
+- training iterations per second for small presets (Trainer, in-memory data, batch 16, chosen perceptual losses),
+  in the run's dtype (bf16: `train --bf16`'s autocast).
 Networks use random weights for presets (latency does not depend on the values).
 
 Everything runs within a memory budget (`BenchOptions.memory_budget_gb`, 4 GB by default; printed in the report):
@@ -28,7 +31,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -37,6 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from stylemapgan.config import PRESETS, ModelConfig
 from stylemapgan.networks import Encoder, Generator, parameter_counts, set_impl
+from stylemapgan.runtime import cpu_features, parse_dtype, precision_report, resolve_dtype
 
 SHIPPED = "shipped"
 # older names of presets, still accepted: "cpu-64-narrow" was the bundled model's architecture before it was a preset
@@ -62,7 +66,7 @@ class BenchOptions:
     train_iters: int = 3
     backend: str = "torch"
     compile: bool = False
-    dtype: str = "fp32"
+    dtype: str = "auto"  # fp32, bf16, or auto (what the Editor and the CLI use by default)
     impl: str = "fast"
     memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB
     progress: Callable[[str], None] | None = None
@@ -170,27 +174,63 @@ def max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_peak(device: torch.device, repeats: int = 3) -> dict[str, float]:
-    """Achievable fp32 GFLOP/s here and now: a 2048^3 matmul and a 512-ch 3x3 conv at 32x32 (batch 1..4)."""
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    a = torch.randn(2048, 2048, generator=gen).to(device)
-    b = torch.randn(2048, 2048, generator=gen).to(device)
-    matmul_s = min(time_calls(lambda: a @ b, repeats, device))
-    out: dict[str, float] = {"matmul_gflops": 2 * 2048**3 / matmul_s / 1e9}
-    weight = torch.randn(512, 512, 3, 3, generator=gen).to(device)
-    best = 0.0
-    for batch in (1, 2, 4):
-        x = torch.randn(batch, 512, 32, 32, generator=gen).to(device)
-        w = weight
-        if device.type == "cpu":  # the layout the networks use on CPU
-            x, w = x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)
-        conv_s = min(time_calls(lambda x=x, w=w: F.conv2d(x, w, padding=1), repeats, device))
-        gflops = 2 * 512 * 512 * 9 * 32 * 32 * batch / conv_s / 1e9
-        out[f"conv_b{batch}_gflops"] = gflops
-        best = max(best, gflops)
-    out["conv_gflops"] = best
-    out["peak_gflops"] = max(best, out["matmul_gflops"])
+PEAK_DTYPES = ("fp32", "bf16")
+
+
+SLOW_CALL_S = 0.25  # a peak problem whose one call takes longer is not grown further (and timed once)
+MATMUL_SIZES = (256, 512, 1024, 2048)
+CONV_SHAPES = ((1, 8), (1, 16), (1, 32), (2, 32), (4, 32))  # (batch, height = width), 512 channels, 3x3
+
+
+def _gflops_growing(calls: Sequence[tuple[str, float, Callable[[], object]]], repeats: int,
+                    device: torch.device) -> dict[str, float]:
+    """GFLOP/s of each (name, gflop, fn) in order, best of `repeats`, stopping after the first call slower than
+    SLOW_CALL_S: where a dtype is emulated (bf16 without bf16 units runs at ~1% of fp32) the big problems would
+    take minutes, and a smaller one tells the same story."""
+    out = {}
+    for name, gflop, fn in calls:
+        first = time_calls(fn, 1, device)[0]
+        slow = first >= SLOW_CALL_S
+        best = min([first, *([] if slow else time_calls(fn, repeats - 1, device, warmup=0))])
+        out[name] = gflop / best
+        if slow:
+            break
     return out
+
+
+def measure_peak(device: torch.device, repeats: int = 3, dtype: str = "fp32") -> dict[str, float]:
+    """Achievable GFLOP/s in `dtype` here and now: square matmuls up to 2048^3 and a 512-channel 3x3 conv up to
+    32x32 at batch 1..4 (channels-last on CPU, as the networks run), grown while one call stays fast."""
+    torch_dtype = parse_dtype(dtype)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+
+    def matmul(n: int) -> Callable[[], object]:
+        a, b = (torch.randn(n, n, generator=gen).to(device, torch_dtype) for _ in range(2))
+        return lambda: a @ b
+
+    def conv(batch: int, hw: int) -> Callable[[], object]:
+        x = torch.randn(batch, 512, hw, hw, generator=gen).to(device, torch_dtype)
+        w = torch.randn(512, 512, 3, 3, generator=gen).to(device, torch_dtype)
+        if device.type == "cpu":
+            x, w = x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)
+        return lambda: F.conv2d(x, w, padding=1)
+
+    with torch.no_grad():
+        mm = _gflops_growing([(f"matmul_{n}", 2 * n**3 / 1e9, matmul(n)) for n in MATMUL_SIZES], repeats, device)
+        cv = _gflops_growing([(f"conv_b{b}_{hw}", 2 * 512 * 512 * 9 * hw * hw * b / 1e9, conv(b, hw))
+                              for b, hw in CONV_SHAPES], repeats, device)
+    out: dict[str, float] = {**mm, **cv}
+    out["matmul_gflops"] = max(mm.values())
+    out["conv_gflops"] = max(cv.values())
+    out["peak_gflops"] = max(out["matmul_gflops"], out["conv_gflops"])
+    return out
+
+
+def measure_peaks(device: torch.device, dtype: str, repeats: int = 3) -> dict[str, Any]:
+    """The peak of every dtype in PEAK_DTYPES (`by_dtype`), and at the top level the peak of `dtype`, the one
+    the networks run in (what their fraction of the peak is measured against)."""
+    by_dtype = {name: measure_peak(device, repeats, name) for name in PEAK_DTYPES}
+    return {**by_dtype[dtype], "dtype": dtype, "by_dtype": by_dtype}
 
 
 # ---- memory estimates (before anything is allocated) -------------------------------------------------------
@@ -245,6 +285,13 @@ def load_config(name: str, device: torch.device) -> tuple[str, Generator, Encode
     return label, model.generator, model.encoder, str(path)
 
 
+def effective_dtype(opts: BenchOptions) -> str:
+    """The precision the networks run in: "auto" resolved for the device (fp32 on the onnx backend)."""
+    if opts.backend == "onnx":
+        return "fp32"
+    return "bf16" if resolve_dtype(opts.dtype, opts.device) == torch.bfloat16 else "fp32"
+
+
 def _params_m(module: torch.nn.Module) -> float:
     return sum(p.numel() for p in module.parameters()) / 1e6
 
@@ -274,8 +321,9 @@ def bench_config(name: str, opts: BenchOptions, peak: dict[str, float]) -> dict[
     params = sum(p.numel() for p in (*generator.parameters(), *encoder.parameters()))
     set_impl(generator, opts.impl)
     set_impl(encoder, opts.impl)
+    dtype = effective_dtype(opts)
     editor = Editor(generator, encoder, device=device, batch_size=1, backend=opts.backend, compile=opts.compile,
-                    dtype=opts.dtype)
+                    dtype=dtype)
     config = editor.config
     gen = torch.Generator(device="cpu").manual_seed(1)
     size = config.size
@@ -289,7 +337,7 @@ def bench_config(name: str, opts: BenchOptions, peak: dict[str, float]) -> dict[
     heavy = g_gflop >= 10
     repeats = opts.paper_repeats if heavy else opts.repeats
     row: dict[str, Any] = {
-        "config": label, "source": source, "device": str(device), "backend": opts.backend, "dtype": opts.dtype,
+        "config": label, "source": source, "device": str(device), "backend": opts.backend, "dtype": dtype,
         "compile": opts.compile, "impl": opts.impl, "model": config.to_dict(),
         "generator_params_m": round(_params_m(generator), 3), "encoder_params_m": round(_params_m(encoder), 3),
         "generator_gflop": g_gflop, "encoder_gflop": e_gflop, "repeats": repeats,
@@ -378,7 +426,8 @@ def bench_training(preset: str, perceptual: str, opts: BenchOptions) -> dict[str
         raise OverBudget(f"needs about {need / GB:.3g} GB, over the {opts.memory_budget_gb:g} GB memory budget "
                          "(--memory-budget-gb)")
     device = torch.device(opts.device)
-    cfg = TrainConfig(batch=batch, perceptual=perceptual, num_workers=0)
+    dtype = effective_dtype(opts)
+    cfg = TrainConfig(batch=batch, perceptual=perceptual, num_workers=0, amp_bf16=dtype == "bf16")
     module = build_perceptual(perceptual)
     trainer = Trainer(config, cfg, RandomImages(4 * batch, config.size), device=device, perceptual=module)
     for net in (trainer.generator, trainer.encoder, trainer.discriminator):
@@ -386,7 +435,7 @@ def bench_training(preset: str, perceptual: str, opts: BenchOptions) -> dict[str
     times = time_calls(trainer.train_step, opts.train_iters, device)
     s = statistics.median(times)
     return {"preset": preset, "perceptual": perceptual, "device": str(device), "batch": batch,
-            "iters_per_s": 1 / s, "s_per_iter": s, "timed_iters": len(times), "impl": opts.impl}
+            "iters_per_s": 1 / s, "s_per_iter": s, "timed_iters": len(times), "impl": opts.impl, "dtype": dtype}
 
 
 # ---- the whole run ---------------------------------------------------------------------------------------
@@ -407,16 +456,20 @@ def run_bench(configs: Sequence[str], opts: BenchOptions) -> Report:
     device = torch.device(opts.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda: no CUDA device available")
+    opts = replace(opts, dtype=effective_dtype(opts))
     meta: dict[str, Any] = {
         "torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
-        "cpu": _cpu_name(), "dtype": opts.dtype, "backend": opts.backend, "compile": opts.compile,
-        "impl": opts.impl, "load_before": list(os.getloadavg()), "python": platform.python_version(),
+        "cpu": _cpu_name(), "cpu_features": cpu_features(), "dtype": opts.dtype, "backend": opts.backend,
+        "compile": opts.compile, "impl": opts.impl, "load_before": list(os.getloadavg()),
+        "python": platform.python_version(),
         "memory_budget_gb": opts.memory_budget_gb, "throughput_batch": opts.throughput_batch,
     }
     if device.type == "cuda":
         meta["gpu"] = torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        meta["precision"] = precision_report()
     with _progress(opts, "peak"):
-        peak = measure_peak(device)
+        peak = measure_peaks(device, opts.dtype)
     report = Report(meta, peak)
     for name in configs:
         try:
@@ -446,6 +499,30 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
 
+def _feature_lines(meta: dict[str, Any]) -> list[str]:
+    features = meta.get("cpu_features")
+    if not features or meta.get("device", "cpu") != "cpu":
+        return []
+    shown = ", ".join(f"{k} {'yes' if v else ('?' if v is None else 'no')}" for k, v in features.items())
+    line = f"cpu features: {shown}"
+    precision = meta.get("precision")
+    if precision:
+        speedup = precision.get("bf16_speedup")
+        measured = "no bf16 units, not measured" if speedup is None else f"bf16 conv {speedup:.2f}x fp32"
+        line += f"; auto precision: {precision['auto_dtype']} ({measured})"
+    return [line]
+
+
+def _peak_lines(peak: dict[str, Any]) -> list[str]:
+    by_dtype = peak.get("by_dtype") or {peak.get("dtype", "fp32"): peak}
+    lines = []
+    for name, p in by_dtype.items():
+        used = " <- the networks' precision (the %peak columns)" if name == peak.get("dtype") else ""
+        lines.append(f"peak {name}: matmul {p['matmul_gflops']:.1f} GFLOP/s, conv 512ch 3x3 "
+                     f"{p['conv_gflops']:.1f} GFLOP/s -> peak {p['peak_gflops']:.1f} GFLOP/s{used}")
+    return lines
+
+
 def format_report(report: Report) -> str:
     """The table `stylemapgan bench` prints."""
     m, p = report.meta, report.peak
@@ -454,8 +531,8 @@ def format_report(report: Report) -> str:
         f"stylemapgan bench: torch {m['torch']}, {m['device']} ({m.get('gpu', m['cpu'])}), threads {m['threads']}, "
         f"{m['dtype']}, backend {m['backend']}{', compiled' if m['compile'] else ''}, impl {m['impl']}, "
         f"load average {load}, memory budget {m.get('memory_budget_gb', DEFAULT_MEMORY_BUDGET_GB):g} GB",
-        f"peak: matmul 2048^3 {p['matmul_gflops']:.0f} GFLOP/s, conv 512ch 3x3 32x32 (batch 1-4) "
-        f"{p['conv_gflops']:.0f} GFLOP/s -> peak {p['peak_gflops']:.0f} GFLOP/s",
+        *_feature_lines(m),
+        *_peak_lines(p),
         "",
         f"{'config':<26}{'params G/E (M)':>15}{'enc ms':>9}{'gen ms':>10}{'edit ms':>9}{'edit ref':>10}"
         f"{'edit w':>9}{'G GFLOP':>9}{'G GF/s':>8}{'%peak':>7}{'E %peak':>8}{'enc img/s':>10}{'gen img/s':>10}"
@@ -474,9 +551,10 @@ def format_report(report: Report) -> str:
                  "edit recomputed in full, edit w = w-mode edit; img/s at batch "
                  f"{m.get('throughput_batch', 16)}, smaller where a note says so)")
     if report.training:
-        lines += ["", f"{'training (batch 16)':<22}{'perceptual':<15}{'it/s':>8}{'s/it':>9}"]
+        lines += ["", f"{'training (batch 16)':<22}{'perceptual':<15}{'dtype':<7}{'it/s':>8}{'s/it':>9}"]
         for t in report.training:
-            lines.append(f"{t['preset']:<22}{t['perceptual']:<15}{t['iters_per_s']:>8.3f}{t['s_per_iter']:>9.2f}")
+            lines.append(f"{t['preset']:<22}{t['perceptual']:<15}{t.get('dtype', 'fp32'):<7}"
+                         f"{t['iters_per_s']:>8.3f}{t['s_per_iter']:>9.2f}")
     for note in report.notes:
         lines.append(f"note: {note}")
     load_after = " ".join(f"{v:.2f}" for v in m.get("load_after", []))

@@ -1,5 +1,6 @@
 """Running the models: the runners the `Editor` and the CLI call the networks through (eager PyTorch, bf16
-autocast, torch.compile, onnxruntime), and the ONNX export they run (both model families: `export_model_onnx`)."""
+autocast, torch.compile, onnxruntime), the automatic precision that picks fp32 or bf16 (`runtime.precision`),
+and the ONNX export they run (both model families: `export_model_onnx`)."""
 
 from stylemapgan.runtime.backends import BACKENDS, make_runner
 from stylemapgan.runtime.onnx import (
@@ -16,12 +17,26 @@ from stylemapgan.runtime.onnx import (
     modulation_shapes,
     onnxruntime_available,
 )
+from stylemapgan.runtime.precision import (
+    AUTO,
+    DTYPE_CHOICES,
+    ISA_FEATURES,
+    auto_dtype,
+    bf16_speedup_cpu,
+    cpu_features,
+    cpu_has_bf16_units,
+    precision_report,
+    resolve_dtype,
+)
 from stylemapgan.runtime.runner import DTYPES, MEAN_STYLEMAP_COUNT, TorchRunner, mean_stylemap, parse_dtype
 
 __all__ = [
+    "AUTO",
     "BACKENDS",
     "DEFAULT_OPSET",
     "DTYPES",
+    "DTYPE_CHOICES",
+    "ISA_FEATURES",
     "MEAN_STYLEMAP_COUNT",
     "ONNX_FILES",
     "SEMANTIC_ONNX_FILE",
@@ -29,7 +44,11 @@ __all__ = [
     "OnnxModels",
     "OnnxRunner",
     "TorchRunner",
+    "auto_dtype",
+    "bf16_speedup_cpu",
     "check_model_onnx",
+    "cpu_features",
+    "cpu_has_bf16_units",
     "export_model_onnx",
     "export_onnx",
     "export_semantic_onnx",
@@ -38,4 +57,6 @@ __all__ = [
     "modulation_shapes",
     "onnxruntime_available",
     "parse_dtype",
+    "precision_report",
+    "resolve_dtype",
 ]

@@ -9,8 +9,10 @@ process (a zero gradient instead would still be an Adam step: its moments and st
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -73,6 +75,19 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def shutdown(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+# How long a rank leaving the group waits for the others (`shutdown(wait_for_others=True)`).
+SHUTDOWN_WAIT = timedelta(seconds=120)
+
+
+def shutdown(info: DistInfo, wait_for_others: bool = False) -> None:
+    """Leave the process group. `wait_for_others`: first wait (at most SHUTDOWN_WAIT) until every rank leaves.
+    torchrun stops all workers as soon as one exits with an error, so a rank that reported a failure and exited
+    at once would cut the others off before they report theirs (rank 0's names the last good checkpoint). Only
+    where the ranks stopped together (the end of the run, a non-finite loss all of them saw), so every rank
+    arrives; after any other failure a rank may be stuck in a collective, and no rank waits for it."""
+    if not (info.enabled and dist.is_initialized()):
+        return
+    if wait_for_others:
+        with contextlib.suppress(RuntimeError):  # a rank that went away: there is nobody left to wait for
+            dist.barrier(async_op=True).wait(timeout=SHUTDOWN_WAIT)
+    dist.destroy_process_group()

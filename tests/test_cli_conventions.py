@@ -25,8 +25,8 @@ LONG_RUNNING = {"project", "generate", "edit", "transplant", "interpolate", "mix
                 "train", "eval", "bench", "prepare", "datasets build"}
 COMPUTING = LONG_RUNNING - {"prepare", "datasets build"} | {"export-onnx", "release", "serve"}
 FOLDER_OUTPUT = {"project", "generate", "edit", "transplant", "interpolate", "mix", "attribute", "train",
-                 "export-onnx", "prepare", "datasets build"}
-FILE_OUTPUT = {"directions", "eval", "bench", "init", "convert", "release"}
+                 "export-onnx", "prepare", "datasets build", "align"}
+FILE_OUTPUT = {"directions", "eval", "bench", "init", "convert", "release", "paste"}
 
 
 def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[

@@ -29,6 +29,7 @@ ORDER = [
     "checkpoint",
     "models",  # bundled-model names -> paths
     "data",
+    "photos",  # real photos: face landmarks, FFHQ alignment, paste-back, landmark masks (below the editing engine)
     "training",
     "runtime",  # running models: eager, bf16, compiled, ONNX export and runtime
     "editing",

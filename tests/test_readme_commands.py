@@ -26,6 +26,7 @@ from PIL import Image
 
 from face_fixtures import write_face_dataset
 from official_reference import official_channel_table, official_layout, random_official_state
+from photo_fixtures import photo_path, two_faces
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 AS_WRITTEN = ""
@@ -117,6 +118,12 @@ RUNS: dict[str, str | None] = {
     "stylemapgan interpolate test:0 test:5 --frames 8 --outdir out/lerp": AS_WRITTEN,
     "stylemapgan attribute test:0 --directions src/stylemapgan/assets/models/cartoon-faces-directions.safetensors "
     "--attribute has_glasses --strength=-5,0,10,20 --outdir out/attr": AS_WRITTEN,
+    "stylemapgan align group.jpg --outdir faces --size 256": AS_WRITTEN,
+    "stylemapgan edit --ckpt celeba_hq.safetensors --source group.jpg --reference portrait.jpg "
+    "--mask landmarks:eyes+mouth --align --outdir out/photo": AS_WRITTEN,
+    "stylemapgan project group.jpg --align --outdir out/photo-proj": AS_WRITTEN,
+    "stylemapgan paste group.jpg --face faces/group_face0.png faces/group_face0.json --out group-back.png":
+        AS_WRITTEN,
     "stylemapgan bench --out bench.json": "stylemapgan bench --out bench.json --config shipped --no-throughput "
     "--no-training --repeats 1",  # every default config with training peaks at several GB and takes minutes
     "stylemapgan export-onnx --ckpt M --outdir onnx/": AS_WRITTEN,
@@ -167,6 +174,8 @@ def _inputs(root: Path) -> None:
         (root / folder).mkdir(parents=True)
         for i in range(4):
             Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / folder / f"p{i}.jpg")
+    two_faces(root / "group.jpg")  # real photos that ship in PyPI packages (tests/photo_fixtures.py)
+    Image.open(photo_path("grace_hopper")).save(root / "portrait.jpg")
     write_face_dataset(root / "DATASET", size=64, count=6, train_count=4, seed=1)
     write_face_dataset(root / "data/my-dataset", size=64, count=5, train_count=0, seed=2)
     layout = official_layout(8, 4, official_channel_table(2), 16, 2, small_generator=True)  # the official

@@ -400,7 +400,7 @@ def test_refusals_name_the_flag(work: Path, capsys: pytest.CaptureFixture[str]) 
         (["directions", "--sefa", "1", "--subspace", "shape", "--ckpt", enc, "--out", x / "d.safetensors"],
          "--subspace: needs --part NAME"),
         (["generate", "--seeds", "0", "--dtype", "bf16", "--ckpt", enc, "--outdir", x],
-         "--dtype: a SemanticStyleGAN model renders in fp32 (auto or fp32), got 'bf16'"),
+         "--dtype bf16: a SemanticStyleGAN model runs in fp32 only (auto or fp32)"),
         # a model without an encoder: saved latents only, and --method optimize
         (["project", face, "--ckpt", sem, "--outdir", x],
          "--method encoder: method 'encoder' needs an encoder (train one with `stylemapgan train-encoder`)"),

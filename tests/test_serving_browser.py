@@ -4,7 +4,10 @@ stroke with the mouse, see the result change, apply a one-click part mask, downl
 source's stylemap, get an upload of the wrong type refused with a message in the page, upload a JPEG (with
 its domain warning) and edit it; the page's labels, mask overlay and caption; the picker first on a phone; and
 under overload (a tiny queue, a flood of cookie-less requests) the page retries until the last stroke's result
-arrives, its messages never moving the canvases.
+arrives, its messages never moving the canvases. On a SemanticStyleGAN model (a random semantic-tiny with named
+parts, no gallery) the same page shows the part controls: samples as sources, a part swapped from a reference
+(the result changes), the segmentation overlay, a painted mask choosing the parts it covers, part interpolation,
+a part's PCA sliders, and an upload encoded by the model's encoder and edited as the source.
 
 Screenshots (before / after the edit) go to $STYLEMAPGAN_SCREENSHOTS when set, else to the test's tmp folder.
 With CI=true a browser that cannot start fails the test instead of skipping it.
@@ -32,10 +35,13 @@ import torch
 from PIL import Image
 
 from face_fixtures import write_face_dataset
+from photo_fixtures import mediapipe_or_skip, photo_path
 from stylemapgan.checkpoint import build_network, fresh_checkpoint, save_checkpoint
 from stylemapgan.config import get_preset
 from stylemapgan.editing import Direction, save_directions
 from stylemapgan.editing.clusters import EXTRA_KEY, fit_clusters
+from stylemapgan.semantic.config import SEMANTIC_PRESETS
+from stylemapgan.semantic.encoder import SemanticEncoder
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -73,10 +79,15 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                                  Direction("smile", vectors[0] / vectors[0].norm()),
                                  Direction("pca_0", vectors[1] / vectors[1].norm(), {"kind": "pca", "component": 0})],
                     {"kind": "test"})
+    yield from serve_process(["--ckpt", str(ckpt), "--gallery", str(gallery), "--directions", str(directions),
+                              "--max-queue", str(MAX_QUEUE)])
+
+
+def serve_process(args: list[str]) -> Iterator[str]:
+    """`stylemapgan serve ARGS --port 0 --threads 1` in a subprocess; yields the URL it prints, stops it after."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stylemapgan", "serve", "--ckpt", str(ckpt), "--gallery", str(gallery),
-         "--directions", str(directions), "--port", "0", "--threads", "1", "--max-queue", str(MAX_QUEUE)],
+        [sys.executable, "-m", "stylemapgan", "serve", *args, "--port", "0", "--threads", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
     url = None
@@ -102,6 +113,26 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+SEMANTIC_PARTS = ["background", "skin", "hair", "glasses", "mouth"]
+
+
+@pytest.fixture(scope="module")
+def semantic_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`stylemapgan serve` on a random semantic-tiny model (32 px, five named parts, an untrained encoder whose
+    offsets are scaled up so that images encode apart) with no gallery."""
+    ckpt = tmp_path_factory.mktemp("serve-semantic") / "semantic-tiny.safetensors"
+    config = SEMANTIC_PRESETS["semantic-tiny"].model
+    checkpoint = fresh_checkpoint(config, 1, "test")
+    checkpoint.extra["class_names"] = SEMANTIC_PARTS
+    encoder = SemanticEncoder(config)
+    with torch.no_grad():
+        encoder.to_latents.weight.normal_(generator=torch.Generator().manual_seed(2))
+        encoder.set_mean_latent(build_network(checkpoint, "g_ema", "cpu").mean_latent())
+    checkpoint.networks["e_ema"] = encoder.state_dict()
+    save_checkpoint(ckpt, checkpoint)
+    yield from serve_process(["--ckpt", str(ckpt)])
 
 
 @pytest.fixture(scope="module")
@@ -332,6 +363,44 @@ def test_paint_edit_and_download_in_chromium(server_url: str, browser_page: Any,
     assert not errors, errors
 
 
+def test_align_face_upload_downloads_the_whole_photo(server_url: str, browser_page: Any) -> None:
+    """"align face": a real portrait's face is aligned to the model's size and becomes the source; the result
+    downloads as the whole photo at its own resolution, the face pasted back and the rest exactly the photo."""
+    mediapipe_or_skip()
+    page = browser_page
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    open_editor(page, server_url)
+    align = page.locator("#upload-align")
+    assert align.is_enabled() and not align.is_checked()  # a model named "test" is not a face model: off
+    jpeg = Path(photo_path("grace_hopper")).read_bytes()
+    align.check()
+    updates_before = int(page.eval_on_selector("#result-canvas", "c => Number(c.dataset.updates)"))
+    page.click("#slot-source")
+    page.set_input_files("#upload-input", files=[{"name": "hopper.jpg", "mimeType": "image/jpeg", "buffer": jpeg}])
+    page.wait_for_function(
+        f"() => Number(document.getElementById('result-canvas').dataset.updates) > {updates_before}", timeout=60_000
+    )
+    wait_idle(page)
+    assert "no face" not in (page.text_content("#message-text") or "")
+    link = page.locator("#download-photo")
+    assert link.is_visible() and "/photo" in (link.get_attribute("href") or "")
+    with page.expect_download() as info:
+        link.click()
+    whole = np.asarray(Image.open(info.value.path()).convert("RGB"))
+    original = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+    assert whole.shape == original.shape == (600, 512, 3)
+    assert np.array_equal(whole[:, :40], original[:, :40])  # far from the face: the photo's own pixels
+    assert np.abs(whole[200:300, 200:300].astype(int) - original[200:300, 200:300]).mean() > 5  # the face: pasted
+    # a landscape with "align face": a message that says so, and nothing else changes
+    page.set_input_files("#upload-input", files=[{"name": "china.jpg", "mimeType": "image/jpeg",
+                                                  "buffer": Path(photo_path("china")).read_bytes()}])
+    page.wait_for_selector("#message:not([hidden])", timeout=60_000)
+    assert "no face found in china.jpg" in (page.text_content("#message-text") or "")
+    align.uncheck()
+    assert not errors, errors
+
+
 def test_picker_comes_first_on_a_phone(server_url: str, browser_page: Any) -> None:
     page = browser_page.context.new_page()
     try:
@@ -409,3 +478,129 @@ def test_overload_retries_until_the_last_stroke_shows(server_url: str, browser_p
     assert status == 200
     direct = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
     np.testing.assert_array_equal(canvas_pixels(canvas_url(page, "#result-canvas")), direct)
+
+
+def changed_from(page: Any, selector: str, before: str) -> None:
+    page.wait_for_function("([s, before]) => document.querySelector(s).toDataURL('image/png') !== before",
+                           arg=[selector, before], timeout=30_000)
+
+
+def test_semantic_model_swaps_a_part_in_chromium(semantic_url: str, browser_page: Any, tmp_path: Path) -> None:
+    page = browser_page.context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(semantic_url)
+        page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        # the controls of a model with parts, asked from /api/info: no paste modes, shifts or refine
+        assert page.text_content("#workspace-title") == "2 · Swap parts"
+        rows = page.eval_on_selector_all("#part-list tr", "rows => rows.map(r => r.dataset.part)")
+        assert rows == SEMANTIC_PARTS
+        for hidden in ("#mode-row", "#feather-row", "#reset-shift", "#refine-row", "#parts-box"):
+            assert page.locator(hidden).is_hidden(), hidden
+        assert page.locator("#seg-toggle").is_visible()
+        assert "SemanticStyleGAN" in (page.text_content("#model-info") or "")
+
+        # no gallery: samples are the images to start from
+        assert page.eval_on_selector("#samples-box", "d => d.open")
+        page.click("#generate")
+        page.wait_for_selector("#samples .thumb >> nth=2", timeout=30_000)
+        page.click("#slot-source")
+        page.click("#samples .thumb >> nth=0")
+        page.wait_for_function("() => Number(document.getElementById('result-canvas').dataset.updates) >= 1",
+                               timeout=30_000)
+        page.click("#slot-ref-0")
+        page.click("#samples .thumb >> nth=1")
+        page.wait_for_function("() => Number(document.getElementById('result-canvas').dataset.updates) >= 2",
+                               timeout=30_000)
+        wait_idle(page)
+        assert page.text_content("#result-label") == "Reconstruction (no edit yet)"
+        before = canvas_url(page, "#result-canvas")
+
+        # swap the hair's texture from the reference: the result changes, and is labelled an edit
+        page.check("#part-list input[data-part='hair'][data-what='texture']")
+        changed_from(page, "#result-canvas", before)
+        wait_idle(page)
+        swapped = canvas_url(page, "#result-canvas")
+        assert np.abs(canvas_pixels(swapped).astype(int) - canvas_pixels(before).astype(int)).max() > 0
+        assert page.text_content("#result-label") == "Result"
+        assert page.eval_on_selector("#result-canvas", "c => c.dataset.kind") == "edit"
+        assert page.eval_on_selector("#part-list tr[data-part='hair']", "r => r.classList.contains('selected')")
+
+        # the segmentation overlay: the result's own, in the part colours /api/info gives
+        page.check("#seg-toggle")
+        page.wait_for_function("""() => { const c = document.getElementById('result-seg');
+            return !c.hidden && c.dataset.shown && c.dataset.shown === c.dataset.id && c.width === 32; }""",
+                               timeout=30_000)
+        result_id = page.evaluate("() => state.resultId")
+        assert page.eval_on_selector("#result-seg", "c => c.dataset.shown") == result_id
+        assert page.locator("#source-seg").is_visible() and page.locator("#ref-seg").is_visible()
+        overlay = canvas_pixels(canvas_url(page, "#result-seg"))
+        colors = page.evaluate("() => state.info.part_colors")
+        palette = {tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in colors}
+        assert {tuple(p) for p in overlay.reshape(-1, 3)} <= palette and len(palette) == len(SEMANTIC_PARTS)
+        assert float(page.eval_on_selector("#result-seg", "c => getComputedStyle(c).opacity")) < 1
+        page.screenshot(path=str(screenshots_dir(tmp_path) / "serving-semantic-swap.png"), full_page=True)
+
+        # paint over the whole reference: every part it shows is chosen (shape and texture), the result follows
+        page.fill("#brush-size", page.eval_on_selector("#brush-size", "e => e.max"))
+        page.dispatch_event("#brush-size", "input")
+        page.locator("#mask-canvas").scroll_into_view_if_needed()
+        x0, y0, w, h = box_of(page, "#mask-canvas")
+        for row in range(8):
+            y = y0 + (0.02 + row * 0.135) * h
+            page.mouse.move(x0 + 0.01 * w, y)
+            page.mouse.down()
+            page.mouse.move(x0 + 0.99 * w, y, steps=6)
+            page.mouse.up()
+        page.wait_for_function("() => document.querySelectorAll('#part-list tr.selected').length >= 2",
+                               timeout=30_000)
+        changed_from(page, "#result-canvas", swapped)
+        wait_idle(page)
+        hair = page.eval_on_selector_all("#part-list input[data-part='hair']", "els => els.map(e => e.checked)")
+        assert hair[:2] == [False, True]  # ticked by hand (texture only): the mask does not override it
+
+        # part interpolation between the source and the reference, only the chosen parts moving
+        page.click("#extras summary:has-text('Interpolation')")
+        assert "hair" in (page.text_content("#interp-parts") or "")
+        with page.expect_response(lambda r: "/api/parts/interpolate" in r.url) as response:
+            page.click("#interpolate")
+        assert response.value.status == 200
+        page.wait_for_selector("#interp-t:not([disabled])", timeout=30_000)
+        first = canvas_url(page, "#interp-canvas")
+        page.fill("#interp-t", "8")
+        assert canvas_url(page, "#interp-canvas") != first
+
+        # a part's sliders: PCA in the part's rows, computed on demand
+        page.click("#extras summary:has-text('Attributes')")
+        page.select_option("#attr-part", "hair")
+        page.wait_for_selector("#part-attributes input[data-name='hair.pca_0']", timeout=30_000)
+        page.wait_for_function("() => document.getElementById('attr-latency').textContent.includes('server')",
+                               timeout=30_000)
+        neutral = canvas_url(page, "#attr-canvas")
+        page.fill("#part-attributes input[data-name='hair.pca_0']", "8")
+        changed_from(page, "#attr-canvas", neutral)
+
+        # an upload goes through the model's encoder and becomes the source: the hair swap applies to it
+        rng = np.random.default_rng(5)
+        photo = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(photo, format="JPEG")
+        uploads = page.locator("#uploads .thumb").count()
+        updates = int(page.eval_on_selector("#result-canvas", "c => Number(c.dataset.updates)"))
+        page.click("#slot-source")
+        page.set_input_files("#upload-input", files=[{"name": "photo.jpg", "mimeType": "image/jpeg",
+                                                      "buffer": photo.getvalue()}])
+        page.wait_for_function(f"() => document.querySelectorAll('#uploads .thumb').length > {uploads}",
+                               timeout=30_000)
+        page.wait_for_function(
+            f"() => Number(document.getElementById('result-canvas').dataset.updates) > {updates}", timeout=30_000
+        )
+        wait_idle(page)
+        assert page.evaluate("() => state.source.id") == page.eval_on_selector("#uploads .thumb", "b => b.dataset.id")
+        assert page.eval_on_selector("#result-canvas", "c => c.dataset.kind") == "edit"
+        page.wait_for_function("""() => { const c = document.getElementById('source-seg');
+            return !c.hidden && c.dataset.shown === state.source.id; }""", timeout=30_000)
+        assert "upload failed" not in (page.text_content("#message-text") or "")
+        assert not errors, errors
+    finally:
+        page.close()

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "stylemapgan.cli.encoder",
     "stylemapgan.cli.edit",
     "stylemapgan.cli.clusters",
+    "stylemapgan.cli.photos",
     "stylemapgan.cli.evaluate",
     "stylemapgan.cli.serve",
     "stylemapgan.cli.bench",

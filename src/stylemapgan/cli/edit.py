@@ -35,6 +35,14 @@ from stylemapgan.cli.options import (
     check_output,
     declare_output,
 )
+from stylemapgan.cli.photos import (
+    add_align_options,
+    aligned_reference,
+    face_items,
+    paste_results,
+    photos_record,
+    save_transforms,
+)
 from stylemapgan.editing.errors import EditingError
 from stylemapgan.perf.tuning import tune_allocator
 
@@ -90,11 +98,12 @@ def _user_errors(handler: Handler) -> Handler:
     @functools.wraps(handler)
     def wrapped(args: argparse.Namespace) -> int:
         from stylemapgan.data import DatasetError
+        from stylemapgan.photos import PhotoError
 
         try:
             _check_limits(args)
             return handler(args)
-        except (EditingError, DatasetError) as exc:
+        except (EditingError, DatasetError, PhotoError) as exc:
             _remove_outputs(args)
             raise CLIError(str(exc)) from None
         except OSError as exc:  # an output folder that cannot be written, a full disk...
@@ -310,13 +319,8 @@ def _open_editor(args: argparse.Namespace):
         raise CLIError(f"--batch: must be >= 1, got {args.batch}")
     args.ckpt = str(resolve_checkpoint(args.ckpt))
     tune_allocator()  # what `stylemapgan bench` measures with (perf.tuning)
-    try:
-        return Editor.from_checkpoint(args.ckpt, device=resolve_device(args.device), batch_size=args.batch,
-                                      dtype=args.dtype)
-    except EditingError as exc:
-        if str(exc).startswith("dtype: "):  # a precision this model's editor does not run
-            raise CLIError(f"--{exc}") from None
-        raise
+    return Editor.from_checkpoint(args.ckpt, device=resolve_device(args.device), batch_size=args.batch,
+                                  dtype=args.dtype)
 
 
 def _resolver(args: argparse.Namespace, editor):
@@ -328,7 +332,9 @@ def _resolver(args: argparse.Namespace, editor):
 
         samples = bundled_samples(args.ckpt)
         args.data = str(samples) if samples is not None else None
-    return InputResolver(editor.config, args.fit, parse_color(args.background), args.data, editor=editor)
+    resolver = InputResolver(editor.config, args.fit, parse_color(args.background), args.data, editor=editor)
+    resolver.landmark_model = getattr(args, "landmarks", "mediapipe")
+    return resolver
 
 
 BAR_DELAY_S = 1.0  # a bar appears once its loop has run this long: quick commands and early errors print no bar
@@ -352,7 +358,7 @@ def _outdir(args: argparse.Namespace) -> Path:
 
 
 _NOT_OPTIONS = {"handler", "command", "quiet", "progress", "threads", "thread_note", "thread_note_deferred",
-                "outdir_before", "part_groups", "orphan_parts",
+                "outdir_before", "part_groups", "orphan_parts", "photos",
                 "created_outdir", "outputs"}  # how the command ran, not what it did
 
 
@@ -484,6 +490,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--space", choices=("w+", "expanded"), default=None,
                    help="SemanticStyleGAN: invert into W+ (default; part edits need it to be part-wise) or the "
                         "expanded space (one vector per local layer: closer reconstructions)")
+    add_align_options(p)
     p.set_defaults(handler=_user_errors(cmd_project))
 
     p = subparsers.add_parser(
@@ -509,7 +516,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="reference (repeat for several); its --mask, or its --part options, follow it")
     p.add_argument("--mask", action="append", default=None,
                    help="one per reference: mask image, rectangle x0,y0,x1,y1, part names (hair, hair+eyes), or "
-                        "the model's part clusters (cluster:3, cluster:3+5, or a name given with clusters name). "
+                        "the model's part clusters (cluster:3, cluster:3+5, or a name given with clusters name), or "
+                        "face parts from landmarks (landmarks:eyes, landmarks:brows+nose; also mouth, oval). "
                         "StyleMapGAN models")
     p.add_argument("--shift", action="append", default=None,
                    help="one per reference: move the pasted region by DX,DY pixels (negative: --shift=-8,4)")
@@ -517,6 +525,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--remove-part", action="append", default=None, metavar="NAME",
                    help="remove this part from the result (composition mask; repeatable). Models with parts")
     _add_blend_options(p)
+    add_align_options(p)
     p.set_defaults(handler=_user_errors(cmd_edit))
 
     p = subparsers.add_parser("transplant", help="copy a rectangle of the reference to a position of the source")
@@ -588,14 +597,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--attribute", required=True, help="direction name in the file")
     p.add_argument("--strength", default="1", help="strength(s), e.g. 3 or =-3,0,3 (distance in stylemap space)")
     p.add_argument("--mask", default=None,
-                   help="apply only inside this mask (pooled to s x s). StyleMapGAN models (a part direction of a "
-                        "model with parts moves its part only)")
+                   help="apply only inside this mask (pooled to s x s; as edit's --mask, e.g. landmarks:mouth). "
+                        "StyleMapGAN models (a part direction of a model with parts moves its part only)")
     p.add_argument("--feather", type=float, default=0.0, help="soften the mask edge over about PX pixels (0 to 256)")
     p.add_argument("--part", action="append", default=None, metavar="NAME",
                    help="models with parts: move only this part's latent rows (repeatable); --attribute NAME also "
                         "finds the direction PART.NAME learned with `directions --part`")
     p.add_argument("--subspace", choices=("both", "shape", "texture"), default=None,
                    help="models with parts: with --part, only its shape rows, texture rows or both (default both)")
+    add_align_options(p)
     p.set_defaults(handler=_user_errors(cmd_attribute))
 
 
@@ -627,8 +637,10 @@ def cmd_project(args: argparse.Namespace) -> int:
         args.space = args.space or caps.projection_spaces[0]
         space = {"space": args.space}
     resolver = _resolver(args, editor)
-    names = resolver.expand(args.inputs)
-    items = [resolver.resolve(n) for n in names]
+    if args.align:
+        photos, items = face_items(args, editor.size, args.inputs)
+    else:
+        items = [resolver.resolve(n) for n in resolver.expand(args.inputs)]
     for item in items:
         if item.image is None:
             raise CLIError(f"{item.origin}: project needs images, not saved codes")
@@ -640,6 +652,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     domain_rows: list[dict[str, Any]] = []
     warnings: list[str] = []
     refined = args.method != "encoder" or args.pti_steps > 0
+    reconstructions: dict[str, torch.Tensor] = {}
     bar = _bar(args, total=len(items), desc="project", unit="img")
     for start in range(0, len(items), editor.batch_size):
         chunk = items[start : start + editor.batch_size]
@@ -656,6 +669,7 @@ def cmd_project(args: argparse.Namespace) -> int:
                 warnings.append(warning)
             lpips = float(result.perceptual[j]) if result.perceptual is not None else None
             save_image(out / f"{stem}.png", result.images[j].cpu())
+            reconstructions[item.name] = result.images[j : j + 1].cpu()
             save_image(out / f"{stem}_input.png", images[j].cpu())
             code_file = f"{stem}{editor.capabilities.code_suffix}"
             editor.save_code(out / code_file, result.stylemaps[j],
@@ -677,8 +691,13 @@ def cmd_project(args: argparse.Namespace) -> int:
     check = _domain_record(editor, domain_rows, [])
     if check["possible"]:
         check["mse_of"] = "the chosen --method's reconstruction" + (" (after optimisation)" if refined else "")
+    extra: dict[str, Any] = {}
+    if args.align:  # the whole photo with every face's reconstruction pasted back, and each face's transform
+        save_transforms(out, photos, outputs, args.landmarks)
+        paste_results(out, photos, reconstructions, "_recon", args.paste_feather, outputs)
+        extra["photos"] = photos_record(photos)
     _write_record(out / "project.json", args, editor, [i.describe() for i in items], outputs,
-                  images=per_image, summary=summary, domain_check=check, warnings=warnings)
+                  images=per_image, summary=summary, domain_check=check, warnings=warnings, **extra)
     return 0
 
 
@@ -735,6 +754,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _edit_inputs(args: argparse.Namespace, editor, resolver):
+    """Sources and references; under --align every face of the source photos (args.photos keeps the photos) and
+    the largest face of each reference photo."""
+    if getattr(args, "align", False):
+        args.photos, sources = face_items(args, editor.size, args.source)
+        references = [aligned_reference(args, resolver, n, editor.size) for n in args.reference]
+        return sources, references
     sources = [resolver.resolve(n, "source") for n in resolver.expand(args.source)]
     references = [resolver.resolve(n, "reference") for n in args.reference]
     return sources, references
@@ -760,11 +785,13 @@ def _run_local_edits(
     stems = unique_stems([Path(s.name) for s in sources])
     saved_masks: set[int] = set()
     warnings: list[str] = []
+    edited: dict[str, torch.Tensor] = {}
     for stem, source in _bar(args, list(zip(stems, sources, strict=True)), desc="edit"):
         masks = [resolver.mask(text, [source, ref], f"mask {i + 1}")
                  for i, (text, ref) in enumerate(zip(mask_texts, references, strict=True))]
         for i, m in enumerate(masks):
-            per_source = source.label_map is not None or resolver.from_clusters(mask_texts[i], [source])
+            per_source = (source.label_map is not None or source.landmarks is not None
+                          or resolver.from_clusters(mask_texts[i], [source]))  # masks that differ per source
             if i not in saved_masks or per_source:
                 name = f"mask{i + 1}.png" if not per_source else f"{stem}_mask{i + 1}.png"
                 save_image(out / name, (m[0].expand(3, -1, -1) * 2 - 1).cpu())
@@ -780,6 +807,11 @@ def _run_local_edits(
         frames = editor.local_edit(handle, ref_handles, masks, shifts=shifts, mode=args.mode, alphas=strengths,
                                    pool=args.pool, feather_px=args.feather)
         _save_frames(out, f"{stem}_edit", frames, outputs)
+        edited[source.name] = frames.cpu()
+    if getattr(args, "align", False):  # every face's edit pasted back into its whole photo
+        save_transforms(out, args.photos, outputs, args.landmarks)
+        paste_results(out, args.photos, edited, "_edit", args.paste_feather, outputs)
+        extra = {**extra, "photos": photos_record(args.photos)}
     info = editor.cache_info()
     _write_record(out / record_name, args, editor,
                   {"sources": [s.describe() for s in sources], "references": [r.describe() for r in references]},
@@ -804,6 +836,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
     if args.mask is None and args.part is None and not args.remove_part:
         raise CLIError("--mask: give one per --reference (a model with parts takes --part NAME instead)")
     if args.mask is None:
+        if args.align:
+            raise CLIError("--align: pastes back --mask edits (StyleMapGAN models); part swaps do not take it yet")
         editor = _open_editor(args)
         _check_capabilities(args, editor.capabilities)
         return _run_part_edits(args, editor)
@@ -1157,19 +1191,23 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         raise CLIError("--subspace: needs --part NAME (whose shape or texture rows move)")
     parts = [editor.capabilities.parts[k] for k in _part_names(editor, args.part)] if args.part else None
     directions = load_directions(args.directions, editor.code_shape)
-    name = args.attribute
-    if name not in directions and parts is not None and len(parts) == 1 and f"{parts[0]}.{name}" in directions:
-        name = f"{parts[0]}.{name}"  # the direction `directions --part PART --attribute NAME` learned
-    if name not in directions:
+    wanted = args.attribute
+    if wanted not in directions and parts is not None and len(parts) == 1 and f"{parts[0]}.{wanted}" in directions:
+        wanted = f"{parts[0]}.{wanted}"  # the direction `directions --part PART --attribute NAME` learned
+    if wanted not in directions:
         raise CLIError(f"--attribute {args.attribute!r}: not in {args.directions} (has {', '.join(directions)})")
-    direction = directions[name]
+    direction = directions[wanted]
     resolver = _resolver(args, editor)
-    items = [resolver.resolve(n) for n in resolver.expand(args.inputs)]
+    if args.align:
+        photos, items = face_items(args, editor.size, args.inputs)
+    else:
+        items = [resolver.resolve(n) for n in resolver.expand(args.inputs)]
     _check_encodable(editor, items)
     out = _outdir(args)
     domain = _check_domain(editor, items)
     outputs: list[str] = []
-    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+    moved: dict[str, torch.Tensor] = {}
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in wanted)
     for stem, item in _bar(args, list(zip(unique_stems([Path(i.name) for i in items]), items, strict=True)),
                            desc="attribute"):
         if editor.capabilities.segmentation:  # a part direction moves its part only: no mask (--part: these)
@@ -1182,6 +1220,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
             mask = resolver.mask(args.mask, [item]) if args.mask else None
             images = editor.apply_direction(resolver.handle(editor, item), direction.vector, strengths, mask,
                                             args.feather).cpu()
+        moved[item.name] = images
         for s, image in zip(strengths, images, strict=True):
             name = f"{stem}_{safe}_{s:+g}.png"
             save_image(out / name, image)
@@ -1189,7 +1228,15 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         if len(strengths) > 1:
             save_png(out / f"{stem}_{safe}_strip.png", make_grid(images, nrow=len(strengths)))
             outputs.append(f"{stem}_{safe}_strip.png")
+    extra: dict[str, Any] = {}
+    if args.align:  # per strength, the whole photo with every face moved along the direction
+        save_transforms(out, photos, outputs, args.landmarks)
+        for k, s in enumerate(strengths):
+            paste_results(out, photos, {n: m[k : k + 1] for n, m in moved.items()}, f"_{safe}_{s:+g}",
+                          args.paste_feather, outputs)
+        extra["photos"] = photos_record(photos)
     _write_record(out / "attribute.json", args, editor, [i.describe() for i in items], outputs,
                   strengths=strengths, direction={"name": direction.name, **direction.meta},
-                  **({"moved_parts": parts, "moved_subspace": args.subspace or "both"} if parts else {}), **domain)
+                  **({"moved_parts": parts, "moved_subspace": args.subspace or "both"} if parts else {}), **domain,
+                  **extra)
     return 0

@@ -125,7 +125,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.directions is not None:
             if not Path(args.directions).is_file():
                 raise CLIError(f"--directions {args.directions}: no such file")
-            directions = load_directions(args.directions, editor.config.stylemap_shape)
+            directions = load_directions(args.directions, editor.code_shape)
     except EditingError as exc:
         raise CLIError(str(exc)) from None
 

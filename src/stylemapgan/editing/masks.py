@@ -39,6 +39,7 @@ _INT = r"\s*(-?\d+)\s*"
 _RECT_RE = re.compile(rf"^(?:rect:)?{_INT},{_INT},{_INT},{_INT}$")
 _NUMERIC_RE = re.compile(r"^(?:rect:)?[\d\s,.+-]*$")
 _PART_RE = re.compile(r"^(?:part:)?[A-Za-z_][\w-]*(\+[A-Za-z_][\w-]*)*$")
+_LANDMARK_RE = re.compile(r"^landmarks:[A-Za-z_][\w-]*(\+[A-Za-z_][\w-]*)*$")
 _CLUSTER_RE = re.compile(r"^cluster:\s*([\w-]+(?:\s*\+\s*[\w-]+)*)\s*$")
 
 
@@ -67,6 +68,14 @@ class PartMask:
 
 
 @dataclass(frozen=True)
+class LandmarkMask:
+    """Union of face parts drawn from a face's landmarks (eyes, brows, nose, mouth, oval): `landmarks:eyes+mouth`.
+    Needs no labelled data; the image should be an aligned face (`stylemapgan align`, or `--align`)."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ClusterMask:
     """Union of the model's unsupervised part clusters (`editing.clusters`), by id or by the name users gave them:
     cluster:3, cluster:3+5, cluster:hair. A bare name (hair) is a PartMask, which resolves to a named cluster
@@ -75,7 +84,7 @@ class ClusterMask:
     keys: tuple[str, ...]
 
 
-MaskSpec = RectangleMask | FileMask | PartMask | ClusterMask
+MaskSpec = RectangleMask | FileMask | PartMask | ClusterMask | LandmarkMask
 
 
 def parse_rectangle(text: str, field: str = "rectangle") -> RectangleMask:
@@ -90,7 +99,8 @@ def parse_rectangle(text: str, field: str = "rectangle") -> RectangleMask:
 
 def parse_mask(text: str) -> MaskSpec:
     """'x0,y0,x1,y1' (or 'rect:...') -> rectangle; an existing file -> mask image; 'hair' / 'part:hair+eyes'
-    -> part names; 'cluster:3+5' -> part clusters. Anything else is an error naming the text."""
+    -> part names; 'cluster:3+5' -> part clusters; 'landmarks:eyes+mouth' -> face parts from landmarks.
+    Anything else is an error naming the text."""
     cluster = _CLUSTER_RE.match(text)
     if cluster and not Path(text).is_file():
         return ClusterMask(tuple(key.strip() for key in cluster.group(1).split("+")))
@@ -101,6 +111,14 @@ def parse_mask(text: str) -> MaskSpec:
     path = Path(text)
     if path.is_file():
         return FileMask(path)
+    if _LANDMARK_RE.match(text):
+        from stylemapgan.photos import PhotoError
+        from stylemapgan.photos.masks import part_name
+
+        try:
+            return LandmarkMask(tuple(part_name(n) for n in text.removeprefix("landmarks:").split("+")))
+        except PhotoError as exc:
+            raise EditingError(f"mask {text!r}: {exc}") from None
     if _PART_RE.match(text) and not path.suffix:
         names = text.removeprefix("part:").split("+")
         return PartMask(tuple(names))
@@ -109,7 +127,8 @@ def parse_mask(text: str) -> MaskSpec:
     if path.suffix.lower() in IMAGE_SUFFIXES or os.sep in text or "/" in text:
         raise EditingError(f"{text}: no such file (mask)")
     raise EditingError(
-        f"mask {text!r}: not a file, a rectangle x0,y0,x1,y1, or part names like hair or hair+eyes"
+        f"mask {text!r}: not a file, a rectangle x0,y0,x1,y1, part names like hair or hair+eyes, or "
+        "landmarks:eyes (eyes, brows, nose, mouth, oval)"
     )
 
 

@@ -118,9 +118,9 @@ class SemanticEditor(BaseEditor):
         """part_names: one per class, background first (a checkpoint's `class_names`); default background,
         part1, part2, ... reference_mse: the model's own reconstruction MSE for the domain check (None: none).
         encoder: image -> W+ (`semantic.encoder.SemanticEncoder`, from `stylemapgan train-encoder`), if any.
-        dtype: "auto" or "fp32" (StyleMapGAN's editor also runs bf16; this one renders eagerly in fp32)."""
+        dtype: the CLI's --dtype; these networks run in fp32 ("auto" too), so only "fp32" or "auto"."""
         if dtype not in ("auto", "fp32", torch.float32):
-            raise EditingError(f"dtype: a {self.family.title} model renders in fp32 (auto or fp32), got {dtype!r}")
+            raise EditingError(f"--dtype {dtype}: a {SEMANTICSTYLEGAN.title} model runs in fp32 only (auto or fp32)")
         like = generator.local.pos_embed.weight
         self.device = torch.device(device) if device is not None else like.device
         self.generator = generator.to(self.device).eval().requires_grad_(False)

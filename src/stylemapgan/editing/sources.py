@@ -30,6 +30,7 @@ from stylemapgan.editing.images import (
 from stylemapgan.editing.masks import (
     ClusterMask,
     FileMask,
+    LandmarkMask,
     PartMask,
     RectangleMask,
     mask_from_file,
@@ -53,6 +54,7 @@ class InputItem:
     image: torch.Tensor | None = None  # [1, 3, size, size] in [-1, 1]
     stylemap: torch.Tensor | None = None  # the model's code: [1, C, s, s] stylemap or [1, n, D] latents
     label_map: torch.Tensor | None = None  # [size, size] int64 part indices
+    landmarks: Any = None  # photos.FaceLandmarks in this image's pixels (an aligned face); found when first needed
 
     def describe(self) -> dict[str, Any]:
         kind = "stylemap" if self.stylemap is not None else "image"
@@ -77,6 +79,8 @@ class InputResolver:
         self.data = data
         self._datasets: dict[str, Any] = {}
         self._meta: dict[str, Any] | None = None
+        self.landmark_model = "mediapipe"  # detector of `landmarks:` masks for images without known landmarks
+        self._detector: Any = None
 
     # ---- dataset --------------------------------------------------------------------------------------------
 
@@ -157,7 +161,32 @@ class InputResolver:
             code = self._load_code(path) if self._load_code else load_stylemap(path, self.config.stylemap_shape)
             return InputItem(path.stem, str(path), stylemap=code)
         image = load_image(path, self.config.size, self.fit, self.background, what)
-        return InputItem(path.stem, str(path), image=image)
+        return InputItem(path.stem, str(path), image=image, landmarks=self.aligned_landmarks(path))
+
+    def aligned_landmarks(self, path: Path) -> Any:
+        """The landmarks of a face aligned by `stylemapgan align`, from the record beside it (STEM.json), in model
+        pixels; None for any other image (its landmarks are detected if a `landmarks:` mask needs them)."""
+        import json
+
+        record_path = path.with_suffix(".json")
+        if not record_path.is_file():
+            return None
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError):
+            return None
+        from stylemapgan.photos import FaceLandmarks, FaceTransform, PhotoError
+        from stylemapgan.photos.align import TRANSFORM_FORMAT
+
+        if not isinstance(record, dict) or record.get("format") != TRANSFORM_FORMAT or "landmarks" not in record:
+            return None
+        try:
+            transform = FaceTransform.from_dict(record, str(record_path))
+            in_photo = FaceLandmarks.from_dict(record["landmarks"], str(record_path))
+        except PhotoError as exc:
+            raise EditingError(str(exc)) from None
+        scale = self.config.size / transform.size
+        return in_photo.mapped(lambda p: transform.to_aligned(p) * scale)
 
     def from_clusters(self, text: str, items: list[InputItem]) -> bool:
         """Whether the mask `text` comes from the model's part clusters: cluster:N, or a bare name that is a named
@@ -190,6 +219,8 @@ class InputResolver:
             return rectangle_mask(spec, self.config.size)
         if isinstance(spec, FileMask):
             return mask_from_file(spec.path, self.config.size, self.fit)
+        if isinstance(spec, LandmarkMask):
+            return self.landmark_mask(spec, items, field)
         assert isinstance(spec, PartMask)
         if self.data is None:
             raise EditingError(f"{field} {text!r}: part names need --data DATASET with part masks")
@@ -201,6 +232,41 @@ class InputResolver:
                 f"{field} {text!r}: part names need the source or reference to be a dataset item SPLIT:INDEX"
             )
         return mask_from_parts(maps, self.part_names, spec, self.config.size)
+
+    def landmarks(self, item: InputItem, field: str = "mask") -> Any:
+        """The item's face landmarks (in model pixels): known from its alignment, else detected once on its image
+        (shown to the detector at 256 px or more: FaceMesh's landmark model works on a 256-px face crop)."""
+        if item.landmarks is None:
+            from stylemapgan.photos import PhotoError, make_detector
+
+            if item.image is None:
+                raise EditingError(f"{field}: landmark parts need an image, {item.origin} is a stylemap")
+            pil = Image.fromarray(to_uint8(item.image)[0])
+            scale = max(1, -(-256 // pil.width))
+            try:
+                if self._detector is None:
+                    self._detector = make_detector(self.landmark_model)
+                big = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.LANCZOS)
+                found = self._detector.detect(big)
+            except PhotoError as exc:
+                raise EditingError(f"{field}: {exc}") from None
+            if not found:
+                raise EditingError(f"{item.origin}: no face found for the landmark parts ({field}); align it first")
+            item.landmarks = max(found, key=lambda f: f.extent).mapped(lambda p: p / scale)
+        return item.landmarks
+
+    def landmark_mask(self, spec: LandmarkMask, items: list[InputItem], field: str = "mask") -> torch.Tensor:
+        """Face parts drawn from the landmarks of every given item with an image (source and reference: union)."""
+        from stylemapgan.photos.masks import landmark_mask
+
+        faces = [item for item in items if item.image is not None or item.landmarks is not None]
+        if not faces:
+            raise EditingError(f"{field}: landmark parts need an image (not only stylemaps)")
+        mask = torch.zeros(1, 1, self.config.size, self.config.size)
+        for item in faces:
+            drawn = landmark_mask(self.landmarks(item, field), spec.names, self.config.size)
+            mask = torch.maximum(mask, torch.from_numpy(drawn)[None, None])
+        return mask
 
     @staticmethod
     def handle(editor: BaseEditor, item: InputItem) -> str:

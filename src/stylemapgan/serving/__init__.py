@@ -1,4 +1,6 @@
-"""The real-time web editor (`stylemapgan serve`): a FastAPI app over `stylemapgan.editing.Editor`.
+"""The real-time web editor (`stylemapgan serve`): a FastAPI app over an editor of any model family
+(`stylemapgan.editing.Editor.from_checkpoint` opens StyleMapGAN and SemanticStyleGAN checkpoints alike); the page
+shows the controls the editor's `capabilities` offer.
 
     from stylemapgan.serving import create_app, load_gallery
     app = create_app(Editor.from_checkpoint(path), gallery=load_gallery("data/faces", 64, None))

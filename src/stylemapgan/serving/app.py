@@ -1,15 +1,21 @@
-"""The web editor's HTTP layer: a FastAPI app over one `Editor`, with per-browser sessions.
+"""The web editor's HTTP layer: a FastAPI app over one editor of any family (`BaseEditor`: StyleMapGAN's `Editor`,
+`SemanticEditor`), with per-browser sessions. The page asks `/api/info` what the model can do (the editor's
+`capabilities`, plus `features` such as refine) and shows those controls; routes a model cannot serve answer
+404 with one line saying what it does instead.
 
 Routes (JSON errors are `{"error": "one line"}`, 4xx for the request, 503 when busy, 500 for a bug; 409 means
 "superseded by a newer request"):
 
     GET  /                                   the page (static/index.html); /static/NAME its script and style
-    GET  /api/info                           model, gallery, directions, limits, this session's uploads
+    GET  /api/info                           model, capabilities, gallery, directions, limits, own uploads
     POST /api/upload?fit=crop|pad&name=N     raw image body (PNG/JPEG/WebP) -> {"id", "reconstruction_mse",
-                                             "domain_warning": str|null, ...}; encoded at once (domain.py)
+                                             "domain_warning": str|null, ...}; encoded at once (domain.py) by
+                                             the family's encoder; a model without one: 400, the library's line
     GET  /api/images/ID                      model-sized PNG (gallery, own uploads, own results)
     GET  /api/images/ID/download             the same as an attachment
-    GET  /api/images/ID/stylemap.npz         its stylemap (exact for samples, else the encoder's)
+    GET  /api/images/ID/code                 its code in the family's file format (.npz stylemap, .npy W+)
+    GET  /api/images/ID/stylemap.npz         its stylemap (exact for samples, else the encoder's; .npz models)
+    GET  /api/images/ID/segmentation         the model's part per pixel as a palette PNG (models that segment)
     GET  /api/images/ID/parts?names=hair     a part mask (gallery images of a dataset with part masks)
     GET  /api/images/ID/clusters?ids=3+hair  a part-cluster mask of any image, from its own features (models
                                              whose checkpoint has part clusters: `stylemapgan clusters fit`)
@@ -21,9 +27,16 @@ Routes (JSON errors are `{"error": "one line"}`, 4xx for the request, 503 when b
                                              on a refine worker (edits go on meanwhile; engine.py);
                                              {"id": null, "improved": false, ...} if no step beat the start
     POST /api/samples                        JSON -> {"images": [...]}
+    POST /api/parts/swap                     JSON {source, references: [{id, parts: {NAME: shape|texture|both}}],
+                                             remove: [NAME], alpha} -> PNG (models with parts; routes/parts.py)
+    POST /api/parts/interpolate              JSON {a, b, parts: [NAME]|null, what, frames} -> PNG strip
+    POST /api/parts/under-mask               JSON {id, mask, threshold} -> {"parts": [NAME]} (a painted mask
+                                             -> the parts it covers, by the model's own segmentation)
+    GET  /api/parts/directions?part=N&what=W the part's attribute sliders (the directions file's, else PCA in
+                                             the part's subspace computed on first use and kept)
     GET  /api/stats                          queue and cache counters
 
-They live in `routes/` (pages.py, images.py, edits.py), at module level, and reach the server's state and the
+They live in `routes/` (pages.py, images.py, edits.py, parts.py), at module level, and reach the server's state and the
 browser's session through dependencies (`state.py`); the model routes share one prologue (`jobs.Job.open`).
 
 Requests that another web page made the browser send (Sec-Fetch-Site cross-site or same-site, or an Origin
@@ -35,7 +48,7 @@ Sessions: a cookie-less request (a script, curl) is served in one shared anonymo
 cookie; a session is made when the cookie comes back, so scripts can never evict a browser's uploads
 (store.py says how sessions and uploads are kept).
 
-No model maths here: every image operation is one `Editor` call on the inference thread (see engine.py).
+No model maths here: every image operation is one editor call on the inference thread (see engine.py).
 Requests that carry `seq` (and `client`, one id per page) are "latest wins" per page and request kind: an
 older one arriving late is refused at once, and one overtaken while queued is dropped before it runs.
 """
@@ -50,13 +63,14 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import FastAPI
 
-from stylemapgan.editing import Direction, Editor
+from stylemapgan.editing import BaseEditor, Direction, EditingError
 from stylemapgan.serving.domain import DomainReference
 from stylemapgan.serving.engine import InferenceEngine, bound_editor_caches, ensure_handle
 from stylemapgan.serving.errors import Busy
 from stylemapgan.serving.gallery import Gallery
 from stylemapgan.serving.limits import ServerLimits
 from stylemapgan.serving.middleware import ERROR_HANDLERS, LOOPBACK_HOSTS, guard_and_session
+from stylemapgan.serving.photos import is_face_model
 from stylemapgan.serving.routes import ROUTERS
 from stylemapgan.serving.state import ServerState, load_static
 from stylemapgan.serving.store import ImageRecord, SessionStore
@@ -65,7 +79,7 @@ log = logging.getLogger("stylemapgan.serving")
 
 
 def create_app(
-    editor: Editor,
+    editor: BaseEditor,
     *,
     gallery: Gallery | None = None,
     directions: dict[str, Direction] | None = None,
@@ -97,6 +111,7 @@ def create_app(
         upload_slots=anyio.Semaphore(max(1, limits.concurrent_uploads)),
         image_threads=anyio.CapacityLimiter(max(1, limits.image_threads)),
         domain=domain,
+        face_model=is_face_model(model_name),
     )
     app = FastAPI(title="stylemapgan editor", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
                   exception_handlers=ERROR_HANDLERS)
@@ -125,13 +140,16 @@ async def _warm_gallery(state: ServerState) -> None:
     for start in range(0, len(records), batch):
         chunk = records[start : start + batch]
 
-        def work(ed: Editor, chunk: list[ImageRecord] = chunk) -> None:
+        def work(ed: BaseEditor, chunk: list[ImageRecord] = chunk) -> None:
             for record in chunk:
                 ensure_handle(ed, record)
 
         try:
             await state.engine.run(work)
         except Busy:
+            return
+        except EditingError as exc:  # a model without an encoder: its gallery images cannot be encoded
+            log.info("gallery warm-up stopped: %s", exc)
             return
         except Exception:  # a warm-up is an optimisation: the first edit of that image encodes it instead
             log.exception("gallery warm-up stopped")

@@ -11,6 +11,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from stylemapgan.editing.parts import DEFAULT_MASK_THRESHOLD
 from stylemapgan.serving.errors import ApiError
 from stylemapgan.serving.limits import ServerLimits
 from stylemapgan.serving.store import ID_PATTERN
@@ -73,6 +74,40 @@ class SamplesIn(Sequenced):
     count: int = Field(4, ge=1, le=64)
 
 
+PartName = Annotated[str, Field(min_length=1, max_length=64)]
+PartSubspace = Literal["shape", "texture", "both"]
+
+
+class PartReferenceIn(BaseModel):
+    """One reference of a part swap: which of its parts to take, each its shape, its texture or both."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: ImageId
+    parts: dict[PartName, PartSubspace] = Field(min_length=1, max_length=256)
+
+
+class PartSwapIn(Sequenced):
+    source: ImageId
+    references: list[PartReferenceIn] = Field(default_factory=list)
+    remove: list[PartName] = Field(default_factory=list, max_length=256)  # composition: parts taken away
+    alpha: float = Field(1.0, ge=0.0, le=1.0)
+
+
+class PartInterpolateIn(Sequenced):
+    a: ImageId
+    b: ImageId
+    parts: list[PartName] | None = Field(None, min_length=1, max_length=256)  # None: the whole code moves
+    what: PartSubspace = "both"
+    frames: int = Field(9, ge=2, le=256)
+
+
+class PartsUnderMaskIn(Sequenced):
+    id: ImageId
+    mask: str = Field(min_length=1)  # PNG as for an edit's reference: alpha (or luminance) = painted
+    # a part is covered when at least this fraction of its pixels is painted
+    threshold: float = Field(DEFAULT_MASK_THRESHOLD, gt=0.0, le=1.0)
+
+
 def validation_message(exc: ValidationError | RequestValidationError) -> str:
     """The first problem as `where: what`, and how many more there are."""
     errors = exc.errors()
@@ -106,8 +141,8 @@ async def read_limited(request: Request, limit: int, what: str) -> bytes:
 
 
 def body_limit(model: type[BaseModel], limits: ServerLimits, size: int) -> int:
-    """Bytes a body of this type may have: the JSON limit, plus room for the painted masks of an edit."""
-    masks = limits.max_references * max_mask_chars(size) if model is EditIn else 0
+    """Bytes a body of this type may have: the JSON limit, plus room for the painted masks it carries."""
+    masks = {EditIn: limits.max_references, PartsUnderMaskIn: 1}.get(model, 0) * max_mask_chars(size)
     return limits.max_json_bytes + masks
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stylemapgan.editing import Editor
+from stylemapgan.editing import BaseEditor
 from stylemapgan.editing.domain import DOMAIN_FACTOR
 from stylemapgan.editing.domain import domain_warning as library_domain_warning
 from stylemapgan.editing.domain import reference_mse as library_reference_mse
@@ -81,7 +81,7 @@ def domain_warning(mse: float, reference: DomainReference | None, refined: bool 
 
 
 def assess_reconstruction(
-    editor: Editor, handle: str, pixels: np.ndarray, reference: DomainReference | None
+    editor: BaseEditor, handle: str, pixels: np.ndarray, reference: DomainReference | None
 ) -> DomainAssessment:
     """How far the model's reconstruction of an encoded image (`handle`) is from its pixels, and the warning for
     the page. Runs on the model worker. The one place to call the library's domain check once it exists."""

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from stylemapgan.editing import Editor
+from stylemapgan.editing import BaseEditor
 from stylemapgan.editing.errors import EditingError
 from stylemapgan.serving.errors import Busy, Superseded
 from stylemapgan.serving.limits import ServerLimits
@@ -98,10 +98,10 @@ class Timing:
 
 
 class InferenceEngine:
-    """Wraps an `Editor`; `await engine.run(fn)` runs `fn(editor)` on the model worker, `await
+    """Wraps an editor (any family's `BaseEditor`); `await engine.run(fn)` runs `fn(editor)` on the model worker, `await
     engine.run_refine(fn)` on a refine worker."""
 
-    def __init__(self, editor: Editor, max_pending: int = 32, refine_workers: int = 1,
+    def __init__(self, editor: BaseEditor, max_pending: int = 32, refine_workers: int = 1,
                  refine_niceness: int = 10) -> None:
         self.editor = editor
         self.max_pending = max_pending
@@ -132,7 +132,7 @@ class InferenceEngine:
             return self._refining
 
     async def run(
-        self, fn: Callable[[Editor], T], still_wanted: Callable[[], bool] | None = None
+        self, fn: Callable[[BaseEditor], T], still_wanted: Callable[[], bool] | None = None
     ) -> tuple[T, Timing]:
         """Queue `fn` on the model worker; raises Busy when its queue is full and Superseded when the job went
         stale while queued."""
@@ -166,7 +166,7 @@ class InferenceEngine:
         future.add_done_callback(release)
         return await _await_job(future)
 
-    async def run_refine(self, fn: Callable[[Editor], T]) -> tuple[T, Timing]:
+    async def run_refine(self, fn: Callable[[BaseEditor], T]) -> tuple[T, Timing]:
         """`fn(editor)` on a refine worker, beside the model worker (never holding it). The caller bounds how
         many run at once (`ServerLimits.concurrent_refines`); one more waits for a free refine worker."""
         with self._count_lock:
@@ -203,38 +203,62 @@ class InferenceEngine:
                     "encoding_capacity": info.capacity, "encoder_images": info.encoder_images}
 
 
-def encoding_bytes(editor: Editor) -> int:
-    """Worst-case memory of one cached encoding: the stylemap plus the style tensors a w+ edit adds to it,
-    measured once through the editor (then its cache is emptied)."""
+def encoding_bytes(editor: BaseEditor) -> int:
+    """Worst-case memory of one cached encoding: the code plus, for an editor that caches per-layer style
+    tensors beside it (a StyleMapGAN w+ edit), those too; measured once through the editor (then its cache is
+    emptied)."""
     with torch.no_grad():
-        handle = editor.add_stylemap(torch.zeros(1, *editor.config.stylemap_shape))
-        tensors = [editor.stylemap(handle), *editor.styles(handle)]
+        handle = editor.add_code(torch.zeros(1, *editor.code_shape))
+        tensors = [editor.code(handle)]
+        styles = getattr(editor, "styles", None)
+        if callable(styles):
+            tensors += list(styles(handle))
     editor.clear_cache()
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def bound_editor_caches(editor: Editor, limits: ServerLimits, gallery_images: int) -> None:
-    """Size the editor's two caches to the server's memory budget, whatever editor the app was given: the
+def bound_editor_caches(editor: BaseEditor, limits: ServerLimits, gallery_images: int) -> None:
+    """Size the editor's caches to the server's memory budget, whatever editor the app was given: the
     encoding cache's entry count needs one entry measured through this model, so it cannot be chosen before
-    the editor exists (see `ServerLimits.encoding_capacity`)."""
+    the editor exists (see `ServerLimits.encoding_capacity`). An editor with a modulation cache (fast edits)
+    gets its byte budget too."""
     editor.cache_size = limits.encoding_capacity(encoding_bytes(editor), gallery_images)
-    editor.modulation_cache_bytes = limits.modulation_cache_bytes
+    if hasattr(editor, "modulation_cache_bytes"):
+        editor.modulation_cache_bytes = limits.modulation_cache_bytes
 
 
-def ensure_handle(editor: Editor, record: ImageRecord) -> str:
-    """The record's encoding handle, encoding it again (or re-adding its stylemap) if the editor evicted it.
-    Runs on the worker thread."""
+def ensure_handle(editor: BaseEditor, record: ImageRecord) -> str:
+    """The record's encoding handle, encoding it again (or re-adding its code) if the editor evicted it.
+    Runs on the worker thread. A record without a known code goes through the family's encoder (`encode`),
+    whose one-line `EditingError` (a model without an encoder) reaches the page as a 400."""
     if record.handle is not None:
         try:
-            editor.stylemap(record.handle)  # a cache hit also marks it recently used
+            editor.code(record.handle)  # a cache hit also marks it recently used
             return record.handle
         except EditingError:
             pass
-    if record.stylemap is not None:
-        record.handle = editor.add_stylemap(record.stylemap)
+    if record.code is not None:
+        record.handle = editor.add_code(record.code)
     else:
         record.handle = editor.encode(from_uint8(record.pixels))
     return record.handle
+
+
+def rendered(output: Any) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """An editor call's images [N, 3, H, W], and when it hands them back, the segmentation logits [N, K, H, W]
+    and the codes it rendered (a family whose edits return a result with `images`, `segmentation`, `latents`);
+    a composed render (parts removed) has no code that alone reproduces it, so none is given for it."""
+    images = getattr(output, "images", output)
+    segmentation = getattr(output, "segmentation", None)
+    codes = getattr(output, "latents", None)
+    if getattr(output, "composition_mask", None) is not None:
+        codes = None
+    return images, segmentation, codes
+
+
+def segmentation_labels(segmentation: torch.Tensor) -> np.ndarray:
+    """Logits [N, K, H, W] -> uint8 [N, H, W] part per pixel (argmax)."""
+    return segmentation.argmax(dim=1).to(torch.uint8).cpu().numpy()
 
 
 def to_pixels(images: torch.Tensor) -> np.ndarray:

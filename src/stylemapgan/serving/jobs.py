@@ -12,14 +12,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
+import torch
 from fastapi import Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from stylemapgan.editing import Editor
+from stylemapgan.editing import BaseEditor
 from stylemapgan.serving.bodies import Sequenced, body_limit, parse_json, read_limited
 from stylemapgan.serving.engine import Timing
 from stylemapgan.serving.errors import ApiError
@@ -90,11 +91,11 @@ class Job(Generic[B]):
     def find(self, image_id: str) -> ImageRecord:
         return self.state.find(self.session, image_id)
 
-    async def run(self, fn: Callable[[Editor], T]) -> tuple[T, Timing]:
+    async def run(self, fn: Callable[[BaseEditor], T]) -> tuple[T, Timing]:
         """`fn(editor)` on the worker; dropped (409) if a newer request of its kind arrives while it waits."""
         return await self.state.run_model(fn, self.still_wanted)
 
-    async def run_refine(self, fn: Callable[[Editor], T]) -> tuple[T, Timing]:
+    async def run_refine(self, fn: Callable[[BaseEditor], T]) -> tuple[T, Timing]:
         """`fn(editor)` on a refine worker: it never holds the model worker other pages' edits wait for."""
         return await self.state.run_refine(fn)
 
@@ -108,9 +109,16 @@ class Job(Generic[B]):
         headers = {**self.headers(timing, (time.perf_counter() - t0) * 1000), **(extra or {})}
         return Response(png, media_type="image/png", headers=headers)
 
-    async def result_reply(self, pixels: np.ndarray, name: str, timing: Timing) -> Response:
-        """Keep the result (downloadable, re-usable) and answer its PNG; its id and the request's seq in headers."""
-        record = ImageRecord(new_id("r"), name, "result", pixels)
+    async def result_reply(
+        self, pixels: np.ndarray, name: str, timing: Timing, code: torch.Tensor | None = None,
+        segmentation: np.ndarray | None = None, meta: dict[str, Any] | None = None, photo: Any = None,
+    ) -> Response:
+        """Keep the result (downloadable, re-usable) and answer its PNG; its id and the request's seq in headers.
+        `code`: the code it was rendered from, when known exactly (using the result as a source then needs no
+        encoder); `segmentation`: its part per pixel (uint8 [H, W]), for a model that segments; `photo`: the
+        source's whole photo (an aligned upload's), so the result can be downloaded pasted back."""
+        record = ImageRecord(new_id("r"), name, "result", pixels, code=code, segmentation=segmentation,
+                             meta=dict(meta or {}), photo=photo)
         self.state.sessions.results.put(self.session.id, record.id, record)
         extra = {"X-Image-Id": record.id}
         if self.seq is not None:

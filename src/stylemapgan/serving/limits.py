@@ -10,12 +10,13 @@ from typing import Any
 class ServerLimits:
     """Upload, memory, queue and connection bounds (every number the server enforces or sizes itself by).
 
-    Memory: the stores keep at most `cached_images` uint8 images at model size (plus, for samples and refined
-    uploads, their stylemaps; the anonymous session's share included, see store.py): a few MB at 64 px, ~100 MB
-    at 256 px. The editor's two caches are bounded apart: encodings by `encoding_cache_mb` (but never fewer than
-    two edits' worth of entries) and the per-image modulations a fast edit reuses by `modulation_cache_mb`. So
-    the defaults bound a server at roughly 2 GB plus the model, whatever its traffic; lower the two cache
-    budgets for a small machine.
+    Memory: the stores keep at most `cached_images` uint8 images at model size (plus, for samples, refined
+    uploads and results rendered from a known code, that code; the anonymous session's share included, see
+    store.py): a few MB at 64 px, ~100 MB at 256 px. The editor's two caches are bounded apart: encodings by
+    `encoding_cache_mb` (but never fewer than two edits' worth of entries) and the per-image modulations a fast
+    edit reuses by `modulation_cache_mb`. So the defaults bound a server at roughly 2 GB plus the model, whatever
+    its traffic; lower the two cache budgets for a small machine. Computed part sliders (models with parts) add
+    at most `max_part_direction_sets` x `part_direction_components` codes.
     """
 
     max_upload_bytes: int = 10 * 1024 * 1024  # a large phone JPEG; checked while the body streams in
@@ -34,6 +35,9 @@ class ServerLimits:
     max_pending_jobs: int = 32  # queued inference jobs over all sessions; beyond this: 503, try again
     max_samples: int = 8
     max_interpolation_frames: int = 16
+    part_direction_components: int = 4  # PCA sliders computed for one part (models with parts, no directions file)
+    part_direction_samples: int = 2000  # random w the part PCA is fitted on (~50 ms for a tiny model on 1 core)
+    max_part_direction_sets: int = 64  # (part, subspace) slider sets kept; least recently used dropped beyond
     max_refine_steps: int = 500  # optimisation steps of one refine request (~20 ms each at 64 px on 2 cores)
     max_refine_seconds: float = 20.0  # a refine holds a refine worker: it stops (keeping its best) after this
     concurrent_refines: int = 1  # refine workers, beside the model worker; another refine meanwhile gets 503

@@ -12,12 +12,14 @@ from typing import Annotated, Any, TypeVar
 import anyio
 from fastapi import Depends, Request
 
-from stylemapgan.editing import Direction, EditingError, Editor
+from stylemapgan.editing import BaseEditor, Direction, EditingError, EditorCapabilities
 from stylemapgan.serving.domain import DomainReference
 from stylemapgan.serving.engine import InferenceEngine, Timing
 from stylemapgan.serving.errors import ApiError, Busy, Superseded
 from stylemapgan.serving.gallery import Gallery
 from stylemapgan.serving.limits import ServerLimits
+from stylemapgan.serving.part_directions import PartSliders
+from stylemapgan.serving.photos import PhotoAligner
 from stylemapgan.serving.store import ImageRecord, Session, SessionStore
 
 T = TypeVar("T")
@@ -43,12 +45,41 @@ class ServerState:
     upload_slots: anyio.Semaphore
     image_threads: anyio.CapacityLimiter
     domain: DomainReference | None = None  # what uploads' reconstructions are compared with (domain.py)
+    aligner: PhotoAligner = field(default_factory=PhotoAligner)  # "align face" uploads (photos.py)
+    face_model: bool = False  # the align box starts ticked
+    part_sliders: PartSliders | None = None  # per-part attribute sliders (models with parts; part_directions.py)
     started: float = field(default_factory=time.time)
     refines_running: int = 0  # changed only on the event loop
 
+    def __post_init__(self) -> None:
+        self.capabilities: EditorCapabilities = self.editor.capabilities  # asked once: what the page offers
+        if self.part_sliders is None:
+            self.part_sliders = PartSliders(self.directions, self.limits.max_part_direction_sets)
+
     @property
-    def editor(self) -> Editor:
+    def editor(self) -> BaseEditor:
         return self.engine.editor
+
+    @property
+    def can_refine(self) -> bool:
+        """Does the editor optimise a code towards its image (the page's Refine)?"""
+        return callable(getattr(self.editor, "refine", None))
+
+    def direction(self, name: str) -> Direction | None:
+        """A direction by name: the directions file's, or a part's computed one."""
+        found = self.directions.get(name)
+        if found is None and self.part_sliders is not None:
+            found = self.part_sliders.find(name)
+        return found
+
+    def check_parts(self, names: list[str], field: str) -> None:
+        """422 naming `field` for a part name this model does not have (one line, the model's parts listed)."""
+        parts = self.capabilities.parts
+        if not parts:
+            raise ApiError(404, f"{field}: this model has no parts")
+        for name in names:
+            if name not in parts:
+                raise ApiError(422, f"{field}: unknown part {name[:64]!r} (this model's parts: {', '.join(parts)})")
 
     @property
     def size(self) -> int:
@@ -65,7 +96,7 @@ class ServerState:
         return record
 
     async def run_model(
-        self, fn: Callable[[Editor], T], still_wanted: Callable[[], bool] | None = None
+        self, fn: Callable[[BaseEditor], T], still_wanted: Callable[[], bool] | None = None
     ) -> tuple[T, Timing]:
         """`fn(editor)` on the inference worker, its failures as the page's errors (503 busy, 409 stale, 400)."""
         try:
@@ -77,7 +108,7 @@ class ServerState:
         except EditingError as exc:
             raise ApiError(400, str(exc)) from None
 
-    async def run_refine(self, fn: Callable[[Editor], T]) -> tuple[T, Timing]:
+    async def run_refine(self, fn: Callable[[BaseEditor], T]) -> tuple[T, Timing]:
         """`fn(editor)` on a refine worker (never the model worker the edits use), at most
         `limits.concurrent_refines` at once: one more gets 503 at once rather than waiting minutes."""
         if self.refines_running >= max(1, self.limits.concurrent_refines):

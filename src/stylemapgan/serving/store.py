@@ -57,19 +57,23 @@ class ImageRecord:
     name: str
     kind: str  # gallery | upload | result | sample
     pixels: np.ndarray  # uint8 [size, size, 3]
-    stylemap: torch.Tensor | None = None  # [1, C, s, s] when known exactly (samples)
+    code: torch.Tensor | None = None  # the family's code ([1, C, s, s] stylemap, [1, n, D] W+) when known exactly
     label_map: torch.Tensor | None = None  # int64 [H, W] part indices (gallery from a dataset with part masks)
     handle: str | None = None  # the editor's cache handle; re-created when the editor has evicted it
     meta: dict[str, Any] = field(default_factory=dict)
+    segmentation: np.ndarray | None = None  # uint8 [size, size] the model's part per pixel (models that segment)
+    photo: Any = None  # photos.PhotoSource: the whole photo an aligned upload (or a result of it) came from
 
     @property
     def nbytes(self) -> int:
-        extra = self.stylemap.numel() * 4 if self.stylemap is not None else 0
+        extra = self.code.numel() * 4 if self.code is not None else 0
+        extra += int(self.segmentation.nbytes) if self.segmentation is not None else 0
+        extra += len(self.photo.data) if self.photo is not None else 0
         return int(self.pixels.nbytes) + extra
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "kind": self.kind, "parts": self.label_map is not None,
-                **self.meta}
+                "photo": self.photo is not None, **self.meta}
 
 
 class BoundedStore:

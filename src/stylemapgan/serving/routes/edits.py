@@ -1,6 +1,9 @@
-"""Every route that runs the model: local edit, reconstruction, refine, attribute sliders, interpolation and
-samples. Each opens a `Job` (the shared prologue, with its own limit checks), finds its images, runs one job on
-the inference worker and answers with the timings in headers."""
+"""Every route that runs the model and that any family can serve (local edit and refine where the editor offers
+them): local edit, reconstruction, refine, attribute sliders, interpolation and samples. Each opens a `Job` (the
+shared prologue, with its own limit checks), finds its images, runs one job on the inference worker and answers
+with the timings in headers. A result keeps the code it was rendered from when the editor hands it back (and its
+segmentation, for a model that segments), so it can be the next source without an encoder. The part edits of a
+model with parts are in parts.py."""
 
 from __future__ import annotations
 
@@ -9,12 +12,13 @@ import torch
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from stylemapgan.editing import Editor, ProjectionOptions, Refinement
+from stylemapgan.editing import BaseEditor, Editor, ProjectionOptions, Refinement
 from stylemapgan.serving.bodies import AttributesIn, EditIn, ImageIn, InterpolateIn, RefineIn, SamplesIn
 from stylemapgan.serving.domain import domain_warning
-from stylemapgan.serving.engine import ensure_handle, to_pixels
+from stylemapgan.serving.engine import ensure_handle, rendered, segmentation_labels, to_pixels
 from stylemapgan.serving.errors import ApiError
 from stylemapgan.serving.jobs import Job
+from stylemapgan.serving.routes.images import stylemap_origin
 from stylemapgan.serving.state import ServerState
 from stylemapgan.serving.store import ImageRecord, new_id
 from stylemapgan.serving.uploads import decode_mask
@@ -36,7 +40,12 @@ def refine_options(steps: int = DEFAULT_REFINE_STEPS, time_limit_s: float | None
 
 
 def check_edit(body: EditIn, state: ServerState) -> None:
-    limits = state.limits
+    limits, caps = state.limits, state.capabilities
+    if not caps.masks:
+        instead = "swap parts instead (POST /api/parts/swap)" if caps.parts else "it has no local edits"
+        raise ApiError(404, f"this model ({caps.family}) does not paste painted masks; {instead}")
+    if body.mode not in caps.latent_modes:
+        raise ApiError(422, f"mode: {body.mode!r} is not one of this model's modes ({', '.join(caps.latent_modes)})")
     if len(body.references) > limits.max_references:
         raise ApiError(422, f"references: at most {limits.max_references}")
     bound = round(limits.max_shift_fraction * state.size)
@@ -46,11 +55,13 @@ def check_edit(body: EditIn, state: ServerState) -> None:
 
 
 def check_attributes(body: AttributesIn, state: ServerState) -> None:
-    if not state.directions:
+    parts = bool(state.capabilities.parts)
+    if not state.directions and not parts:
         raise ApiError(404, "this server has no attribute directions (start it with --directions FILE)")
-    unknown = sorted(set(body.strengths) - set(state.directions))
+    unknown = sorted(name for name in body.strengths if state.direction(name) is None)
     if unknown:
-        raise ApiError(422, f"strengths: unknown direction(s) {', '.join(unknown[:5])}")
+        hint = " (a part's sliders: GET /api/parts/directions?part=NAME first)" if parts else ""
+        raise ApiError(422, f"strengths: unknown direction(s) {', '.join(n[:64] for n in unknown[:5])}{hint}")
 
 
 def check_interpolate(body: InterpolateIn, state: ServerState) -> None:
@@ -64,6 +75,8 @@ def check_samples(body: SamplesIn, state: ServerState) -> None:
 
 
 def check_refine(body: RefineIn, state: ServerState) -> None:
+    if not state.can_refine:
+        raise ApiError(404, f"this model ({state.capabilities.family}) cannot refine a code towards its image")
     if body.steps is not None and body.steps > state.limits.max_refine_steps:
         raise ApiError(422, f"steps: at most {state.limits.max_refine_steps}")
 
@@ -94,7 +107,7 @@ async def edit(request: Request) -> Response:
         return to_pixels(out)[0]
 
     pixels, timing = await job.run(work)
-    return await job.result_reply(pixels, "edit", timing)
+    return await job.result_reply(pixels, "edit", timing, photo=source.photo)
 
 
 @router.post("/reconstruct")
@@ -102,8 +115,17 @@ async def reconstruct(request: Request) -> Response:
     """G(E(image)): what the model makes of the image."""
     job = await Job.open(request, ImageIn, kind="reconstruct")
     record = job.find(job.body.id)
-    pixels, timing = await job.run(lambda ed: to_pixels(ed.reconstruct(ensure_handle(ed, record)))[0])
-    return await job.result_reply(pixels, "reconstruction", timing)
+    segments = job.state.capabilities.segmentation
+
+    def work(ed: BaseEditor) -> tuple[np.ndarray, torch.Tensor, np.ndarray | None]:
+        handle = ensure_handle(ed, record)
+        labels = segmentation_labels(ed.segment(handle))[0] if segments else None  # type: ignore[attr-defined]
+        return to_pixels(ed.reconstruct(handle))[0], ed.code(handle).detach().cpu().clone(), labels
+
+    (pixels, code, labels), timing = await job.run(work)
+    return await job.result_reply(pixels, "reconstruction", timing, code=code, segmentation=labels,
+                                  meta={"stylemap": stylemap_origin(record)},  # its code is the source's
+                                  photo=record.photo)
 
 
 @router.post("/refine")
@@ -116,9 +138,9 @@ async def refine(request: Request) -> JSONResponse:
     record = job.find(job.body.id)
     options = refine_options(steps, limits.max_refine_seconds)
 
-    def work(ed: Editor) -> tuple[Refinement, torch.Tensor]:
+    def work(ed: Editor) -> tuple[Refinement, torch.Tensor]:  # an editor with `refine` (check_refine)
         refined = ed.refine(ensure_handle(ed, record), from_uint8(record.pixels), options)
-        return refined, ed.stylemap(refined.handle).detach().cpu().clone()
+        return refined, ed.code(refined.handle).detach().cpu().clone()
 
     # on a refine worker of its own (never the model worker): other pages' edits go on meanwhile; a bounded
     # number at once (another one gets 503), each stopped after max_refine_seconds
@@ -128,9 +150,11 @@ async def refine(request: Request) -> JSONResponse:
     if not refined.improved:  # nothing to keep: no copy that only claims to be refined
         return JSONResponse({"id": None, "improved": False, **scores}, headers=job.headers(timing))
     warning = domain_warning(refined.mse_after, job.state.domain, refined=True)
-    copy = ImageRecord(new_id("u"), f"{record.name} (refined)", "upload", record.pixels, stylemap, record.label_map,
-                       refined.handle, {"from": record.kind, "stylemap": "refined", **scores,
-                                        "reconstruction_mse": scores["mse_after"], "domain_warning": warning})
+    copy = ImageRecord(new_id("u"), f"{record.name} (refined)", "upload", record.pixels, code=stylemap,
+                       label_map=record.label_map, handle=refined.handle,
+                       meta={"from": record.kind, "stylemap": "refined", **scores,
+                             "reconstruction_mse": scores["mse_after"], "domain_warning": warning},
+                       photo=record.photo)
     job.state.sessions.uploads.put(job.session.id, copy.id, copy)
     return JSONResponse({**copy.describe(), "improved": True}, headers=job.headers(timing))
 
@@ -140,26 +164,30 @@ async def attributes(request: Request) -> Response:
     """Move the image along the named attribute directions (their weighted sum, one model call)."""
     job = await Job.open(request, AttributesIn, kind="attributes", check=check_attributes)
     record = job.find(job.body.id)
-    directions = job.state.directions
-    vectors = [(directions[name].vector, value) for name, value in job.body.strengths.items() if value]
+    state = job.state
+    vectors = [(state.direction(name).vector, value)  # type: ignore[union-attr]  # known: check_attributes
+               for name, value in job.body.strengths.items() if value]
 
-    def work(ed: Editor) -> np.ndarray:
-        combined = torch.zeros(ed.config.stylemap_shape)
+    def work(ed: BaseEditor) -> tuple[np.ndarray, torch.Tensor | None, np.ndarray | None]:
+        combined = torch.zeros(ed.code_shape)
         for vector, value in vectors:  # the directions' weighted sum: one call applies them all
             combined = combined + value * vector.float().cpu()
-        return to_pixels(ed.apply_direction(ensure_handle(ed, record), combined, 1.0))[0]
+        out = ed.apply_direction(ensure_handle(ed, record), combined, 1.0)  # type: ignore[attr-defined]
+        images, segmentation, codes = rendered(out)
+        labels = segmentation_labels(segmentation)[0] if segmentation is not None else None
+        return to_pixels(images)[0], None if codes is None else codes[:1].detach().cpu().clone(), labels
 
-    pixels, timing = await job.run(work)
-    return await job.result_reply(pixels, "attributes", timing)
+    (pixels, code, labels), timing = await job.run(work)
+    return await job.result_reply(pixels, "attributes", timing, code=code, segmentation=labels, photo=record.photo)
 
 
 @router.post("/interpolate")
 async def interpolate(request: Request) -> Response:
-    """Frames from a to b in stylemap space, as one strip (frames side by side); the count in X-Frames."""
+    """Frames from a to b in the family's code space, as one strip (frames side by side); the count in X-Frames."""
     job = await Job.open(request, InterpolateIn, kind="interpolate", check=check_interpolate)
     a, b, frames = job.find(job.body.a), job.find(job.body.b), job.body.frames
 
-    def work(ed: Editor) -> np.ndarray:
+    def work(ed: BaseEditor) -> np.ndarray:
         strip = to_pixels(ed.interpolate(ensure_handle(ed, a), ensure_handle(ed, b), frames))
         return np.concatenate(list(strip), axis=1)  # one strip, frames side by side
 
@@ -169,19 +197,22 @@ async def interpolate(request: Request) -> Response:
 
 @router.post("/samples")
 async def samples(request: Request) -> JSONResponse:
-    """`count` random images from consecutive seeds, kept as results with their exact stylemaps."""
+    """`count` random images from consecutive seeds, kept as results with their exact codes (and segmentations,
+    for a model that segments): the way to get images into a model without an encoder."""
     job = await Job.open(request, SamplesIn, kind="samples", check=check_samples)
     body = job.body
     seeds = list(range(body.seed, body.seed + body.count))
 
-    def work(ed: Editor) -> tuple[np.ndarray, torch.Tensor]:
-        images, stylemaps = ed.generate(seeds, body.trunc)
-        return to_pixels(images), stylemaps.detach().cpu()
+    def work(ed: BaseEditor) -> tuple[np.ndarray, torch.Tensor, np.ndarray | None]:
+        samples = ed.sample(seeds, body.trunc)
+        labels = None if samples.segmentation is None else segmentation_labels(samples.segmentation)
+        return to_pixels(samples.images), samples.codes.detach().cpu(), labels
 
-    (pixels, stylemaps), timing = await job.run(work)
+    (pixels, codes, labels), timing = await job.run(work)
     out = []
-    for seed, px, sm in zip(seeds, pixels, stylemaps, strict=True):
-        record = ImageRecord(new_id("r"), f"seed {seed}", "sample", px, stylemap=sm[None].clone(),
+    for i, (seed, px, code) in enumerate(zip(seeds, pixels, codes, strict=True)):
+        record = ImageRecord(new_id("r"), f"seed {seed}", "sample", px, code=code[None].clone(),
+                             segmentation=None if labels is None else labels[i],
                              meta={"seed": seed, "trunc": body.trunc})
         job.state.sessions.results.put(job.session.id, record.id, record)
         out.append(record.describe())

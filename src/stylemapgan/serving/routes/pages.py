@@ -10,8 +10,10 @@ from fastapi import APIRouter
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 
-from stylemapgan.editing import Direction, Editor
+from stylemapgan.editing import BaseEditor, Direction
+from stylemapgan.semantic.io import class_color
 from stylemapgan.serving.errors import ApiError
+from stylemapgan.serving.part_directions import part_of
 from stylemapgan.serving.state import CurrentSession, ServerState, State
 from stylemapgan.serving.store import ANONYMOUS
 
@@ -44,7 +46,7 @@ def sliders(directions: dict[str, Direction], strength_range: float) -> list[dic
                                           e["kind"], e.get("component", 0)))
 
 
-def cluster_buttons(editor: Editor) -> list[dict[str, Any]]:
+def cluster_buttons(editor: BaseEditor) -> list[dict[str, Any]]:
     """The model's part clusters as one-click parts (any image): named ones first (by name), then by id."""
     clusters = editor.clusters
     if clusters is None:
@@ -70,25 +72,45 @@ async def static(state: State, name: Annotated[str, PathParam(max_length=64)]) -
     return static_response(state, name)
 
 
+def part_colors(state: ServerState) -> list[str]:
+    """The overlay colour of each of the model's parts (index = part), as the segmentation PNGs draw them."""
+    if not state.capabilities.segmentation:
+        return []
+    return ["#{:02x}{:02x}{:02x}".format(*class_color(k)) for k in range(len(state.capabilities.parts))]
+
+
+def features(state: ServerState) -> dict[str, bool]:
+    """What the page may offer beyond the editor's capabilities: refine, one-click part clusters, per-part
+    attribute sliders (computed on demand for a model with parts)."""
+    return {"refine": state.can_refine, "clusters": state.editor.clusters is not None,
+            "part_directions": bool(state.capabilities.parts)}
+
+
 @router.get("/api/info")
 async def info(state: State, session: CurrentSession) -> dict[str, Any]:
-    """Model, gallery, directions, limits and this session's uploads: all the page needs to start."""
-    editor, cfg = state.editor, state.editor.config
+    """Model, what it can do, gallery, directions, limits and this session's uploads: all the page needs to
+    start. The page shows controls by `capabilities` and `features`, never by the family's name."""
+    editor, caps = state.editor, state.capabilities
     # the anonymous session's uploads belong to every cookie-less client together: never listed (store.py)
     uploads = [] if session.id == ANONYMOUS else [r.describe() for r in state.sessions.uploads.values(session.id)]
+    whole_code = {name: d for name, d in state.directions.items() if part_of(d) is None}
     return {
-        "model": {"name": state.model_name, "id": editor.model_id, "size": cfg.size,
-                  "stylemap_shape": list(cfg.stylemap_shape), "device": str(editor.device)},
-        "modes": ["w", "w_plus"],
+        "model": {"name": state.model_name, "id": editor.model_id, "size": editor.size, "family": caps.family,
+                  "code_shape": list(editor.code_shape), "device": str(editor.device)},
+        "capabilities": caps.to_dict(),
+        "features": features(state),
+        "part_colors": part_colors(state),
+        "modes": list(caps.latent_modes),
         "parts": [p for p in state.gallery.part_names if p != "background"],
         "clusters": cluster_buttons(editor),
-        "directions": sliders(state.directions, state.direction_range),
+        "directions": sliders(whole_code, state.direction_range),
         "gallery": {"source": state.gallery.label, "images": [r.describe() for r in state.gallery.records]},
         "uploads": uploads,
         "domain": None if state.domain is None else {
             "typical_mse": state.domain.typical_mse, "warn_above": state.domain.threshold,
             "source": state.domain.source},
         "limits": state.limits.public(),
+        "align": {"available": state.aligner.available, "default": state.aligner.available and state.face_model},
     }
 
 

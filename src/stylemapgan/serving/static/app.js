@@ -7,6 +7,11 @@
 // refuses (409) requests that were overtaken. A busy server (503) or a lost connection is retried with
 // backoff, always with the newest state, so the last change's result arrives once the load falls.
 // Messages are a toast fixed to the viewport: they never move the canvases.
+//
+// The page offers what the model can do, as /api/info says (`capabilities`, `features`), never by its family's
+// name: painted masks pasted with shifts and w / w+ blends (masks), or a part list with shape / texture toggles
+// per reference, removal, a segmentation overlay and per-part sliders (parts); a mask painted on a reference of a
+// model with parts selects the parts it covers (/api/parts/under-mask).
 "use strict";
 
 const COLORS = ["#e6194b", "#2ca02c", "#3558d6", "#f58231"];
@@ -36,7 +41,16 @@ const state = {
   feather: 0,
   resultId: null,
   interp: null, // {bitmap, frames}
+  caps: null, // the model's capabilities (/api/info)
+  features: null, // what the server offers beyond them (refine, clusters, part sliders)
+  remove: new Set(), // models with parts: parts taken away from the source
+  segOn: false, // the segmentation overlays are shown
+  attrValues: {}, // slider name -> strength (whole-code sliders and every part's)
 };
+
+// a model with parts swaps them (the part list); a model with masks pastes painted regions
+const partMode = () => Boolean(state.caps && state.caps.parts.length);
+const paintMode = () => Boolean(state.caps && state.caps.masks);
 
 // ---- messages and small helpers -------------------------------------------------------------------------
 
@@ -256,7 +270,7 @@ function renderSlots() {
     }
     const choose = () => {
       state.target = key;
-      if (key !== "source") { state.active = key; drawReference(); renderParts(); }
+      if (key !== "source") { state.active = key; drawReference(); renderParts(); renderPartList(); drawSegmentations(); }
       renderSlots();
     };
     el.addEventListener("click", choose);
@@ -315,13 +329,18 @@ async function pick(desc, target = state.target) {
         mask: old ? old.mask : newMask(),
         undo: old ? old.undo : [], redo: old ? old.redo : [],
         shift: old ? old.shift : [0, 0],
+        swaps: old ? old.swaps : {}, // models with parts: part -> {shape, texture} ticked by the user
+        maskParts: [], // the parts the painted mask covers on this image (asked again below)
       };
       state.active = target;
+      if (partMode()) requestUnderMask();
     }
     renderSlots();
     drawReference();
     renderParts();
+    renderPartList();
     drawOverlay();
+    drawSegmentations();
     requestEdit(true);
   } catch (err) {
     showMessage(`cannot use ${desc.name}: ${err.message || err}`);
@@ -337,7 +356,9 @@ function removeRef(i) {
   renderSlots();
   drawReference();
   renderParts();
+  renderPartList();
   drawOverlay();
+  drawSegmentations();
   requestEdit(true);
 }
 
@@ -348,9 +369,10 @@ async function uploadFile(file) {
     return;
   }
   const fit = $("upload-fit").value;
+  const align = $("upload-align").checked ? "&align=1" : "";  // the largest face, aligned; the photo kept
   busy(+1);
   try {
-    const resp = await fetchRetrying(`/api/upload?fit=${fit}&name=${encodeURIComponent(file.name)}`, {
+    const resp = await fetchRetrying(`/api/upload?fit=${fit}${align}&name=${encodeURIComponent(file.name)}`, {
       method: "POST",
       headers: { "Content-Type": file.type || "application/octet-stream" },
       body: file,
@@ -425,6 +447,7 @@ function drawOverlay() {
   c.height = n;
   const ctx = c.getContext("2d");
   ctx.clearRect(0, 0, n, n);
+  if (!paintMode()) return; // a painted mask selects parts of its reference: nothing is pasted into the source
   state.refs.forEach((ref, i) => {
     if (!ref) return;
     drawMaskStyled(ctx, ref.mask, ref.shift[0] * state.scale, ref.shift[1] * state.scale,
@@ -446,7 +469,8 @@ function snapshot(ref) {
 function maskChanged() {
   drawReference();
   drawOverlay();
-  requestEdit();
+  if (paintMode()) requestEdit();
+  if (partMode()) requestUnderMask(); // the edit follows once the covered parts are known
 }
 
 function setupPainting() {
@@ -495,7 +519,7 @@ function setupDragging() {
   let start = null;
   canvas.addEventListener("pointerdown", (ev) => {
     const ref = state.refs[state.active];
-    if (!ref) return;
+    if (!ref || !state.caps || !state.caps.shifts) return;
     canvas.setPointerCapture(ev.pointerId);
     canvas.classList.add("dragging");
     start = { point: canvasPoint(canvas, ev), shift: [...ref.shift] };
@@ -549,7 +573,7 @@ function clearMask() {
 function renderParts() {
   const parts = state.info ? state.info.parts : [];
   const clusters = state.info ? state.info.clusters || [] : [];
-  $("parts-box").hidden = parts.length === 0 && clusters.length === 0;
+  $("parts-box").hidden = !paintMode() || (parts.length === 0 && clusters.length === 0);
   const ref = state.refs[state.active];
   for (const b of $("parts").querySelectorAll("button")) b.disabled = !(ref && ref.parts);
   // the model's part clusters come from any image's own features: every reference has them
@@ -601,6 +625,173 @@ function hexToRgb(hex) {
   return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
 }
 
+// ---- parts (models with parts) ------------------------------------------------------------------------------
+
+// what the user chose for one part of a reference: their ticks, else on when the painted mask covers the part
+function selection(ref, part) {
+  if (ref.swaps[part]) return ref.swaps[part];
+  const painted = ref.maskParts.includes(part);
+  return { shape: painted, texture: painted };
+}
+
+// what a reference gives the source: part -> "shape" | "texture" | "both" (removed parts give nothing)
+function effectiveSwaps(ref) {
+  const out = {};
+  if (!ref || !partMode()) return out;
+  for (const part of state.caps.parts) {
+    const sel = selection(ref, part);
+    const what = sel.shape && sel.texture ? "both" : sel.shape ? "shape" : sel.texture ? "texture" : null;
+    if (what && !state.remove.has(part)) out[part] = what;
+  }
+  return out;
+}
+
+function buildPartList() {
+  const caps = state.caps;
+  const rows = caps.parts.map((part, k) => {
+    const row = document.createElement("tr");
+    row.dataset.part = part;
+    const th = document.createElement("th");
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = state.info.part_colors[k] || "transparent";
+    swatch.title = `${part}'s colour in the segmentation`;
+    const name = document.createElement("button");
+    name.className = "part-name";
+    name.dataset.part = part;
+    name.textContent = part.replace("_", " ");
+    name.title = `take all of ${part} from the active reference (again: take none)`;
+    name.addEventListener("click", () => togglePart(part));
+    th.append(swatch, name);
+    row.append(th);
+    const whats = caps.shape_texture ? ["shape", "texture"] : ["both"];
+    if (caps.composition) whats.push("remove");
+    for (const what of whats) {
+      const td = document.createElement("td");
+      const label = document.createElement("label");
+      const input = document.createElement("input");
+      input.type = "checkbox";
+      input.dataset.part = part;
+      input.dataset.what = what;
+      input.addEventListener("change", () => setPart(part, what, input.checked));
+      label.append(input, ` ${what === "both" ? "swap" : what}`);
+      label.title = what === "remove" ? `take ${part} away from the source (what is behind it shows)`
+        : `take ${part}'s ${what === "both" ? "shape and texture" : what} from the active reference`;
+      td.append(label);
+      row.append(td);
+    }
+    return row;
+  });
+  $("part-list").replaceChildren(...rows);
+  renderPartList();
+}
+
+function renderPartList() {
+  if (!partMode()) return;
+  const ref = state.refs[state.active];
+  $("part-ref-label").textContent = String(state.active + 1);
+  $("part-ref-label").style.color = COLORS[state.active];
+  for (const row of $("part-list").querySelectorAll("tr[data-part]")) {
+    const part = row.dataset.part;
+    const sel = ref ? selection(ref, part) : { shape: false, texture: false };
+    const removed = state.remove.has(part);
+    for (const input of row.querySelectorAll("input")) {
+      const what = input.dataset.what;
+      if (what === "remove") { input.checked = removed; input.disabled = !state.source; continue; }
+      input.disabled = !ref || removed;
+      input.checked = !removed && (what === "both" ? sel.shape && sel.texture : sel[what]);
+    }
+    row.classList.toggle("selected", !removed && Boolean(sel.shape || sel.texture));
+    row.querySelector(".part-name").disabled = !ref;
+  }
+  const chosen = Object.keys(effectiveSwaps(ref));
+  const hint = $("interp-parts");
+  hint.hidden = false;
+  hint.textContent = chosen.length
+    ? `only ${chosen.join(", ")} move (the active reference's chosen parts)`
+    : "every part moves (choose parts of the active reference to move only those)";
+}
+
+function setPart(part, what, on) {
+  if (what === "remove") {
+    if (on) state.remove.add(part);
+    else state.remove.delete(part);
+  } else {
+    const ref = state.refs[state.active];
+    if (!ref) return;
+    const sel = { ...selection(ref, part) };
+    if (what === "both") { sel.shape = on; sel.texture = on; } else sel[what] = on;
+    ref.swaps[part] = sel; // the user's choice from now on, whatever the mask covers
+  }
+  renderPartList();
+  requestEdit();
+}
+
+function togglePart(part) {
+  const ref = state.refs[state.active];
+  if (!ref) return;
+  const sel = selection(ref, part);
+  state.remove.delete(part);
+  setPart(part, "both", !(sel.shape && sel.texture));
+}
+
+// a painted mask -> the parts it covers on its reference (by the model's segmentation): those are chosen
+let maskGeneration = 0; // bumped by every new mask state: an answer for an older one is dropped
+const underMaskRequest = new LatestRequest("under-mask", async (resp, rtt, seq, req) => {
+  const body = await resp.json();
+  const ref = state.refs[req.index];
+  if (req.generation !== maskGeneration || !ref || ref.id !== body.id) return;
+  ref.maskParts = body.parts;
+  renderPartList();
+  requestEdit();
+});
+
+function requestUnderMask() {
+  const index = state.active;
+  underMaskRequest.trigger(() => {
+    const ref = state.refs[index];
+    if (!ref) return null;
+    const generation = ++maskGeneration;
+    const small = smallMask(ref);
+    if (maskIsEmpty(small)) { // nothing painted: nothing chosen by the mask, no need to ask
+      if (ref.maskParts.length) { ref.maskParts = []; renderPartList(); requestEdit(); }
+      return null;
+    }
+    return { index, generation, url: "/api/parts/under-mask", body: { id: ref.id, mask: small.toDataURL("image/png") } };
+  });
+}
+
+// the model's part per pixel over the source, the active reference and the result (a toggle)
+const segCache = new Map(); // image id -> bitmap, the few most recent
+async function segmentationOf(id) {
+  if (segCache.has(id)) return segCache.get(id);
+  const bitmap = await fetchBitmap(`/api/images/${id}/segmentation`);
+  segCache.set(id, bitmap);
+  if (segCache.size > 48) segCache.delete(segCache.keys().next().value);
+  return bitmap;
+}
+
+async function drawSegmentation(canvasId, id) {
+  const c = $(canvasId);
+  c.dataset.id = (state.segOn && id) || ""; // what it is to show; a newer call may change it before the answer
+  c.hidden = !c.dataset.id;
+  if (c.hidden) return;
+  try {
+    const bitmap = await segmentationOf(id);
+    if (c.dataset.id === id) { drawBitmap(c, bitmap); c.dataset.shown = id; }
+  } catch (_) { // an image the model cannot encode (no encoder) has no segmentation: its own request said why
+    if (c.dataset.id === id) c.hidden = true;
+  }
+}
+
+function drawSegmentations() {
+  if (!state.caps || !state.caps.segmentation) return;
+  const ref = state.refs[state.active];
+  drawSegmentation("source-seg", state.source && state.source.id);
+  drawSegmentation("ref-seg", ref && ref.id);
+  drawSegmentation("result-seg", state.resultId);
+}
+
 // ---- model requests -----------------------------------------------------------------------------------------
 
 function smallMask(ref) {
@@ -633,20 +824,38 @@ async function showResult(resp, rtt, seq, req) {
   $("result-label").textContent = req.kind === "edit" ? "Result" : RECONSTRUCTION_LABEL;
   canvas.dataset.updates = String(Number(canvas.dataset.updates || 0) + 1);
   state.resultId = resp.headers.get("X-Image-Id");
-  for (const [id, suffix] of [["download-png", "download"], ["download-npz", "stylemap.npz"]]) {
+  drawSegmentation("result-seg", state.resultId);
+  for (const [id, suffix] of [["download-png", "download"], ["download-npz", "code"]]) {
     const a = $(id);
     a.href = `/api/images/${state.resultId}/${suffix}`;
     a.classList.remove("disabled");
   }
+  // a result of an aligned photo: also downloadable as the whole photo with the face pasted back
+  const photo = $("download-photo");
+  photo.hidden = !(state.source && state.source.photo);
+  photo.classList.toggle("disabled", photo.hidden);
+  photo.href = photo.hidden ? "" : `/api/images/${state.resultId}/photo`;
   $("use-result").disabled = false;
   $("latency").textContent = timingText(resp, rtt);
 }
 
 const editRequest = new LatestRequest("edit", showResult);
 
+// models with parts: the references' chosen parts and the removed ones (nothing chosen: the reconstruction)
+function partEdit() {
+  const references = state.refs.filter((r) => r !== null).map((r) => ({ id: r.id, parts: effectiveSwaps(r) }))
+    .filter((r) => Object.keys(r.parts).length > 0);
+  const remove = [...state.remove];
+  if (references.length === 0 && remove.length === 0) {
+    return { kind: "reconstruction", url: "/api/reconstruct", body: { id: state.source.id } };
+  }
+  return { kind: "edit", url: "/api/parts/swap", body: { source: state.source.id, references, remove, alpha: state.alpha } };
+}
+
 function requestEdit(urgent = false) {
   editRequest.trigger(() => {
     if (!state.source) return null;
+    if (partMode()) return partEdit();
     const painted = state.refs.filter((r) => r !== null).map((r) => [r, smallMask(r)]).filter(([, m]) => !maskIsEmpty(m));
     // nothing painted yet: the result is the source's reconstruction, and it is labelled so
     if (painted.length === 0) return { kind: "reconstruction", url: "/api/reconstruct", body: { id: state.source.id } };
@@ -715,14 +924,69 @@ const attrRequest = new LatestRequest("attributes", async (resp, rtt) => {
   $("attr-latency").textContent = timingText(resp, rtt);
 });
 
+function attributesOffered() {
+  return Boolean(state.info) && (state.info.directions.length > 0 || state.features.part_directions);
+}
+
 function requestAttributes(urgent = false) {
-  if (!state.info || state.info.directions.length === 0) return;
+  if (!attributesOffered()) return;
   attrRequest.trigger(() => {
     if (!state.source) return null;
-    const strengths = {};
-    for (const input of $("attributes").querySelectorAll("input")) strengths[input.dataset.name] = Number(input.value);
+    const strengths = {}; // every slider moved, whole-code and every part's
+    for (const [name, value] of Object.entries(state.attrValues)) if (value !== 0) strengths[name] = value;
     return { url: "/api/attributes", body: { id: state.source.id, strengths } };
   }, urgent);
+}
+
+function sliderRow(d) {
+  const row = document.createElement("label");
+  row.className = d.supervised ? "attribute" : "attribute unsupervised";
+  row.title = d.supervised
+    ? `${d.label}: a direction learned from labelled images`
+    : `${d.label}: a direction found without labels (${d.kind}); what it changes has no name`;
+  const name = document.createElement("span");
+  name.className = "attribute-label";
+  name.textContent = d.label;
+  const value = state.attrValues[d.name] || 0;
+  const input = document.createElement("input");
+  Object.assign(input, { type: "range", min: String(-d.range), max: String(d.range), step: String(d.range / 50), value: String(value) });
+  input.dataset.name = d.name;
+  const out = document.createElement("output");
+  out.textContent = value ? value.toFixed(1) : "0";
+  input.addEventListener("input", () => {
+    state.attrValues[d.name] = Number(input.value);
+    out.textContent = Number(input.value).toFixed(1);
+    requestAttributes();
+  });
+  row.append(name, input, out);
+  return row;
+}
+
+// a part's sliders: the directions file's, else PCA inside the part's rows (computed by the server once)
+let partSlidersShown = "";
+async function loadPartSliders() {
+  const part = $("attr-part").value;
+  const what = $("attr-what").value;
+  const key = `${part}/${what}`;
+  if (!part || key === partSlidersShown) return;
+  partSlidersShown = key;
+  $("attr-part-source").textContent = "loading…";
+  busy(+1);
+  try {
+    const resp = await fetchRetrying(`/api/parts/directions?part=${encodeURIComponent(part)}&what=${what}`, {});
+    if (!resp.ok) throw new Error(await errorText(resp));
+    const body = await resp.json();
+    if (partSlidersShown !== key) return; // another part was chosen meanwhile
+    $("part-attributes").replaceChildren(...body.directions.map(sliderRow));
+    $("attr-part-source").textContent = body.source === "file" ? "from the directions file"
+      : "found without labels (PCA in this part's rows)";
+  } catch (err) {
+    partSlidersShown = "";
+    $("attr-part-source").textContent = "";
+    showMessage(`${part}: ${err.message || err}`);
+  } finally {
+    busy(-1);
+  }
 }
 
 const interpRequest = new LatestRequest("interpolate", async (resp) => {
@@ -805,20 +1069,41 @@ function setupControls() {
   $("interpolate").addEventListener("click", () => {
     const ref = state.refs[state.active];
     if (!state.source || !ref) { showMessage("interpolation needs a source and an active reference", "info"); return; }
-    interpRequest.trigger(() => ({ url: "/api/interpolate", body: { a: state.source.id, b: ref.id, frames: 9 } }), true);
+    interpRequest.trigger(() => {
+      if (!partMode()) return { url: "/api/interpolate", body: { a: state.source.id, b: ref.id, frames: 9 } };
+      const chosen = effectiveSwaps(ref); // only the active reference's chosen parts move (none chosen: all)
+      const whats = new Set(Object.values(chosen));
+      const parts = Object.keys(chosen);
+      return {
+        url: "/api/parts/interpolate",
+        body: { a: state.source.id, b: ref.id, parts: parts.length ? parts : null, what: whats.size === 1 ? [...whats][0] : "both", frames: 9 },
+      };
+    }, true);
   });
   $("interp-t").addEventListener("input", drawInterpolation);
   $("attributes-reset").addEventListener("click", () => {
-    for (const input of $("attributes").querySelectorAll("input")) { input.value = "0"; input.dispatchEvent(new Event("input")); }
+    for (const name of Object.keys(state.attrValues)) state.attrValues[name] = 0;
+    for (const input of $("attributes-box").querySelectorAll("input[type=range]")) { input.value = "0"; input.dispatchEvent(new Event("input")); }
+    requestAttributes();
   });
+  $("seg-toggle").addEventListener("change", (ev) => { state.segOn = ev.target.checked; drawSegmentations(); });
+  $("attr-part").addEventListener("change", loadPartSliders);
+  $("attr-what").addEventListener("change", loadPartSliders);
+  $("attributes-box").addEventListener("toggle", () => { if ($("attributes-box").open) loadPartSliders(); });
 }
 
 function setupInfo(info) {
   state.info = info;
+  state.caps = info.capabilities;
+  state.features = info.features;
+  const align = $("upload-align");  // ticked for face models when the landmark model is installed
+  align.disabled = !(info.align && info.align.available);
+  align.checked = Boolean(info.align && info.align.default);
   state.size = info.model.size;
   state.scale = Math.max(1, Math.ceil(256 / state.size));
   const m = info.model;
-  $("model-info").textContent = `${m.name} · ${m.size}px · stylemap ${m.stylemap_shape.join("×")} · ${m.device}`;
+  $("model-info").textContent = `${m.name} · ${m.family} · ${m.size}px · code ${m.code_shape.join("×")} · ${m.device}`;
+  setupControlsFor(state.caps, state.features);
   $("refine-steps").max = String(info.limits.max_refine_steps);
   $("brush-size").max = String(Math.max(4, Math.round(state.size / 3)));
   $("brush-size").value = String(Math.max(1, Math.round(state.size / 12)));
@@ -848,31 +1133,42 @@ function setupInfo(info) {
     b.addEventListener("click", () => applyCluster(cluster));
     return b;
   }));
-  if (info.directions.length) {
-    $("attributes-box").hidden = false;
-    $("attributes").replaceChildren(...info.directions.map((d) => {
-      const row = document.createElement("label");
-      row.className = d.supervised ? "attribute" : "attribute unsupervised";
-      row.title = d.supervised
-        ? `${d.label}: a direction learned from labelled images`
-        : `${d.label}: a direction found without labels (${d.kind}); what it changes has no name`;
-      const name = document.createElement("span");
-      name.className = "attribute-label";
-      name.textContent = d.label;
-      const input = document.createElement("input");
-      Object.assign(input, { type: "range", min: String(-d.range), max: String(d.range), step: String(d.range / 50), value: "0" });
-      input.dataset.name = d.name;
-      const out = document.createElement("output");
-      out.textContent = "0";
-      input.addEventListener("input", () => { out.textContent = Number(input.value).toFixed(1); requestAttributes(); });
-      row.append(name, input, out);
-      return row;
-    }));
-  }
+  $("attributes-box").hidden = !attributesOffered();
+  $("attributes").replaceChildren(...info.directions.map(sliderRow)); // whole-code sliders
+  if (!info.gallery.images.length) $("samples-box").open = true; // no gallery: samples are the images to start from
   renderSlots();
   renderParts();
   drawReference();
   drawOverlay();
+}
+
+// show the controls of what the model can do (never by its family's name)
+function setupControlsFor(caps, features) {
+  const parts = caps.parts.length > 0;
+  $("workspace-title").textContent = caps.masks ? "2 · Paint, drag, blend" : parts ? "2 · Swap parts" : "2 · Edit";
+  $("source-hint").textContent = caps.shifts ? "(drag to move the active region)" : "";
+  $("ref-hint").textContent = caps.masks ? "(paint the region to paste)" : parts ? "(paint to choose parts)" : "";
+  $("mask-legend").textContent = caps.masks ? "Mask" : "Mask (chooses the parts it covers)";
+  $("mask-box").hidden = !caps.masks && !(parts && caps.segmentation);
+  $("reset-shift").hidden = !caps.shifts;
+  $("mode-row").hidden = caps.latent_modes.length === 0;
+  for (const r of document.querySelectorAll('input[name="mode"]')) r.parentElement.hidden = !caps.latent_modes.includes(r.value);
+  $("feather-row").hidden = !caps.masks;
+  $("blend-box").hidden = !caps.masks && !parts;
+  $("part-box").hidden = !parts;
+  $("seg-toggle-label").hidden = !caps.segmentation;
+  $("refine-row").hidden = !features.refine;
+  if (!features.refine) $("refine-info").textContent = "The model's rendering of the source's code.";
+  $("download-npz").textContent = `Code ${caps.code_suffix}`;
+  $("attr-part-row").hidden = !features.part_directions;
+  $("attr-what-label").hidden = !caps.shape_texture;
+  $("attr-part").replaceChildren(...(features.part_directions ? caps.parts : []).map((part) => {
+    const option = document.createElement("option");
+    option.value = part;
+    option.textContent = part.replace("_", " ");
+    return option;
+  }));
+  if (parts) buildPartList();
 }
 
 async function main() {

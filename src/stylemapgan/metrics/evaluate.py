@@ -36,6 +36,7 @@ chosen from `METRIC_GROUPS`; a new metric is a function and a table entry.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import math
 import os
@@ -369,8 +370,8 @@ class EvalRun:
         images as uint8."""
         options, test = self.options, self.test_split
         if options.codes is None:
-            return encode_pool(self.editor, test, indices, options.batch, keep_images, method,
-                               ProjectionOptions(steps=options.projection_steps), perceptual)
+            recipe = dataclasses.replace(self.editor.projection_defaults, steps=options.projection_steps)
+            return encode_pool(self.editor, test, indices, options.batch, keep_images, method, recipe, perceptual)
         codes = load_code_folder(self.editor, options.codes, indices)
         images = to_uint8(_load_images(test, indices)) if keep_images else None
         return codes, images
@@ -433,7 +434,8 @@ def _recon(run: EvalRun) -> None:
     """MSE and LPIPS of the first N test images against their projections."""
     options, test = run.options, run.test_split
     perceptual = run.perceptual()
-    proj_options = ProjectionOptions(steps=options.projection_steps)
+    # the model's own recipe (SemanticStyleGAN: the official lr 0.1, MSE 0.1), with the run's step budget
+    proj_options = dataclasses.replace(run.editor.projection_defaults, steps=options.projection_steps)
     t0 = time.perf_counter()
     count = min(options.num or RECON_DEFAULT, len(test))
     mses: list[torch.Tensor] = []

@@ -35,8 +35,9 @@ gives the medians over rounds.
 While both sides run the same direct convolutions, the bound caps any speed-up that does not remove FLOPs; only
 a cheaper algorithm (fewer FLOPs: Winograd/FFT convs, or skipped work such as the cached edit's) can beat it.
 
-Defaults (batch 1, 3 rounds, training step 2 rounds) take about 5 minutes on a quiet 2-core AVX2 machine and
-15 under load 5; `--batches 1,4 --train-batches 1,4` is the full measurement (about 4x longer per batch-4 part).
+Defaults (paper-256, batch 1, 3 rounds, the training step 2 rounds) need about 5 minutes of a 2-core AVX2
+machine (18 minutes at load average 6, most of it the training step); `--batches 1,4 --train-batches 1,4` is the
+full measurement (each batch-4 part about 4x its batch-1 time).
 
 Usage: python benchmarks/bench_official.py [--batches 1] [--train-batches 1] [--threads 2] [--repeats 3]
        [--train-repeats 2] [--parts decoder,encoder,edit,train] [--size 256 --spatial 8] [--tune-alloc] [--json F]

@@ -16,7 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench_official  # noqa: E402
-
 from stylemapgan.config import get_preset  # noqa: E402
 from stylemapgan.networks import Encoder, Generator  # noqa: E402
 

@@ -93,7 +93,7 @@ RUNS: dict[str, str | None] = {
     "--attribute has_glasses --part glasses --strength=-3,0,3 --outdir out/sem-attr": AS_WRITTEN,
     "stylemapgan train --data DATASET --outdir runs/faces --preset cpu-64 --iters 20000 --batch 16":
         "stylemapgan train --data DATASET --outdir runs/faces --preset cpu-64 --iters 2 --batch 2 --perceptual none",
-    "stylemapgan train --data DATASET --outdir runs/faces --resume runs/faces": AS_WRITTEN,
+    "stylemapgan train --data DATASET --resume runs/faces": AS_WRITTEN,
     "torchrun --nproc_per_node=8 -m stylemapgan train --data DATASET --outdir runs/ffhq --preset paper-256 "
     "--batch 16": "torchrun --nproc_per_node=2 -m stylemapgan train --data DATASET --outdir runs/ffhq --preset tiny "
     "--batch 2 --iters 1 --perceptual none",

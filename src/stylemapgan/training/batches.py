@@ -68,10 +68,9 @@ def _stop_signals_held() -> Iterator[None]:
 _HELD: list[Any] = []  # the release flags of the open streams
 
 
-@atexit.register
 def _release_workers_at_exit() -> None:
-    """At exit, before `multiprocessing` terminates its daemonic children (atexit runs the last registered first,
-    and this module is imported after torch and multiprocessing): the workers of streams nobody closed may go."""
+    """At exit: the workers of streams nobody closed may be stopped by signals again, before PyTorch's and
+    `multiprocessing`'s exit hooks stop them (with SIGTERM where a worker does not finish in time)."""
     for released in _HELD:
         released.value = 1
 
@@ -136,6 +135,9 @@ class RealBatches:
         )
         with _stop_signals_held() if workers else contextlib.nullcontext():
             batches = iter(loader)
+        if workers:  # registered (again) after the loader's own exit hooks, so that it runs before them
+            atexit.unregister(_release_workers_at_exit)
+            atexit.register(_release_workers_at_exit)
         return batches
 
     def next(self) -> Any:

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from stylemapgan.data.dataset import collate_images, collate_images_and_labels, fit_labels_to_model, fit_to_model
+from stylemapgan.training.config import RunConfig
 from stylemapgan.training.distributed import DistInfo
 from stylemapgan.training.sampler import ResumableBatchSampler
 
@@ -111,6 +112,13 @@ class RealBatches:
         self.position = 0  # the index of the next batch: all the state a resume needs
         self._batches: Iterator[Any] | None = None
         self._released: Any = None  # shared with the workers: set when they may be stopped by signals again
+
+    @classmethod
+    def for_run(cls, dataset: Dataset, cfg: RunConfig, size: int, rng: torch.Generator, device: torch.device,
+                dist: DistInfo, **labels: Any) -> RealBatches:
+        """A trainer's stream: batch, seed, flips and workers from its training config."""
+        return cls(dataset, cfg.batch, size=size, seed=cfg.seed, rng=rng, hflip=cfg.hflip, num_workers=cfg.num_workers,
+                   device=device, dist=dist, **labels)
 
     def seek(self, position: int) -> None:
         """Continue at batch `position` (a resume): the loader restarts there when the next batch is drawn."""

@@ -124,10 +124,9 @@ class SemanticTrainer:
         self.dist = dist_info or DistInfo()
         self.rng = torch.Generator().manual_seed(train_config.seed + 1)  # every random draw of an iteration
         # the real data (it refuses a batch that the processes cannot share evenly)
-        self.real = RealBatches(dataset, train_config.batch, size=model_config.size, seed=train_config.seed,
-                                rng=self.rng, hflip=train_config.hflip, num_workers=train_config.num_workers,
-                                device=self.device, dist=self.dist, with_labels=True,
-                                labels_to_model=functools.partial(segmentation_of_real, model_config.seg_dim))
+        self.real = RealBatches.for_run(dataset, train_config, model_config.size, self.rng, self.device, self.dist,
+                                        with_labels=True,
+                                        labels_to_model=functools.partial(segmentation_of_real, model_config.seg_dim))
         world = self.dist.world_size
         if train_config.path_regularize and train_config.path_batch % world:
             raise ValueError(f"the path-length batch {train_config.path_batch} (--batch // --path-batch-shrink) must "

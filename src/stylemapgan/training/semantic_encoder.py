@@ -101,9 +101,7 @@ class SemanticEncoderTrainer:
         self.dist = dist_info or DistInfo()
         self.rng = torch.Generator().manual_seed(train_config.seed + 1)  # every random draw of an iteration
         # the real data (it refuses a batch that the processes cannot share evenly)
-        self.real = RealBatches(dataset, train_config.batch, size=model_config.size, seed=train_config.seed,
-                                rng=self.rng, hflip=train_config.hflip, num_workers=train_config.num_workers,
-                                device=self.device, dist=self.dist)
+        self.real = RealBatches.for_run(dataset, train_config, model_config.size, self.rng, self.device, self.dist)
         self.dataset = dataset
         torch.manual_seed(train_config.seed)  # same initial weights on every rank
         self.g_ema = SemanticGenerator(model_config).to(self.device).eval().requires_grad_(False)

@@ -285,3 +285,27 @@ def test_bad_input_is_refused_in_one_line_before_any_work(
     assert code == 2 and len(err) == 1, err
     assert message in err[0] and err[0].startswith("stylemapgan compare: error: ")
     assert not out.exists() and (tmp_path / "README.md").read_text() == "# no markers\n"
+
+
+def test_the_readme_block_is_what_the_command_renders() -> None:
+    """The README's comparison table is `compare.md` of the record its command wrote (docs/compare/compare.json,
+    committed with the table); until that record exists the block is the placeholder naming the command."""
+    repo = Path(__file__).resolve().parents[1]
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    block = readme_block(readme)
+    command = next(line for line in readme.splitlines() if line.startswith("stylemapgan compare "))
+    record_file = repo / command.split("--outdir ")[1].split()[0] / "compare.json"
+    if record_file.is_file():
+        record = json.loads(record_file.read_text(encoding="utf-8"))
+        assert block == compare_markdown(record)
+        assert record["command"][:2] == ["stylemapgan", "compare"]
+    else:
+        assert "will be filled by the command above" in block and "cartoon-faces-semantic" in command
+
+
+def test_column_names_are_short_and_distinct() -> None:
+    from stylemapgan.metrics.compare import column_names
+
+    assert column_names(["cartoon-faces", "runs/sem/checkpoints/ckpt-0002000.safetensors", "runs/sem-enc",
+                         "a/m.safetensors", "b/m.safetensors", "b/m.pt"]) == [
+        "cartoon-faces", "sem/ckpt-0002000", "sem-enc", "m", "m#2", "m#3"]

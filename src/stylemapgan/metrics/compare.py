@@ -142,11 +142,14 @@ class ComparedModel:
 
 
 def column_names(ckpts: Sequence[str]) -> list[str]:
-    """Short column labels: a bundled name as given, else the file or run-folder name; clashes get #2, #3..."""
+    """Short column labels: a bundled name as given, else the file or run-folder name (a run's checkpoint:
+    RUN/ckpt-N); clashes get #2, #3..."""
     names: list[str] = []
     for ckpt in ckpts:
         path = Path(ckpt)
         base = (path.stem if path.suffix in (".safetensors", ".pt") else path.name) or str(ckpt)
+        if path.parent.name == "checkpoints" and path.parent.parent.name:  # RUN/checkpoints/ckpt-N: "RUN/ckpt-N"
+            base = f"{path.parent.parent.name}/{base}"
         name, k = base, 2
         while name in names:
             name, k = f"{base}#{k}", k + 1
@@ -467,6 +470,8 @@ def _environment(device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
         "stylemapgan": __version__, **source_commit(),
     }
+    with contextlib.suppress(AttributeError, OSError):  # other processes' load skews the latency
+        env["load_average"] = [round(x, 2) for x in os.getloadavg()]
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env

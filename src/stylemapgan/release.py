@@ -20,7 +20,7 @@ from stylemapgan.checkpoint.families import ModelFamily, family_of
 from stylemapgan.data.dataset import fit_to_model, open_dataset
 from stylemapgan.editing.base import editor_class
 from stylemapgan.metrics.reconstruction import score_reconstructions
-from stylemapgan.metrics.scored_model import scored_model
+from stylemapgan.metrics.scored_model import PART_SWAP, scored_model
 from stylemapgan.utils.files import atomic_write_bytes, file_sha256
 
 
@@ -75,7 +75,10 @@ def release_model(
         "train_config": training.get("train_config"),
         "trained_on_device": ckpt.provenance.get("device"),
         "trained_with": {k: ckpt.provenance.get(k) for k in ("stylemapgan_version", "torch_version")},
+        "trained_by": training.get("command", "train"),
         "training_history": training.get("history", []),  # settings changed on resume, up to this checkpoint
+        "initialised_from": [_earlier_stage(event["initialised_from"]) for event in training.get("history", [])
+                             if isinstance(event.get("initialised_from"), dict)],
         "parameters": {role: sum(p.numel() for p in build_network(ckpt, net).parameters())
                        for role, net in shipped.items()},
         "truncation_center": family.truncation_center,
@@ -86,6 +89,29 @@ def release_model(
     save_checkpoint(out, released)
     atomic_write_bytes(Path(out).with_suffix(".md"), card_markdown(card, ckpt).encode())
     return released
+
+
+def _earlier_stage(origin: dict[str, Any]) -> dict[str, Any]:
+    """What a run started from (a `train-encoder` run: the trained generator), as its history records it, plus that
+    checkpoint's own training record when the file is still there unchanged (the card then tells both stages)."""
+    stage = {k: origin.get(k) for k in ("path", "sha256", "iterations")}
+    path = Path(str(origin.get("path")))
+    if path.is_file() and file_sha256(path) == origin.get("sha256"):
+        earlier = load_checkpoint(path)
+        training = earlier.training or {}
+        stage.update({"trained_by": training.get("command", "train"), "images_seen": earlier.provenance.get(
+            "images_seen"), "training_data": earlier.provenance.get("data"),
+            "train_config": training.get("train_config"), "training_history": training.get("history", [])})
+    return stage
+
+
+def _history_lines(history: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for event in history:
+        changes = ", ".join(f"{k} {v['was']} -> {v['now']}" for k, v in event.get("resumed_with_changes", {}).items())
+        if changes:
+            lines.append(f"- from iteration {event['iteration']}: {changes}")
+    return lines
 
 
 @torch.no_grad()
@@ -134,7 +160,10 @@ def card_markdown(card: dict[str, Any], ckpt: Checkpoint) -> str:
         parts = sorted({k.split(".")[1] for k in metrics if k.startswith("local_edit.") and k.endswith(".mse_src")},
                        key=lambda part: list(metrics).index(f"local_edit.{part}.mse_src"))
         if parts:
-            lines += ["", "Local edits per part (the reference's part pasted into the source through its mask):", "",
+            how = ("the reference's shape and texture codes of the part swapped into the source"
+                   if metrics.get("local_edit.edit_mode") == PART_SWAP else
+                   "the reference's part pasted into the source through its mask")
+            lines += ["", f"Local edits per part ({how}):", "",
                       "| part | MSE_src | MSE_ref | MSE_src < MSE_ref |", "|---|---|---|---|"]
             for part in parts:
                 src, ref = metrics.pop(f"local_edit.{part}.mse_src"), metrics.pop(f"local_edit.{part}.mse_ref", None)
@@ -147,12 +176,20 @@ def card_markdown(card: dict[str, Any], ckpt: Checkpoint) -> str:
               "Parameters: " + ", ".join(f"{role} {count / 1e6:.2f}M" for role, count in counts.items())
               + " (the discriminator is not shipped).", "",
               "## Training", "",
-              f"- iterations: {card.get('iterations')}, images seen: {card.get('images_seen')}",
+              f"- iterations: {card.get('iterations')} (`stylemapgan {card.get('trained_by', 'train')}`), "
+              f"images seen: {card.get('images_seen')}",
               f"- data: {json.dumps(card.get('training_data'))}",
               f"- device: {card.get('trained_on_device')}",
               f"- train config (at release): `{json.dumps(card.get('train_config'))}`"]
-    for event in card.get("training_history") or []:
-        changes = ", ".join(f"{k} {v['was']} -> {v['now']}" for k, v in event.get("resumed_with_changes", {}).items())
-        if changes:
-            lines.append(f"- from iteration {event['iteration']}: {changes}")
+    lines += _history_lines(card.get("training_history") or [])
+    for stage in card.get("initialised_from") or []:
+        lines += ["", f"Started from `{Path(str(stage.get('path'))).name}` (sha256 {str(stage.get('sha256'))[:12]}..., "
+                  f"{stage.get('iterations')} iterations):"]
+        if "train_config" not in stage:
+            lines.append("- (that checkpoint was not at hand at release: its own record is not in this card)")
+            continue
+        lines += [f"- `stylemapgan {stage.get('trained_by')}`, images seen: {stage.get('images_seen')}",
+                  f"- data: {json.dumps(stage.get('training_data'))}",
+                  f"- train config: `{json.dumps(stage.get('train_config'))}`"]
+        lines += _history_lines(stage.get("training_history") or [])
     return "\n".join(lines) + "\n"

@@ -110,6 +110,8 @@ SEM_ENC_ITERS ?= 10000
 SEM_TRAIN_OPTS ?=
 SEM_ENC_OPTS ?=
 SEM_BUDGET ?= about N hours on a 2-core CPU
+SEM_EVAL_NUM ?= 200
+SEM_DIRECTIONS_LIMIT ?= 4000
 SEM_MODEL := $(MODEL_DIR)/$(SEM_NAME).safetensors
 SEM_EVAL := $(SEM_ENC_RUN)/eval/report.json
 SEM_TRAIN = OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m stylemapgan train --data $(SEM_DATA) \
@@ -124,8 +126,9 @@ SEM_RELEASE = $(PY) -m stylemapgan release $(SEM_ENC_RUN) $(SEM_MODEL) --name $(
 	--description "SemanticStyleGAN (13 parts) on procedurally drawn cartoon faces (facesjs, Apache-2.0; the data of \
 cartoon-faces: 10,000 train + 1,000 test faces at 64 px). Trained with our own code, no GPU: $(SEM_BUDGET). Recipe: \
 make train-semantic ($(SEM_PRESET), $(SEM_ITERS) iterations; then its encoder, $(SEM_ENC_ITERS) iterations, against \
-the frozen EMA generator). Metrics: stylemapgan eval --metrics fid,kid,recon,local_edit --num 200 --real-split test \
-(200 generated images, 1,000 real test images, the first 200 test faces reconstructed, 200 pairs per part)."
+the frozen EMA generator). Metrics: stylemapgan eval --metrics fid,kid,recon,local_edit --num $(SEM_EVAL_NUM) --real-split test \
+($(SEM_EVAL_NUM) generated images, the whole test split as real images, the first $(SEM_EVAL_NUM) test faces \
+reconstructed, $(SEM_EVAL_NUM) pairs per part)."
 HAS_CKPT = ls $(1)/checkpoints/ckpt-*.safetensors >/dev/null 2>&1
 train-semantic: install
 	test -d $(SEM_DATA) || $(PY) -m stylemapgan datasets build cartoon-faces $(SEM_DATA) --size 64 \
@@ -139,10 +142,10 @@ train-semantic: install
 release-semantic: install
 	test -d $(MODEL_DIR)/cartoon-faces-samples || $(MAKE) samples-default
 	$(SEM_RELEASE)
-	$(PY) -m stylemapgan eval --ckpt $(SEM_NAME) --data $(SEM_DATA) --metrics fid,kid,recon,local_edit --num 200 \
-		--real-split test --out $(SEM_EVAL)
+	$(PY) -m stylemapgan eval --ckpt $(SEM_NAME) --data $(SEM_DATA) --metrics fid,kid,recon,local_edit \
+		--num $(SEM_EVAL_NUM) --real-split test --out $(SEM_EVAL)
 	$(SEM_RELEASE) --metrics $(SEM_EVAL)
-	$(PY) -m stylemapgan directions --ckpt $(SEM_NAME) --data $(SEM_DATA) --limit 4000 --quiet \
+	$(PY) -m stylemapgan directions --ckpt $(SEM_NAME) --data $(SEM_DATA) --limit $(SEM_DIRECTIONS_LIMIT) --quiet \
 		--attribute has_glasses female has_facial_hair --pca 4 --out $(MODEL_DIR)/$(SEM_NAME)-directions.safetensors
 
 bench: install

@@ -53,10 +53,10 @@ def release_model(
     ckpt = load_checkpoint(src)
     family = family_of(ckpt.config)
     shipped = released_networks(family, ckpt, str(src))
-    generator = build_network(ckpt, shipped["generator"])
+    modules = {role: build_network(ckpt, net) for role, net in shipped.items()}
     extra = dict(ckpt.extra)  # e.g. the part names of a SemanticStyleGAN model
     if family.release_extra is not None:
-        extra.update(family.release_extra(generator))
+        extra.update(family.release_extra(modules["generator"]))
     released = Checkpoint(ckpt.config, {net: ckpt.networks[net] for net in shipped.values()}, training=None,
                           extra=extra)
     metrics = dict(metrics or {})
@@ -79,8 +79,7 @@ def release_model(
         "training_history": training.get("history", []),  # settings changed on resume, up to this checkpoint
         "initialised_from": [_earlier_stage(event["initialised_from"]) for event in training.get("history", [])
                              if isinstance(event.get("initialised_from"), dict)],
-        "parameters": {role: sum(p.numel() for p in build_network(ckpt, net).parameters())
-                       for role, net in shipped.items()},
+        "parameters": {role: sum(p.numel() for p in module.parameters()) for role, module in modules.items()},
         "truncation_center": family.truncation_center,
         "samples": Path(samples).name if samples is not None else None,
         "metrics": metrics,

@@ -76,7 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True, help="model name for the card (a bundled model's name is its file stem)")
     p.add_argument("--description", default="", help="one paragraph for the card: data, budget, what it is for")
     p.add_argument("--metrics", default=None, help="report.json from `stylemapgan eval` to put in the card")
-    p.add_argument("--samples", default=None, help="sample dataset shipped with the model: its MSE goes in the card")
+    p.add_argument("--samples", default=None,
+                   help="sample dataset shipped with the model: its encoder MSE goes in the card, which names the "
+                        "folder; tools find it beside the model file (test:N without --data)")
     add_threads_option(p)
     p.set_defaults(handler=cmd_release)
 

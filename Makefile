@@ -54,7 +54,7 @@ DEFAULT_PRESET ?= cpu-64-small
 DEFAULT_ITERS ?= 28250
 MODEL_DIR := src/stylemapgan/assets/models
 DEFAULT_TRAIN = OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m stylemapgan train --data $(DEFAULT_DATA) \
-	--outdir $(DEFAULT_RUN) --preset $(DEFAULT_PRESET) --perceptual stlpips-alex --num-workers 0 \
+	--outdir $(DEFAULT_RUN) --perceptual stlpips-alex --num-workers 0 \
 	--sample-every 250 --val-every 250 --checkpoint-every 500
 DEFAULT_RELEASE = $(PY) -m stylemapgan release $(DEFAULT_RUN) $(MODEL_DIR)/cartoon-faces.safetensors \
 	--name cartoon-faces --samples $(MODEL_DIR)/cartoon-faces-samples \
@@ -67,7 +67,7 @@ the first 200 test faces reconstructed, 200 pairs per part)."
 train-default: install
 	test -d $(DEFAULT_DATA) || $(PY) -m stylemapgan datasets build cartoon-faces $(DEFAULT_DATA) --size 64 \
 		--count 10000 --test-count 1000 --seed 0
-	$(DEFAULT_TRAIN) --iters 2078 $(if $(wildcard $(DEFAULT_RUN)/checkpoints),--resume $(DEFAULT_RUN))
+	$(DEFAULT_TRAIN) --iters 2078 $(if $(wildcard $(DEFAULT_RUN)/checkpoints),--resume $(DEFAULT_RUN),--preset $(DEFAULT_PRESET))
 	$(DEFAULT_TRAIN) --iters 2568 --resume $(DEFAULT_RUN) --lambda-x-rec 10
 	$(DEFAULT_TRAIN) --iters 3567 --resume $(DEFAULT_RUN) --lambda-x-rec 10 --ema-decay 0.995
 	$(DEFAULT_TRAIN) --iters 4576 --resume $(DEFAULT_RUN) --lambda-x-rec 20

@@ -5,7 +5,8 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install system-deps test lint demo bench clean train-default release-default samples-default
+.PHONY: install system-deps test lint demo bench clean train-default release-default samples-default \
+	train-semantic release-semantic
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +54,7 @@ DEFAULT_PRESET ?= cpu-64-small
 DEFAULT_ITERS ?= 28250
 MODEL_DIR := src/stylemapgan/assets/models
 DEFAULT_TRAIN = OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m stylemapgan train --data $(DEFAULT_DATA) \
-	--outdir $(DEFAULT_RUN) --preset $(DEFAULT_PRESET) --perceptual stlpips-alex --num-workers 0 \
+	--outdir $(DEFAULT_RUN) --perceptual stlpips-alex --num-workers 0 \
 	--sample-every 250 --val-every 250 --checkpoint-every 500
 DEFAULT_RELEASE = $(PY) -m stylemapgan release $(DEFAULT_RUN) $(MODEL_DIR)/cartoon-faces.safetensors \
 	--name cartoon-faces --samples $(MODEL_DIR)/cartoon-faces-samples \
@@ -66,7 +67,7 @@ the first 200 test faces reconstructed, 200 pairs per part)."
 train-default: install
 	test -d $(DEFAULT_DATA) || $(PY) -m stylemapgan datasets build cartoon-faces $(DEFAULT_DATA) --size 64 \
 		--count 10000 --test-count 1000 --seed 0
-	$(DEFAULT_TRAIN) --iters 2078 $(if $(wildcard $(DEFAULT_RUN)/checkpoints),--resume $(DEFAULT_RUN))
+	$(DEFAULT_TRAIN) --iters 2078 $(if $(wildcard $(DEFAULT_RUN)/checkpoints),--resume $(DEFAULT_RUN),--preset $(DEFAULT_PRESET))
 	$(DEFAULT_TRAIN) --iters 2568 --resume $(DEFAULT_RUN) --lambda-x-rec 10
 	$(DEFAULT_TRAIN) --iters 3567 --resume $(DEFAULT_RUN) --lambda-x-rec 10 --ema-decay 0.995
 	$(DEFAULT_TRAIN) --iters 4576 --resume $(DEFAULT_RUN) --lambda-x-rec 20
@@ -93,6 +94,59 @@ samples-default: install
 	rm -rf $(MODEL_DIR)/cartoon-faces-samples
 	$(PY) -m stylemapgan datasets build cartoon-faces $(MODEL_DIR)/cartoon-faces-samples --size 64 --count 1 \
 		--test-count 16 --seed 0
+
+# Reproduce the bundled SemanticStyleGAN model, cartoon-faces-semantic, from scratch on the data of cartoon-faces
+# (built here if absent): SemanticStyleGAN trained with the official objective (SEM_PRESET), then an image -> W+
+# encoder fitted to its frozen EMA generator (`train-encoder`), then `make release-semantic`. Each step resumes its
+# run when it has checkpoints, so an interrupted `make train-semantic` goes on where it stopped; a finished step
+# just reports its last checkpoint. The recipe (iterations, options; time and hardware go in the card) is set here.
+SEM_NAME ?= cartoon-faces-semantic
+SEM_DATA ?= $(DEFAULT_DATA)
+SEM_RUN ?= runs/cartoon-faces-semantic
+SEM_ENC_RUN ?= runs/cartoon-faces-semantic-encoder
+SEM_PRESET ?= semantic-cpu-64
+SEM_ITERS ?= 20000
+SEM_ENC_ITERS ?= 10000
+SEM_TRAIN_OPTS ?=
+SEM_ENC_OPTS ?=
+SEM_BUDGET ?= about N hours on a 2-core CPU
+SEM_EVAL_NUM ?= 200
+SEM_DIRECTIONS_LIMIT ?= 4000
+SEM_MODEL := $(MODEL_DIR)/$(SEM_NAME).safetensors
+SEM_EVAL := $(SEM_ENC_RUN)/eval/report.json
+SEM_TRAIN = OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m stylemapgan train --data $(SEM_DATA) \
+	--outdir $(SEM_RUN) --num-workers 0 --sample-every 250 --val-every 250 --checkpoint-every 500 \
+	--iters $(SEM_ITERS) $(SEM_TRAIN_OPTS)
+SEM_ENC = OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m stylemapgan train-encoder --data $(SEM_DATA) \
+	--outdir $(SEM_ENC_RUN) --num-workers 0 --sample-every 250 --val-every 250 --checkpoint-every 500 \
+	--iters $(SEM_ENC_ITERS) $(SEM_ENC_OPTS)
+# the sample faces are cartoon-faces' own (the same first 16 test faces): the card names them, nothing is copied
+SEM_RELEASE = $(PY) -m stylemapgan release $(SEM_ENC_RUN) $(SEM_MODEL) --name $(SEM_NAME) \
+	--samples $(MODEL_DIR)/cartoon-faces-samples \
+	--description "SemanticStyleGAN (13 parts) on procedurally drawn cartoon faces (facesjs, Apache-2.0; the data of \
+cartoon-faces: 10,000 train + 1,000 test faces at 64 px). Trained with our own code, no GPU: $(SEM_BUDGET). Recipe: \
+make train-semantic ($(SEM_PRESET), $(SEM_ITERS) iterations; then its encoder, $(SEM_ENC_ITERS) iterations, against \
+the frozen EMA generator). Metrics: stylemapgan eval --metrics fid,kid,recon,local_edit --num $(SEM_EVAL_NUM) --real-split test \
+($(SEM_EVAL_NUM) generated images, the whole test split as real images, the first $(SEM_EVAL_NUM) test faces \
+reconstructed, $(SEM_EVAL_NUM) pairs per part)."
+HAS_CKPT = ls $(1)/checkpoints/ckpt-*.safetensors >/dev/null 2>&1
+train-semantic: install
+	test -d $(SEM_DATA) || $(PY) -m stylemapgan datasets build cartoon-faces $(SEM_DATA) --size 64 \
+		--count 10000 --test-count 1000 --seed 0
+	if $(call HAS_CKPT,$(SEM_RUN)); then $(SEM_TRAIN) --resume $(SEM_RUN); else $(SEM_TRAIN) --preset $(SEM_PRESET); fi
+	if $(call HAS_CKPT,$(SEM_ENC_RUN)); then $(SEM_ENC) --resume $(SEM_ENC_RUN); else $(SEM_ENC) --ckpt $(SEM_RUN); fi
+	$(MAKE) release-semantic
+
+# Ship the encoder run's latest checkpoint: release (EMA G + E, mean w, card), eval into the card, directions.
+# (The side-by-side gallery of both shipped models is `stylemapgan compare`'s, issue 24.)
+release-semantic: install
+	test -d $(MODEL_DIR)/cartoon-faces-samples || $(MAKE) samples-default
+	$(SEM_RELEASE)
+	$(PY) -m stylemapgan eval --ckpt $(SEM_NAME) --data $(SEM_DATA) --metrics fid,kid,recon,local_edit \
+		--num $(SEM_EVAL_NUM) --real-split test --out $(SEM_EVAL)
+	$(SEM_RELEASE) --metrics $(SEM_EVAL)
+	$(PY) -m stylemapgan directions --ckpt $(SEM_NAME) --data $(SEM_DATA) --limit $(SEM_DIRECTIONS_LIMIT) --quiet \
+		--attribute has_glasses female has_facial_hair --pca 4 --out $(MODEL_DIR)/$(SEM_NAME)-directions.safetensors
 
 bench: install
 	$(PY) benchmarks/bench_networks.py

@@ -22,10 +22,10 @@ from stylemapgan.perf.bench import DEFAULT_CONFIGS, SHIPPED
 
 # commands that can run longer than a few seconds: a progress flag and a threads flag each
 LONG_RUNNING = {"project", "generate", "edit", "transplant", "interpolate", "mix", "directions", "attribute",
-                "train", "eval", "bench", "prepare", "datasets build"}
+                "train", "train-encoder", "eval", "compare", "bench", "prepare", "datasets build"}
 COMPUTING = LONG_RUNNING - {"prepare", "datasets build"} | {"export-onnx", "release", "serve"}
 FOLDER_OUTPUT = {"project", "generate", "edit", "transplant", "interpolate", "mix", "attribute", "train",
-                 "export-onnx", "prepare", "datasets build", "align"}
+                 "export-onnx", "prepare", "datasets build", "align", "train-encoder", "compare"}
 FILE_OUTPUT = {"directions", "eval", "bench", "init", "convert", "release", "paste"}
 
 

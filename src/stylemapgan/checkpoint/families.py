@@ -61,10 +61,13 @@ class ModelFamily:
         draws depend on it) -> the name of their EMA copy, or None.
     roles: what an inference model needs: role ("generator", "encoder") -> network names, preferred first.
     optional_roles: roles an inference model takes when the file has them (SemanticStyleGAN's encoder).
-    no_editing: why the editing tools cannot open this family yet (None: they can).
+    no_editing: why the stylemap-mask editing tools (Editor, clusters) cannot open this family (None: they can).
     latent_dim: the config field holding the width of z (the seeds' random vectors).
     sample: a plain eager sampler (`Sampler`) for families the editing tools cannot open (None: sample through
         the Editor, with its runners and mean stylemap); truncation_center says what its truncation pulls towards.
+    released_roles: the roles a released (shipped) model holds, each as the first (EMA) name of its role.
+    release_extra: what a released model carries beside its networks, computed once from its EMA generator (the
+        truncation centre, so no tool recomputes it), by extra key.
     """
 
     name: str
@@ -80,6 +83,8 @@ class ModelFamily:
     no_editing: str | None = None
     sample: Sampler | None = None
     truncation_center: str = ""
+    released_roles: tuple[str, ...] = ("generator", "encoder")
+    release_extra: Callable[[nn.Module], dict[str, torch.Tensor]] | None = None
 
     @property
     def editable(self) -> bool:
@@ -104,6 +109,22 @@ def _sample_semantic(generator: nn.Module, z: torch.Tensor, truncation: float, b
         yield SampleBatch(out.image, out.segmentation, latents)
 
 
+MEAN_STYLEMAP_KEY = "mean_stylemap"  # StyleMapGAN's truncation centre in a released model's extra
+MEAN_STYLEMAP_COUNT = 5000
+MEAN_W_KEY = "mean_w"  # SemanticStyleGAN's, [1, style_dim]
+MEAN_W_COUNT = 10_000  # the official scripts' truncation centre: the mean w of 10,000 z (seed 0)
+
+
+def _release_stylemapgan(generator: nn.Module) -> dict[str, torch.Tensor]:
+    assert isinstance(generator, Generator)
+    return {MEAN_STYLEMAP_KEY: generator.mean_stylemap(MEAN_STYLEMAP_COUNT, seed=0).cpu()}
+
+
+def _release_semantic(generator: nn.Module) -> dict[str, torch.Tensor]:
+    assert isinstance(generator, SemanticGenerator)
+    return {MEAN_W_KEY: generator.mean_latent(MEAN_W_COUNT, seed=0).cpu()}
+
+
 STYLEMAPGAN = ModelFamily(
     name=STYLEMAPGAN_NAME,
     title="StyleMapGAN",
@@ -120,6 +141,8 @@ STYLEMAPGAN = ModelFamily(
     presets=PRESETS,
     parameter_counts=stylemapgan_parameter_counts,
     latent_dim="latent_channels",
+    truncation_center=f"mean stylemap of {MEAN_STYLEMAP_COUNT:,} z (seed 0)",
+    release_extra=_release_stylemapgan,
 )
 
 SEMANTICSTYLEGAN = ModelFamily(
@@ -134,9 +157,13 @@ SEMANTICSTYLEGAN = ModelFamily(
     presets=SEMANTIC_PRESETS,
     parameter_counts=semantic_parameter_counts,
     latent_dim="style_dim",
-    no_editing="this model has no encoder yet: editing arrives with issue 23",
+    no_editing=(
+        "a SemanticStyleGAN model edits by swapping part codes (edit --part, stylemapgan.editing.SemanticEditor), "
+        "not with StyleMapGAN's stylemap masks and feature clusters"
+    ),
     sample=_sample_semantic,
-    truncation_center="mean w of 10,000 z (seed 0)",
+    truncation_center=f"mean w of {MEAN_W_COUNT:,} z (seed 0)",
+    release_extra=_release_semantic,
 )
 
 FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (STYLEMAPGAN, SEMANTICSTYLEGAN)}

@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "stylemapgan.cli.clusters",
     "stylemapgan.cli.photos",
     "stylemapgan.cli.evaluate",
+    "stylemapgan.cli.compare",
     "stylemapgan.cli.serve",
     "stylemapgan.cli.bench",
 ]

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from stylemapgan.cli import CLIError, announce_threads
 from stylemapgan.cli.options import add_progress_option, add_threads_option
-from stylemapgan.cli.train import STOPPED_EXIT, _check_outdir, _summary
+from stylemapgan.cli.train import OUTDIR_HELP, STOPPED_EXIT, _summary, run_directory
 from stylemapgan.training.config import PERCEPTUAL_KINDS
 
 _OPTIONS: list[tuple[str, type, str]] = [
@@ -51,9 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "name, or an official .pt); an encoder already in it trains on")
     p.add_argument("--data", required=True, help="prepared dataset or official LMDB of real images (label maps "
                                                  "are not needed)")
-    p.add_argument("--outdir", required=True, help="run directory: checkpoints, logs, samples")
+    p.add_argument("--outdir", default=None, help=OUTDIR_HELP)
     p.add_argument("--resume", default=None, help="run directory or checkpoint of train-encoder to continue "
-                                                  "exactly (loss weights, lr, EMA, intervals may change)")
+                                                  "exactly (loss weights, lr, EMA, intervals may change); a run "
+                                                  "directory goes on in place unless --outdir is given")
     p.add_argument("--perceptual", choices=PERCEPTUAL_KINDS, default=None,
                    help="LPIPS network of the image loss (default stlpips-vgg; none: MSE only)")
     p.add_argument("--no-hflip", dest="hflip", action="store_const", const=False, default=None,
@@ -103,7 +103,7 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
     except ValueError as exc:  # "iters: must be >= 1" -> "--iters: must be >= 1"
         field, sep, rest = str(exc).partition(": ")
         raise CLIError(f"--{field.replace('_', '-')}: {rest}" if sep and field.isidentifier() else str(exc)) from None
-    _check_outdir(Path(args.outdir))
+    outdir = run_directory(args.outdir, args.resume)  # train's rules: checked before the data is opened
     try:
         train_data = open_dataset(args.data, split="train")
     except DatasetError as exc:
@@ -112,10 +112,10 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
         val_data = open_dataset(args.data, split="test")
     except DatasetError:
         val_data = None
-    existed = Path(args.outdir).exists()
+    existed = outdir.exists()
     try:
         run = TrainingRun(
-            ckpt.config, train_config, train_data, args.outdir, val_data=val_data, device=args.device,
+            ckpt.config, train_config, train_data, outdir, val_data=val_data, device=args.device,
             resume=source if args.resume else None, init_from=None if args.resume else source,
             resume_changes=given_options(args) if args.resume else None, progress=args.progress,
             data_description={"path": str(args.data), "train_images": len(train_data)}, training=SEMANTIC_ENCODER,
@@ -126,8 +126,8 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     except OSError as exc:
         if not existed:
-            discard_failed_run_dir(Path(args.outdir))
-        raise CLIError(f"{exc.filename or args.outdir}: {exc.strerror or exc} (--outdir)") from None
+            discard_failed_run_dir(outdir)
+        raise CLIError(f"{exc.filename or outdir}: {exc.strerror or exc} (--outdir)") from None
     # the class names (and any other extra) go on with the generator
     run.trainer.extra = dict(ckpt.extra)  # type: ignore[attr-defined]
     start, total = run.trainer.iteration, run.cfg.iters
@@ -138,7 +138,7 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
         print(f"stylemapgan train-encoder: error: {exc}", file=sys.stderr)
         return 3
     except OSError as exc:
-        raise CLIError(f"{exc.filename or args.outdir}: {exc.strerror or exc}") from None
+        raise CLIError(f"{exc.filename or outdir}: {exc.strerror or exc}") from None
     finally:
         run.close()
     if run.dist.is_main:

@@ -1,4 +1,4 @@
-"""Model subcommands: info, init, convert, release.
+"""Model subcommands: models, info, init, convert, release.
 
 info, init and convert work for every model family: presets, parameter counts and networks come from the
 family registry (`stylemapgan.checkpoint.families`), and the family of a file from the file itself."""
@@ -20,12 +20,22 @@ from stylemapgan.checkpoint import (
     parameter_counts,
     save_checkpoint,
 )
-from stylemapgan.checkpoint.io import default_provenance, file_sha256
+from stylemapgan.checkpoint.io import default_provenance, file_sha256, read_family
 from stylemapgan.cli import CLIError, announce_threads
 from stylemapgan.cli.options import add_output, add_threads_option, output_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "models", help="list the bundled models (name, family, headline metrics), or print one's card",
+        description="List every bundled model name this version knows: the ones in this installation with their "
+                    "family, size, sample faces and headline metrics, the others with the command that builds "
+                    "them. With NAME, print that model's card (Markdown).",
+    )
+    p.add_argument("name", nargs="?", default=None, metavar="NAME", help="a bundled model: print its card")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(handler=cmd_models)
+
     p = subparsers.add_parser(
         "info", help="print a model's config, parameter counts and provenance",
         description="Describe a checkpoint (ours or official), a training run's newest checkpoint, a bundled model "
@@ -53,14 +63,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_output(p, folder=False, help="output checkpoint path (.safetensors)")
     p.set_defaults(handler=cmd_convert)
 
-    p = subparsers.add_parser("release", help="strip a training checkpoint to EMA G + E + mean stylemap + card")
-    p.add_argument("ckpt", help="training checkpoint (or run directory: its latest checkpoint)")
+    p = subparsers.add_parser(
+        "release", help="strip a training checkpoint to EMA G + E + truncation centre + card",
+        description="Release a training checkpoint as an inference model: the EMA networks its family's "
+                    "inference model needs (StyleMapGAN: g_ema + e_ema; SemanticStyleGAN: g_ema + e_ema from a "
+                    "`train-encoder` run), the family's truncation centre and a model card (Markdown beside it). "
+                    "No discriminator, no optimizer state.")
+    p.add_argument("ckpt", help="training checkpoint (or run directory: its latest checkpoint; a SemanticStyleGAN "
+                                "model's: its `train-encoder` run)")
     add_output(p, folder=False, help="output model (.safetensors); the card is written beside it as .md",
                beside=(".md",))
     p.add_argument("--name", required=True, help="model name for the card (a bundled model's name is its file stem)")
     p.add_argument("--description", default="", help="one paragraph for the card: data, budget, what it is for")
     p.add_argument("--metrics", default=None, help="report.json from `stylemapgan eval` to put in the card")
-    p.add_argument("--samples", default=None, help="sample dataset shipped with the model: its MSE goes in the card")
+    p.add_argument("--samples", default=None,
+                   help="sample dataset shipped with the model: its encoder MSE goes in the card, which names the "
+                        "folder; tools find it beside the model file (test:N without --data)")
     add_threads_option(p)
     p.set_defaults(handler=cmd_release)
 
@@ -112,6 +130,63 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("provenance:")
     for key, value in info["provenance"].items():
         print(f"  {key}: {value}")
+    return 0
+
+
+CARD_FIGURES = (("recon.mse", "recon MSE"), ("fid.value", "FID"), ("bundled_samples_recon_mse", "sample-face MSE"))
+
+
+def bundled_model_rows() -> list[dict]:
+    """One row per known bundled model name (then any other bundled file): present or not, card figures."""
+    from stylemapgan.models import DEFAULT_MODEL, KNOWN_MODELS, bundled_directions, bundled_models, bundled_samples
+    from stylemapgan.models import model_card as read_card
+
+    present = bundled_models()
+    rows = []
+    for name in dict.fromkeys([*KNOWN_MODELS, *present]):
+        row: dict = {"name": name, "default": name == DEFAULT_MODEL, "present": name in present,
+                     "builds_with": KNOWN_MODELS.get(name)}
+        if name in present:
+            path = present[name]
+            card = read_card(path) or {}
+            samples, directions = bundled_samples(path), bundled_directions(path)
+            metrics = card.get("metrics") or {}
+            row.update({"path": str(path), "card": str(path.with_suffix(".md")), "size_bytes": path.stat().st_size,
+                        "family": card.get("family") or read_family(path).title, "iterations": card.get("iterations"),
+                        "samples": samples.name if samples else None,
+                        "directions": directions.name if directions else None,
+                        "metrics": {key: metrics[key] for key, _ in CARD_FIGURES if key in metrics}})
+        rows.append(row)
+    return rows
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from stylemapgan.models import KNOWN_MODELS, bundled_models
+
+    if args.name is not None:
+        present = bundled_models()
+        if args.name not in present:
+            known = KNOWN_MODELS.get(args.name)
+            raise CLIError(f"{args.name}: " + (f"a bundled model name, but its file is not in this installation "
+                                              f"(`{known}` builds it)" if known else
+                                              f"no such bundled model (bundled: {', '.join(present) or 'none'})"))
+        print(present[args.name].with_suffix(".md").read_text(), end="")
+        return 0
+    rows = bundled_model_rows()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        if not row["present"]:
+            print(f"{row['name']}: not in this installation (`{row['builds_with']}` builds it)")
+            continue
+        figures = ", ".join(f"{label} {row['metrics'][key]:.4g}" for key, label in CARD_FIGURES
+                            if isinstance(row["metrics"].get(key), int | float))
+        extras = ", ".join(f"{what} {row[what]}" for what in ("samples", "directions") if row[what])
+        print(f"{row['name']}{' (default)' if row['default'] else ''}: {row['family']}, "
+              f"{row['size_bytes'] / 1e6:.1f} MB, {row['iterations']} iterations"
+              f"{'; ' + figures if figures else ''}{'; ' + extras if extras else ''}")
+        print(f"  card: {row['card']}")
     return 0
 
 

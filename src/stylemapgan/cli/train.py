@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="prepared dataset (prepare / datasets build) or official LMDB; SemanticStyleGAN needs label maps "
              "(cartoon-faces, or prepare --labels DIR) with as many classes as the model",
     )
-    p.add_argument("--outdir", required=True, help="run directory: checkpoints, logs, samples")
+    p.add_argument("--outdir", default=None, help=OUTDIR_HELP)
     p.add_argument("--preset", default=None, choices=list(all_presets()),
                    help="model preset of a new run (default paper-256; semantic-* presets train SemanticStyleGAN; "
                         "--resume and --init-from take the model config from the checkpoint)")
@@ -71,10 +71,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "on --resume, the run's saved total)")
     p.add_argument("--batch", type=int, default=None, help="GLOBAL batch across all processes (default: preset's)")
     p.add_argument("--resume", default=None,
-                   help="run directory or checkpoint to continue (restores everything, the model config included). "
-                        "Loss weights, lr, EMA, bf16/tf32, intervals, --freeze-generator and a larger "
-                        "--encoder-channel-base given with it replace the saved ones and are recorded in the "
-                        "checkpoints' history; batch, seed, perceptual, flips, lazy-R1 interval cannot change")
+                   help="run directory or checkpoint to continue (restores everything, the model config included); "
+                        "a run directory goes on in place unless --outdir is given. Loss weights, lr, EMA, "
+                        "bf16/tf32, intervals, --freeze-generator and a larger --encoder-channel-base given with it "
+                        "replace the saved ones and are recorded in the checkpoints' history; batch, seed, "
+                        "perceptual, flips, lazy-R1 interval cannot change")
     p.add_argument("--init-from", default=None, metavar="NAME_OR_FILE",
                    help="fine-tune: start a new run from a trained model (a bundled model's name, our checkpoint "
                         "or run directory, or an official .pt) on --data; its config is used, optimizers and "
@@ -110,6 +111,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 STOPPED_EXIT = 143  # 128 + SIGTERM: saved and stopped early; continue with --resume
+OUTDIR_HELP = "run directory: checkpoints, logs, samples (with --resume RUN: RUN, where the run goes on)"
 _OTHER_FIELDS = ("iters", "batch", "perceptual", "hflip", "seed", "amp_bf16", "tf32", "freeze_generator")
 
 
@@ -149,9 +151,18 @@ def _checkpoint_config(path: Any) -> Any:
         raise CLIError(str(exc)) from None
 
 
-def _check_outdir(out: Path) -> None:
-    """The run directory can be created (or written into), before any data is opened."""
-    check_output(out, "--outdir", folder=True)  # not declared: a failed run's directory is the run's to remove
+def run_directory(outdir: str | None, resume: str | None) -> Path:
+    """Where the run writes: --outdir, else the run directory --resume names (a checkpoint file names none).
+    Checked like every command's output (`check_output`) before any data is opened; not declared to the CLI's
+    output guard, since a failed run removes its own directory when it saved nothing into it."""
+    if outdir is None:
+        if resume is None:
+            raise CLIError("--outdir: required (the run directory)")
+        if not Path(resume).is_dir():
+            raise CLIError(f"--outdir: required when --resume names a checkpoint file ({resume}); give the run "
+                           "directory to write into")
+        outdir = resume
+    return check_output(outdir, "--outdir", folder=True)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -189,7 +200,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ValueError as exc:  # "iters: must be >= 1" -> "--iters: must be >= 1"
         field, sep, rest = str(exc).partition(": ")
         raise CLIError(f"--{field.replace('_', '-')}: {rest}" if sep and field.isidentifier() else str(exc)) from None
-    _check_outdir(Path(args.outdir))
+    outdir = run_directory(args.outdir, args.resume)
     try:
         train_data = open_dataset(args.data, split="train", **family.dataset_options)
     except DatasetError as exc:
@@ -199,10 +210,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         val_data = open_dataset(args.data, split="test", **family.dataset_options)
     except DatasetError:  # no held-out split (e.g. an official LMDB): no validation
         val_data = None
-    existed = Path(args.outdir).exists()
+    existed = outdir.exists()
     try:  # checks data and resume settings before the run directory is written
         run = TrainingRun(
-            model_config, train_config, train_data, args.outdir, val_data=val_data, device=args.device,
+            model_config, train_config, train_data, outdir, val_data=val_data, device=args.device,
             resume=args.resume, resume_changes=given_train_options(args) if args.resume else None,
             init_from=init_from, fresh_discriminator=args.fresh_discriminator,
             model_changes=given_model_options(args),
@@ -214,8 +225,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     except OSError as exc:  # the run directory cannot be made (a read-only file system...)
         if not existed:
-            discard_failed_run_dir(Path(args.outdir))
-        raise CLIError(f"{exc.filename or args.outdir}: {exc.strerror or exc} (--outdir)") from None
+            discard_failed_run_dir(outdir)
+        raise CLIError(f"{exc.filename or outdir}: {exc.strerror or exc} (--outdir)") from None
 
     start, total = run.trainer.iteration, run.cfg.iters
     announce_threads(args)
@@ -225,7 +236,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"stylemapgan train: error: {exc}", file=sys.stderr)
         return 3
     except OSError as exc:  # a full disk...: the run removed its directory if it had saved nothing
-        raise CLIError(f"{exc.filename or args.outdir}: {exc.strerror or exc}") from None
+        raise CLIError(f"{exc.filename or outdir}: {exc.strerror or exc}") from None
     except DataMismatchError as exc:  # found in a batch (e.g. a label outside the model's classes)
         raise CLIError(f"{args.data}: {exc}") from None
     finally:

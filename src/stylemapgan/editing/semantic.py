@@ -25,11 +25,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from stylemapgan.checkpoint.families import SEMANTICSTYLEGAN, class_names
+from stylemapgan.checkpoint.families import MEAN_W_COUNT, MEAN_W_KEY, SEMANTICSTYLEGAN, class_names
 from stylemapgan.checkpoint.format import Checkpoint
 from stylemapgan.checkpoint.models import inference_model
 from stylemapgan.editing.base import BaseEditor, EditorCapabilities, ImageLike, Samples, register_editor
 from stylemapgan.editing.directions import Direction, LinearClassifier
+from stylemapgan.editing.domain import reference_mse as card_reference_mse
 from stylemapgan.editing.editor import _alphas, check_truncation, frame_alphas
 from stylemapgan.editing.errors import EditingError
 from stylemapgan.editing.part_directions import (
@@ -57,7 +58,6 @@ from stylemapgan.semantic.io import latents_npy, load_official_latents, segmenta
 from stylemapgan.semantic.latents import LatentLayoutError, broadcast_w, check_latents, expand_latents
 from stylemapgan.utils.files import atomic_write_bytes
 
-MEAN_W_COUNT = 10_000  # the official scripts' truncation centre: the mean w of 10,000 z (seed 0)
 _OFFICIAL = InversionOptions()  # the official inversion recipe: `project`'s defaults
 PartName = str | int
 
@@ -143,7 +143,13 @@ class SemanticEditor(BaseEditor):
         assert isinstance(generator, SemanticGenerator)
         kwargs.setdefault("part_names", class_names(ckpt.config, ckpt.extra))
         kwargs.setdefault("encoder", model.networks.get("encoder"))
-        return cls(generator, device=device, **kwargs)
+        if "reference_mse" not in kwargs:  # a released model's card: the domain check's yardstick
+            kwargs["reference_mse"], kwargs["reference_mse_source"] = card_reference_mse(ckpt.provenance)
+        editor = cls(generator, device=device, **kwargs)
+        mean = ckpt.extra.get(MEAN_W_KEY)  # a released model ships its truncation centre (`stylemapgan release`)
+        if isinstance(mean, torch.Tensor) and tuple(mean.shape) == (1, ckpt.config.style_dim):
+            editor._mean_w = mean.to(editor.device, torch.float32)
+        return editor
 
     # ---- what the model is ---------------------------------------------------------------------------------
 

@@ -427,6 +427,7 @@ class TrainingRun:
             self.discard_if_failed()
             raise
         finally:
+            t.close()  # the data loader's workers exit now, not whenever the interpreter gets to them
             if bar is not None:
                 bar.close()
             self.logger.close()

@@ -19,7 +19,7 @@ run equals one process up to rounding (the path-length mean is taken over the gl
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+import functools
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -27,14 +27,9 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from stylemapgan.data.dataset import (
-    DataMismatchError,
-    collate_images_and_labels,
-    fit_labels_to_model,
-    fit_to_model,
-)
+from stylemapgan.data.dataset import DataMismatchError, collate_images_and_labels, fit_labels_to_model
 from stylemapgan.semantic import DualBranchDiscriminator, SemanticConfig, SemanticGenerator
 from stylemapgan.semantic.io import class_color
 from stylemapgan.semantic.objective import (
@@ -45,10 +40,11 @@ from stylemapgan.semantic.objective import (
     real_segmentation,
     training_latents,
 )
+from stylemapgan.training.batches import RealBatches
 from stylemapgan.training.config import RunConfig
 from stylemapgan.training.distributed import DistInfo, all_mean, average_gradients
 from stylemapgan.training.losses import d_logistic_loss, g_nonsaturating_loss
-from stylemapgan.training.sampler import ResumableBatchSampler
+from stylemapgan.training.state import progress_state, restore_progress
 from stylemapgan.training.trainer import ema_update, finite_losses, set_requires_grad
 from stylemapgan.utils.images import make_grid
 
@@ -59,6 +55,15 @@ def colorize_segmentation(segmentation: torch.Tensor) -> torch.Tensor:
     """Segmentation [N, K, H, W] -> its argmax in the class colours of `generate` ([N, 3, H, W] in [-1, 1])."""
     palette = torch.tensor([class_color(k) for k in range(segmentation.shape[1])], device=segmentation.device)
     return palette[segmentation.argmax(1)].permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def segmentation_of_real(seg_dim: int, labels: torch.Tensor) -> torch.Tensor:
+    """Label maps [n, s, s] -> what D's segmentation branch sees of real data (DataMismatchError for a class the
+    model does not have: the data does not fit the model)."""
+    try:
+        return real_segmentation(labels, seg_dim)
+    except ValueError as exc:
+        raise DataMismatchError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -117,9 +122,12 @@ class SemanticTrainer:
         self.cfg = train_config
         self.device = torch.device(device)
         self.dist = dist_info or DistInfo()
+        self.rng = torch.Generator().manual_seed(train_config.seed + 1)  # every random draw of an iteration
+        # the real data (it refuses a batch that the processes cannot share evenly)
+        self.real = RealBatches.for_run(dataset, train_config, model_config.size, self.rng, self.device, self.dist,
+                                        with_labels=True,
+                                        labels_to_model=functools.partial(segmentation_of_real, model_config.seg_dim))
         world = self.dist.world_size
-        if train_config.batch % world:
-            raise ValueError(f"--batch {train_config.batch} must be divisible by the number of processes {world}")
         if train_config.path_regularize and train_config.path_batch % world:
             raise ValueError(f"the path-length batch {train_config.path_batch} (--batch // --path-batch-shrink) must "
                              f"be divisible by the number of processes {world}")
@@ -138,10 +146,8 @@ class SemanticTrainer:
         self.d_optim = torch.optim.Adam(
             self.discriminator.parameters(), lr=lr * d_ratio, betas=(0.0**d_ratio, 0.99**d_ratio)
         )
-        self.rng = torch.Generator().manual_seed(train_config.seed + 1)
         self.iteration = 0
         self.mean_path_length = torch.zeros((), device=self.device)
-        self._batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     # ----- what a TrainingRun asks of a family's trainer -----------------------------------------------
     @classmethod
@@ -228,34 +234,14 @@ class SemanticTrainer:
     def _rank_slice(self, global_tensor: torch.Tensor) -> torch.Tensor:
         return global_tensor[self.dist.rank :: self.dist.world_size]
 
-    def _loader(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        sampler = ResumableBatchSampler(
-            len(self.dataset), self.cfg.batch, rank=self.dist.rank, world_size=self.dist.world_size,
-            seed=self.cfg.seed, start_batch=self.iteration,
-        )
-        loader = DataLoader(
-            self.dataset, batch_sampler=sampler, num_workers=self.cfg.num_workers,
-            collate_fn=collate_images_and_labels, pin_memory=self.device.type == "cuda",
-            persistent_workers=self.cfg.num_workers > 0,
-        )
-        return iter(loader)
-
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(real images [n, 3, s, s], real segmentations [n, K, s, s] one-hot * 2 - 1) of this rank."""
-        if self._batches is None:
-            self._batches = self._loader()
-        images, labels = next(self._batches)
-        size = self.model_config.size
-        images, labels = fit_to_model(images, size), fit_labels_to_model(labels, size)
-        flips = self._rank_slice(torch.rand(self.cfg.batch, generator=self.rng) < 0.5)
-        if self.cfg.hflip:  # image and label map together
-            images = torch.where(flips.view(-1, 1, 1, 1), images.flip(3), images)
-            labels = torch.where(flips.view(-1, 1, 1), labels.flip(2), labels)
-        try:
-            segmentation = real_segmentation(labels, self.model_config.seg_dim)
-        except ValueError as exc:
-            raise DataMismatchError(str(exc)) from None
-        return images.to(self.device, non_blocking=True), segmentation.to(self.device, non_blocking=True)
+        """(real images [n, 3, s, s], real segmentations [n, K, s, s] one-hot * 2 - 1) of this rank; with hflip,
+        image and label map flip together."""
+        return self.real.next()
+
+    def close(self) -> None:
+        """Stop the data loader's workers (a later batch starts them again where the data stream is)."""
+        self.real.close()
 
     def latents(self, count: int) -> torch.Tensor:
         """W+ latents [count / world, n_latent, D] of this rank for a global batch of `count`: mapped z, mixed
@@ -401,18 +387,9 @@ class SemanticTrainer:
         }
 
     def training_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "iteration": self.iteration,
-            "images_seen": self.iteration * self.cfg.batch,
-            "train_config": self.cfg.to_dict(),
-            "optimizers": {"g": self.g_optim.state_dict(), "d": self.d_optim.state_dict()},
-            "rng": {"trainer": self.rng.get_state(), "torch": torch.get_rng_state()},
-            "mean_path_length": self.mean_path_length.detach().cpu(),
-            "world_size": self.dist.world_size,
-        }
-        if self.device.type == "cuda":
-            state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
-        return state
+        optimizers = {"g": self.g_optim, "d": self.d_optim}
+        return {**progress_state(self.cfg, self.iteration, optimizers, self.rng, self.dist, self.device),
+                "mean_path_length": self.mean_path_length.detach().cpu()}
 
     def set_lr(self, lr: float) -> None:
         """Set the Adam learning rates (each scaled by its lazy-regularisation ratio)."""
@@ -441,12 +418,6 @@ class SemanticTrainer:
         self.generator.load_state_dict(networks["generator"])
         self.discriminator.load_state_dict(networks["discriminator"])
         self.g_ema.load_state_dict(networks["g_ema"])
-        self.g_optim.load_state_dict(training["optimizers"]["g"])
-        self.d_optim.load_state_dict(training["optimizers"]["d"])
-        self.rng.set_state(training["rng"]["trainer"])
-        torch.set_rng_state(training["rng"]["torch"])
-        if self.device.type == "cuda" and "cuda" in training["rng"]:
-            torch.cuda.set_rng_state(training["rng"]["cuda"], self.device)
+        optimizers = {"g": self.g_optim, "d": self.d_optim}
+        self.iteration = restore_progress(training, optimizers, self.rng, self.real, self.device)
         self.mean_path_length = training["mean_path_length"].to(self.device, torch.float32).reshape(())
-        self.iteration = int(training["iteration"])
-        self._batches = None  # restart the data stream at the restored position

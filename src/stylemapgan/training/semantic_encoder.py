@@ -20,13 +20,12 @@ sampler, so a resumed run equals an uninterrupted one bit for bit on CPU.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from stylemapgan.checkpoint.families import SEMANTICSTYLEGAN
 from stylemapgan.data.dataset import collate_images, fit_to_model
@@ -34,10 +33,11 @@ from stylemapgan.losses.perceptual import build_perceptual, perceptual_distance
 from stylemapgan.semantic import SemanticConfig, SemanticGenerator
 from stylemapgan.semantic.encoder import SemanticEncoder
 from stylemapgan.semantic.latents import part_mix
+from stylemapgan.training.batches import RealBatches
 from stylemapgan.training.config import PERCEPTUAL_KINDS, RunConfig
 from stylemapgan.training.distributed import DistInfo, all_mean, average_gradients
 from stylemapgan.training.families import TrainingFamily
-from stylemapgan.training.sampler import ResumableBatchSampler
+from stylemapgan.training.state import progress_state, restore_progress
 from stylemapgan.training.trainer import ema_update, finite_losses
 from stylemapgan.utils.images import make_grid
 
@@ -99,9 +99,9 @@ class SemanticEncoderTrainer:
         self.cfg = train_config
         self.device = torch.device(device)
         self.dist = dist_info or DistInfo()
-        if train_config.batch % self.dist.world_size:
-            raise ValueError(f"--batch {train_config.batch} must be divisible by the number of processes "
-                             f"{self.dist.world_size}")
+        self.rng = torch.Generator().manual_seed(train_config.seed + 1)  # every random draw of an iteration
+        # the real data (it refuses a batch that the processes cannot share evenly)
+        self.real = RealBatches.for_run(dataset, train_config, model_config.size, self.rng, self.device, self.dist)
         self.dataset = dataset
         torch.manual_seed(train_config.seed)  # same initial weights on every rank
         self.g_ema = SemanticGenerator(model_config).to(self.device).eval().requires_grad_(False)
@@ -111,10 +111,8 @@ class SemanticEncoderTrainer:
         self.perceptual = build_perceptual(train_config.perceptual)
         if self.perceptual is not None:
             self.perceptual = self.perceptual.to(self.device)
-        self.rng = torch.Generator().manual_seed(train_config.seed + 1)
         self.iteration = 0
         self.extra: dict[str, Any] = {}  # the generator checkpoint's extra (class names...), carried along
-        self._batches: Iterator[torch.Tensor] | None = None
 
     # ----- what a TrainingRun asks of a trainer --------------------------------------------------------
     @classmethod
@@ -190,26 +188,13 @@ class SemanticEncoderTrainer:
     def _rank_slice(self, global_tensor: torch.Tensor) -> torch.Tensor:
         return global_tensor[self.dist.rank :: self.dist.world_size]
 
-    def _loader(self) -> Iterator[torch.Tensor]:
-        sampler = ResumableBatchSampler(
-            len(self.dataset), self.cfg.batch, rank=self.dist.rank, world_size=self.dist.world_size,
-            seed=self.cfg.seed, start_batch=self.iteration,
-        )
-        loader = DataLoader(
-            self.dataset, batch_sampler=sampler, num_workers=self.cfg.num_workers, collate_fn=collate_images,
-            pin_memory=self.device.type == "cuda", persistent_workers=self.cfg.num_workers > 0,
-        )
-        return iter(loader)
-
-    def next_real(self) -> torch.Tensor:
+    def next_batch(self) -> torch.Tensor:
         """This rank's real images [n, 3, s, s], flipped at random when hflip."""
-        if self._batches is None:
-            self._batches = self._loader()
-        images = fit_to_model(next(self._batches), self.model_config.size)
-        flips = self._rank_slice(torch.rand(self.cfg.batch, generator=self.rng) < 0.5)
-        if self.cfg.hflip:
-            images = torch.where(flips.view(-1, 1, 1, 1), images.flip(3), images)
-        return images.to(self.device, non_blocking=True)
+        return self.real.next()
+
+    def close(self) -> None:
+        """Stop the data loader's workers (a later batch starts them again where the data stream is)."""
+        self.real.close()
 
     def generated_latents(self) -> torch.Tensor:
         """This rank's W+ latents: mapped z, each sample mixed part-wise with another with probability
@@ -239,7 +224,7 @@ class SemanticEncoderTrainer:
     def train_step(self) -> dict[str, float]:
         """One update of the encoder on generated and real images; EMA; raises TrainingDiverged on NaN/inf."""
         cfg = self.cfg
-        real = self.next_real()
+        real = self.next_batch()
         latents = self.generated_latents()
         with torch.no_grad(), self._autocast():
             fake = self.g_ema.synthesize(latents, randomize_noise=False).image.float()
@@ -271,18 +256,8 @@ class SemanticEncoderTrainer:
                 "e_ema": self.e_ema.state_dict()}
 
     def training_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "command": COMMAND,
-            "iteration": self.iteration,
-            "images_seen": self.iteration * self.cfg.batch,
-            "train_config": self.cfg.to_dict(),
-            "optimizers": {"e": self.optimizer.state_dict()},
-            "rng": {"trainer": self.rng.get_state(), "torch": torch.get_rng_state()},
-            "world_size": self.dist.world_size,
-        }
-        if self.device.type == "cuda":
-            state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
-        return state
+        return {"command": COMMAND,
+                **progress_state(self.cfg, self.iteration, {"e": self.optimizer}, self.rng, self.dist, self.device)}
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -314,13 +289,7 @@ class SemanticEncoderTrainer:
         self.g_ema.load_state_dict(networks["g_ema"])
         self.encoder.load_state_dict(networks["encoder"])
         self.e_ema.load_state_dict(networks["e_ema"])
-        self.optimizer.load_state_dict(training["optimizers"]["e"])
-        self.rng.set_state(training["rng"]["trainer"])
-        torch.set_rng_state(training["rng"]["torch"])
-        if self.device.type == "cuda" and "cuda" in training["rng"]:
-            torch.cuda.set_rng_state(training["rng"]["cuda"], self.device)
-        self.iteration = int(training["iteration"])
-        self._batches = None  # restart the data stream at the restored position
+        self.iteration = restore_progress(training, {"e": self.optimizer}, self.rng, self.real, self.device)
 
 
 SEMANTIC_ENCODER = TrainingFamily(SEMANTICSTYLEGAN, SemanticEncoderTrainConfig, SemanticEncoderTrainer,

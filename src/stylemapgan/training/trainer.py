@@ -17,23 +17,23 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from stylemapgan.config import ModelConfig
 from stylemapgan.data.dataset import collate_images, fit_to_model
 from stylemapgan.networks import Discriminator, Encoder, Generator
 from stylemapgan.networks.widen import widen_into
+from stylemapgan.training.batches import RealBatches
 from stylemapgan.training.config import TrainConfig
 from stylemapgan.training.distributed import DistInfo, all_mean, average_gradients
 from stylemapgan.training.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
-from stylemapgan.training.sampler import ResumableBatchSampler
+from stylemapgan.training.state import progress_state, restore_progress
 from stylemapgan.utils.images import make_grid
 
 
@@ -86,10 +86,9 @@ class Trainer:
         self.cfg = train_config
         self.device = torch.device(device)
         self.dist = dist_info or DistInfo()
-        if train_config.batch % self.dist.world_size:
-            raise ValueError(
-                f"--batch {train_config.batch} must be divisible by the number of processes {self.dist.world_size}"
-            )
+        self.rng = torch.Generator().manual_seed(train_config.seed + 1)  # every random draw of an iteration
+        # the real data (it refuses a batch that the processes cannot share evenly)
+        self.real = RealBatches.for_run(dataset, train_config, model_config.size, self.rng, self.device, self.dist)
         self.local_batch = train_config.batch // self.dist.world_size
         self.dataset = dataset
 
@@ -107,9 +106,7 @@ class Trainer:
         self.d_optim = torch.optim.Adam(
             self.discriminator.parameters(), lr=lr * ratio, betas=(0.0**ratio, 0.99**ratio)
         )
-        self.rng = torch.Generator().manual_seed(train_config.seed + 1)
         self.iteration = 0
-        self._batches: Iterator[torch.Tensor] | None = None
 
     # ----- what a TrainingRun asks of a family's trainer -----------------------------------------------
     @classmethod
@@ -176,25 +173,13 @@ class Trainer:
         z = torch.randn(self.cfg.batch, self.model_config.latent_channels, generator=self.rng)
         return self._rank_slice(z).to(self.device)
 
-    def _loader(self) -> Iterator[torch.Tensor]:
-        sampler = ResumableBatchSampler(
-            len(self.dataset), self.cfg.batch, rank=self.dist.rank, world_size=self.dist.world_size,
-            seed=self.cfg.seed, start_batch=self.iteration,
-        )
-        loader = DataLoader(
-            self.dataset, batch_sampler=sampler, num_workers=self.cfg.num_workers, collate_fn=collate_images,
-            pin_memory=self.device.type == "cuda", persistent_workers=self.cfg.num_workers > 0,
-        )
-        return iter(loader)
-
     def next_batch(self) -> torch.Tensor:
-        if self._batches is None:
-            self._batches = self._loader()
-        images = fit_to_model(next(self._batches), self.model_config.size)
-        flips = self._rank_slice(torch.rand(self.cfg.batch, generator=self.rng) < 0.5)
-        if self.cfg.hflip:
-            images = torch.where(flips.view(-1, 1, 1, 1), images.flip(3), images)
-        return images.to(self.device, non_blocking=True)
+        """This rank's real images [n, 3, s, s], flipped at random when hflip."""
+        return self.real.next()
+
+    def close(self) -> None:
+        """Stop the data loader's workers (a later batch starts them again where the data stream is)."""
+        self.real.close()
 
     def _autocast(self) -> AbstractContextManager[Any]:
         if self.cfg.amp_bf16:
@@ -327,19 +312,8 @@ class Trainer:
         }
 
     def training_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "iteration": self.iteration,
-            "images_seen": self.iteration * self.cfg.batch,
-            "train_config": self.cfg.to_dict(),
-            "optimizers": {
-                "g": self.g_optim.state_dict(), "e": self.e_optim.state_dict(), "d": self.d_optim.state_dict(),
-            },
-            "rng": {"trainer": self.rng.get_state(), "torch": torch.get_rng_state()},
-            "world_size": self.dist.world_size,
-        }
-        if self.device.type == "cuda":
-            state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
-        return state
+        optimizers = {"g": self.g_optim, "e": self.e_optim, "d": self.d_optim}
+        return progress_state(self.cfg, self.iteration, optimizers, self.rng, self.dist, self.device)
 
     def set_lr(self, lr: float) -> None:
         """Set the Adam learning rates (D's scaled by the lazy-R1 ratio), e.g. after a resume that changes lr."""
@@ -370,9 +344,7 @@ class Trainer:
         self.generator.load_state_dict(networks["generator"])
         self.discriminator.load_state_dict(networks["discriminator"])
         self.g_ema.load_state_dict(networks["g_ema"])
-        optimizers = training["optimizers"]
-        self.g_optim.load_state_dict(optimizers["g"])
-        self.d_optim.load_state_dict(optimizers["d"])
+        optimizers = {"g": self.g_optim, "d": self.d_optim}
         if widen_encoder:
             new_channels = copy.deepcopy(self.encoder)  # E and its EMA get the same initial new channels
             widen_into(self.encoder, networks["encoder"])
@@ -381,10 +353,5 @@ class Trainer:
         else:
             self.encoder.load_state_dict(networks["encoder"])
             self.e_ema.load_state_dict(networks["e_ema"])
-            self.e_optim.load_state_dict(optimizers["e"])
-        self.rng.set_state(training["rng"]["trainer"])
-        torch.set_rng_state(training["rng"]["torch"])
-        if self.device.type == "cuda" and "cuda" in training["rng"]:
-            torch.cuda.set_rng_state(training["rng"]["cuda"], self.device)
-        self.iteration = int(training["iteration"])
-        self._batches = None  # restart the data stream at the restored position
+            optimizers["e"] = self.e_optim
+        self.iteration = restore_progress(training, optimizers, self.rng, self.real, self.device)

@@ -17,7 +17,10 @@ Measured, batch 1 and 4 (random official-layout weights; latency does not depend
   blend, and the synthesis;
 - train: forward and backward of one training step's networks: x -> E -> G.decode -> D, loss
   softplus(-D(G(E(x)))) + MSE(G(E(x)), x), gradients for every weight of G, E and D (no optimiser, no
-  perceptual network: the networks' share of a step).
+  perceptual network: the networks' share of a step). Ours runs with FastOps' layout policy (`GRAD_POLICIES`:
+  "auto", the default, is NCHW under autograd for layers of 256 or more channels, i.e. all of paper-256's below
+  256 px); `--train-layouts auto,channels_last` times one row per policy, each against the official math
+  ("channels_last", the layout before, gave 0.58x the official step at paper-256).
 
 Each variant runs once untimed (that call compares the two sides' outputs, a failed comparison aborts since the
 timing would be meaningless, and counts each side's FLOPs with FlopCounterMode: convs, transposed convs and
@@ -40,7 +43,8 @@ machine (18 minutes at load average 6, most of it the training step); `--batches
 full measurement (each batch-4 part about 4x its batch-1 time).
 
 Usage: python benchmarks/bench_official.py [--batches 1] [--train-batches 1] [--threads 2] [--repeats 3]
-       [--train-repeats 2] [--parts decoder,encoder,edit,train] [--size 256 --spatial 8] [--tune-alloc] [--json F]
+       [--train-repeats 2] [--parts decoder,encoder,edit,train] [--train-layouts nchw,channels_last]
+       [--size 256 --spatial 8] [--tune-alloc] [--json F]
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ import official_reference as official
 from stylemapgan.checkpoint import build_network
 from stylemapgan.checkpoint.official import convert_official
 from stylemapgan.editing import Editor, RectangleMask, rectangle_mask
+from stylemapgan.networks import use_ops
+from stylemapgan.ops import GRAD_LAYOUT_ENV, GRAD_POLICIES, FastOps
 from stylemapgan.perf.bench import CONV_SHAPES, MATMUL_SIZES, conv_probe, matmul_probe, measure_peak
 from stylemapgan.perf.tuning import tune_allocator
 
@@ -230,7 +236,8 @@ def measured(part: str, batch: int, official_fn: Callable[[], Any], ours_fn: Cal
 
 
 def print_row(row: dict[str, Any]) -> None:
-    print(f"{row['part']:<8} batch {row['batch']}: official {row['official_s'] * 1e3:9.1f} ms, ours "
+    layout = f" [grad {row['grad_layout']}]" if "grad_layout" in row else ""
+    print(f"{row['part']:<8}{layout} batch {row['batch']}: official {row['official_s'] * 1e3:9.1f} ms, ours "
           f"{row['ours_s'] * 1e3:8.1f} ms -> ours {row['ratio']:.2f}x faster (pairs {row['ratio_min']:.2f}-"
           f"{row['ratio_max']:.2f}; CPU time {row['official_cpu_s'] * 1e3:.0f} / {row['ours_cpu_s'] * 1e3:.0f} ms); "
           f"{100 * row['official_peak_fraction']:.0f}% / {100 * row['ours_peak_fraction']:.0f}% of the peak, bound "
@@ -293,8 +300,12 @@ def run(args: argparse.Namespace, probe: PeakProbe) -> dict[str, Any]:
         def train_ours(x=images, nets=nets, params=ours_params) -> float:
             return step(lambda: train_loss_ours(nets, x), params)
 
-        with official.native_ops():
-            report(measured("train", batch, train_official, train_ours, args.train_repeats, probe))
+        for layout in args.train_layouts.split(","):
+            for net in nets.values():
+                use_ops(net, lambda layout=layout: FastOps(GRAD_POLICIES[layout]))
+            with official.native_ops():
+                row = measured("train", batch, train_official, train_ours, args.train_repeats, probe)
+            report({**row, "grad_layout": layout})
         for net in nets.values():
             net.eval().requires_grad_(False)
         for p in official_params:
@@ -313,15 +324,16 @@ def format_table(result: dict[str, Any]) -> str:
         f"{result['spatial']}x{result['spatial']} stylemap; peak per core at start: conv {peak['conv_gflops']:.1f}, "
         f"matmul {peak['matmul_gflops']:.1f} GFLOP/s; probe {result['probe']}; load average "
         f"{result['load_before'][0]:.2f} -> {result['load_after'][0]:.2f}",
-        f"{'part':<8}{'batch':>6}{'GFLOP off/ours':>16}{'official s':>12}{'ours s':>9}{'faster':>8}{'pairs':>11}"
+        f"{'part':<20}{'batch':>6}{'GFLOP off/ours':>16}{'official s':>12}{'ours s':>9}{'faster':>8}{'pairs':>11}"
         f"{'CPU':>7}{'GF/CPU-s off/ours':>19}{'peak':>7}{'%peak off/ours':>16}{'%conv peak':>12}{'bound':>7}"
         f"{'load':>6}",
     ]
     for r in result["rows"]:
         fractions = f"{100 * r['official_peak_fraction']:.0f}%/{100 * r['ours_peak_fraction']:.0f}%"
         conv = f"{100 * r['official_conv_peak_fraction']:.0f}%/{100 * r['ours_conv_peak_fraction']:.0f}%"
+        label = f"{r['part']}/{r['grad_layout']}" if "grad_layout" in r else r["part"]
         lines.append(
-            f"{r['part']:<8}{r['batch']:>6}{r['official_gflop']:>9.1f}/{r['ours_gflop']:<6.1f}{r['official_s']:>12.2f}"
+            f"{label:<20}{r['batch']:>6}{r['official_gflop']:>9.1f}/{r['ours_gflop']:<6.1f}{r['official_s']:>12.2f}"
             f"{r['ours_s']:>9.2f}{r['ratio']:>7.2f}x{r['ratio_min']:>6.2f}-{r['ratio_max']:<4.2f}"
             f"{r['cpu_ratio']:>6.2f}x{r['official_gflops_per_core']:>11.1f}/{r['ours_gflops_per_core']:<7.1f}"
             f"{r['peak_gflops']:>7.1f}{fractions:>16}{conv:>12}{r['bound']:>6.2f}x{r['load']:>6.2f}")
@@ -340,6 +352,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-repeats", type=int, default=2)
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("--train-layouts", default=os.environ.get(GRAD_LAYOUT_ENV, "").lower() or "auto",
+                        help=f"FastOps layout policies of ours in the training step, one row each "
+                             f"({','.join(GRAD_POLICIES)})")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--spatial", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
@@ -349,6 +364,10 @@ def main() -> None:
     unknown = set(args.parts.split(",")) - set(PARTS)
     if unknown:
         parser.error(f"--parts: unknown {', '.join(sorted(unknown))} (choose from {', '.join(PARTS)})")
+    bad_layouts = set(args.train_layouts.split(",")) - set(GRAD_POLICIES)
+    if bad_layouts:
+        parser.error(f"--train-layouts: unknown {', '.join(sorted(bad_layouts))} (choose from "
+                     f"{', '.join(GRAD_POLICIES)})")
     for flag, value in (("--batches", args.batches), ("--train-batches", args.train_batches)):
         if not all(b.isdigit() and int(b) > 0 for b in value.split(",") if b):
             parser.error(f"{flag}: expected comma-separated positive integers, got {value!r}")

@@ -33,6 +33,8 @@ from stylemapgan.checkpoint import CheckpointError, build_network, load_checkpoi
 from stylemapgan.checkpoint.io import Checkpoint
 from stylemapgan.checkpoint.official import convert_official, convert_state_dict
 from stylemapgan.config import ModelConfig
+from stylemapgan.networks import use_ops
+from stylemapgan.ops import GRAD_POLICIES, FastOps
 
 SPEC_KEYS = Path(__file__).resolve().parents[2] / "shared" / "spec" / "official-checkpoint-keys.json"
 if not SPEC_KEYS.exists():  # the checkout may live elsewhere; the spec is shared at a fixed place
@@ -245,6 +247,33 @@ def test_small_configs_match_reference(name, dtype):
     with torch.no_grad():
         decoded = ours["g_ema"].decode(stylemap)
     _assert_close(f"{name} decode", decoded, decoder_ref(states["g_ema"], stylemap, mode), rel)
+
+
+@pytest.mark.parametrize("grad_layout", list(GRAD_POLICIES))
+def test_networks_match_reference_under_autograd(grad_layout):
+    """While autograd records, FastOps lays activations out by its layout policy (NCHW for every op under "nchw",
+    channels-last under "channels_last"; "auto" keeps these narrow layers channels-last): in float64 the forward
+    values and the input gradients still equal the official math's, for each policy."""
+    config = SMALL_CONFIGS["32px-s8"]
+    states, ours = _small_pair(config, seed=5, dtype=torch.float64)
+    for net in ours.values():
+        use_ops(net.train().requires_grad_(True), lambda: FastOps(GRAD_POLICIES[grad_layout]))
+    gen = torch.Generator().manual_seed(2)
+    stylemap = torch.randn(2, *config.stylemap_shape, generator=gen, dtype=torch.float64)
+    images = torch.randn(4, 3, config.size, config.size, generator=gen, dtype=torch.float64)
+    cases = {
+        "decode": (lambda x: ours["g_ema"].decode(x), lambda x: decoder_ref(states["g_ema"], x), stylemap),
+        "E": (ours["e_ema"], lambda x: encoder_ref(states["e_ema"], x), images),
+        "D": (ours["d"], lambda x: discriminator_ref(states["d"], x), images),
+    }
+    for name, (our_fn, ref_fn, x) in cases.items():
+        xo, xr = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        out, ref = our_fn(xo), ref_fn(xr)
+        assert out.requires_grad
+        _assert_close(f"{grad_layout} {name}", out, ref, 1e-10)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        (ref * torch.linspace(-1, 1, ref.numel(), dtype=ref.dtype).view_as(ref)).sum().backward()
+        _assert_close(f"{grad_layout} {name} input gradient", xo.grad, xr.grad, 1e-10)
 
 
 def test_reference_is_sensitive_to_what_it_checks():

@@ -8,6 +8,7 @@ autograd in training.
 from __future__ import annotations
 
 import copy
+import pickle
 from collections.abc import Callable
 
 import pytest
@@ -18,7 +19,10 @@ from stylemapgan.config import get_preset
 from stylemapgan.networks import Discriminator, Encoder, Generator, ModulatedConv, set_impl, use_ops
 from stylemapgan.networks.layers import ConvLayer, DownConvLayer, EqualLinear, ResDownBlock, UpConvLayer
 from stylemapgan.ops import (
+    GRAD_LAYOUT_ENV,
+    GRAD_POLICIES,
     FastOps,
+    LayoutPolicy,
     ReferenceOps,
     blur2d,
     blur2d_fast,
@@ -193,6 +197,92 @@ def test_weight_cache_follows_in_place_updates_and_skips_autograd() -> None:
         assert copy.deepcopy(layer).ops._weights == {}  # copies start with an empty cache
     w = ops.scaled_weight(layer.weight, 2.0)  # grad mode and a trainable weight: a fresh product in the graph
     assert w.requires_grad and w.grad_fn is not None
+
+
+# ---- layout policy ---------------------------------------------------------------------------------------
+
+
+def _layout_of(t: torch.Tensor) -> str:
+    return "channels_last" if t.is_contiguous(memory_format=CL) and not t.is_contiguous() else "nchw"
+
+
+def test_layout_follows_whether_autograd_records() -> None:
+    """Channels-last when no gradient is recorded (inference); while autograd records, NCHW for an op whose input
+    has at least `grad_min_channels` channels (256 by default), whatever the input's layout."""
+    assert LayoutPolicy() == GRAD_POLICIES["auto"] and LayoutPolicy().grad_min_channels == 256
+    torch.manual_seed(0)
+    x = _rand(2, 4, 8, 8, dtype=torch.float32)
+    narrow = ConvLayer(4, 6, 3)
+    assert narrow.ops.layout == LayoutPolicy()
+    assert _layout_of(narrow(x)) == "channels_last"  # 4 channels: below the default threshold
+    layer = use_ops(ConvLayer(4, 6, 3), lambda: FastOps(LayoutPolicy(grad_min_channels=4)))
+    with torch.no_grad():
+        assert _layout_of(layer(x)) == "channels_last"
+    with torch.inference_mode():
+        assert _layout_of(layer(x)) == "channels_last"
+    assert _layout_of(layer(x)) == "nchw"  # trainable weights: recorded
+    assert _layout_of(layer(x.contiguous(memory_format=CL))) == "nchw"  # a channels-last input is brought back
+    layer.requires_grad_(False)
+    assert _layout_of(layer(x)) == "channels_last"  # frozen weights, plain input: nothing to record
+    assert _layout_of(layer(x.clone().requires_grad_(True))) == "nchw"  # an input gradient (projection)
+    assert _layout_of(use_ops(layer, lambda: FastOps(LayoutPolicy(grad_min_channels=5)))(x.requires_grad_())) == (
+        "channels_last")
+    wide = ConvLayer(256, 8, 3)
+    assert _layout_of(wide(_rand(1, 256, 4, 4, dtype=torch.float32))) == "nchw"
+    modulated = use_ops(ModulatedConv(4, 6, 3, 5, "LayerNorm"), lambda: FastOps(GRAD_POLICIES["nchw"]))
+    style = _rand(2, 5, 8, 8, seed=1, dtype=torch.float32)
+    assert _layout_of(modulated(x, style)) == "nchw"
+    with torch.no_grad():
+        assert _layout_of(modulated(x, style)) == "channels_last"
+    old = use_ops(copy.deepcopy(modulated), lambda: FastOps(GRAD_POLICIES["channels_last"]))
+    assert _layout_of(old(x, style)) == "channels_last"
+    with pytest.raises(ValueError, match="grad_min_channels"):
+        LayoutPolicy(grad_min_channels=-1)
+
+
+def test_grad_layout_setting_is_read_at_construction_and_kept_by_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(GRAD_LAYOUT_ENV, "NCHW")
+    layer = ConvLayer(4, 6, 3)
+    monkeypatch.setenv(GRAD_LAYOUT_ENV, "channels_last")  # read once, at construction: a built layer keeps it
+    assert layer.ops.layout == GRAD_POLICIES["nchw"]
+    assert _layout_of(layer(_rand(2, 4, 8, 8, dtype=torch.float32))) == "nchw"
+    for copied in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):  # e.g. the EMA networks
+        assert copied.ops.layout == GRAD_POLICIES["nchw"] and copied.ops._weights == {}
+    assert ConvLayer(4, 6, 3).ops.layout == GRAD_POLICIES["channels_last"]
+    monkeypatch.setenv(GRAD_LAYOUT_ENV, "nhwc")
+    with pytest.raises(ValueError, match=GRAD_LAYOUT_ENV):
+        ConvLayer(4, 6, 3)
+    with pytest.raises(ValueError, match="layout grad"):
+        LayoutPolicy(grad="nhwc")
+    monkeypatch.delenv(GRAD_LAYOUT_ENV)
+    assert FastOps().layout == GRAD_POLICIES["auto"]
+    assert "channels_last" in repr(FastOps(GRAD_POLICIES["channels_last"]))
+
+
+@pytest.mark.parametrize("cls", [Generator, Encoder, Discriminator])
+def test_grad_layouts_agree_and_inference_ignores_them(cls: type) -> None:
+    """fp32: under autograd the two grad layouts run different conv algorithms, equal to round-off (values and
+    gradients); without autograd both run the same channels-last path, bit for bit."""
+    config = get_preset("cpu-32").model
+    torch.manual_seed(1)
+    net = _randomise(cls(config))
+    x = (_rand(3, config.latent_channels, seed=4, dtype=torch.float32) if cls is Generator
+         else _rand(4, 3, config.size, config.size, seed=5, dtype=torch.float32))
+    nets = {grad: use_ops(copy.deepcopy(net), lambda grad=grad: FastOps(GRAD_POLICIES[grad]))
+            for grad in ("nchw", "channels_last")}
+    outs, grads = {}, {}
+    for grad, module in nets.items():
+        xg = x.clone().requires_grad_(True)
+        outs[grad] = module(xg)
+        outs[grad].square().mean().backward()
+        grads[grad] = xg.grad
+    scale = max(1.0, outs["nchw"].abs().max().item())
+    torch.testing.assert_close(outs["nchw"], outs["channels_last"], rtol=0, atol=1e-4 * scale)
+    torch.testing.assert_close(grads["nchw"], grads["channels_last"], rtol=1e-3, atol=1e-6 * scale)
+    with torch.no_grad():
+        inference = {grad: module(x) for grad, module in nets.items()}
+    assert torch.equal(inference["nchw"], inference["channels_last"])
+    torch.testing.assert_close(inference["nchw"], outs["nchw"].detach(), rtol=0, atol=1e-4 * scale)
 
 
 # ---- networks --------------------------------------------------------------------------------------------

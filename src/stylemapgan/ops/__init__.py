@@ -21,13 +21,28 @@ from stylemapgan.ops.blur import (
     upsample_conv2d,
     upsample_conv2d_fast,
 )
-from stylemapgan.ops.layer_ops import IMPLS, FastOps, LayerOps, ReferenceOps, make_ops, ops_factory
+from stylemapgan.ops.layer_ops import (
+    GRAD_LAYOUT_ENV,
+    GRAD_POLICIES,
+    IMPLS,
+    LAYOUTS,
+    FastOps,
+    LayerOps,
+    LayoutPolicy,
+    ReferenceOps,
+    make_ops,
+    ops_factory,
+)
 from stylemapgan.ops.norm import layer_norm_chw
 
 __all__ = [
+    "GRAD_LAYOUT_ENV",
+    "GRAD_POLICIES",
     "IMPLS",
+    "LAYOUTS",
     "FastOps",
     "LayerOps",
+    "LayoutPolicy",
     "ReferenceOps",
     "add_",
     "bias_leaky_relu",

@@ -8,8 +8,10 @@ plain and the fused math is made at the op (as NVlabs stylegan3's `bias_act(impl
   the activation gain and the output gain into the weight (g * lrelu(a) = lrelu(g * a) for g > 0), the leaky
   ReLU and the modulation's multiply-add run in place on fresh intermediates, the blur padding is done by the
   conv, a blur before a 1x1 stride-2 conv is evaluated only where needed, a 1x1 stride-2 transposed conv + blur
-  becomes a 1x1 conv + depthwise transposed conv, 4-D inputs on CPU are moved to channels-last (where oneDNN
-  convolutions run 1.3-1.5x faster), and the rescaled weights are kept between inference calls.
+  becomes a 1x1 conv + depthwise transposed conv, 4-D inputs on CPU are laid out as its `LayoutPolicy` picks
+  (channels-last for inference, where oneDNN convolutions run 1.3-1.5x faster; NCHW for wide layers while
+  autograd records, where oneDNN's conv backward is faster), and the rescaled weights are kept between
+  inference calls.
 
 Every op takes the layer's stored tensors (weights N(0, 1) as [out, in, k, k], with their equalised-lr factor
 `weight_gain`) and returns `gain * op(x)` for the layer's fixed output `gain` (e.g. a residual branch's
@@ -23,7 +25,9 @@ Each layer owns its own `FastOps` instance, so the weight cache is per layer; co
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -151,11 +155,76 @@ class ReferenceOps(LayerOps):
         return _patch_matmul(patches, weight * weight_gain, bias)
 
 
-def _to_channels_last(x: Tensor) -> Tensor:
-    """NHWC memory layout for 4-D tensors on CPU (a no-op when already so), where oneDNN convs run faster."""
-    if x.ndim == 4 and x.device.type == "cpu":
-        return x.contiguous(memory_format=CHANNELS_LAST)
-    return x
+LAYOUTS: dict[str, torch.memory_format] = {"channels_last": CHANNELS_LAST, "nchw": torch.contiguous_format}
+GRAD_LAYOUT_ENV = "STYLEMAPGAN_GRAD_LAYOUT"
+
+
+@dataclass(frozen=True)
+class LayoutPolicy:
+    """The memory layout of a layer's 4-D CPU activations, chosen per call by whether autograd records it.
+
+    Measured on the project's 2-core AMD EPYC (Zen 3, AVX2 + FMA, no AVX-512), fp32, oneDNN convolutions, one
+    thread, channels-last against NCHW in the same process, interleaved:
+    - no gradient recorded (inference: `torch.no_grad`, `torch.inference_mode`, frozen weights and inputs):
+      channels-last runs the convs 1.3-1.5x faster, and the editor, generate and serve rely on it;
+    - while autograd records, at the paper's 512 channels oneDNN's conv backward is slower channels-last: the
+      E -> G -> D step of the official 32 px layout took 1.33-1.38x longer than NCHW at batch 1, 4 and 16 (a
+      paper-256 step spent 4.9 s in conv backward against the official NCHW math's 2.7 s, plus 1.06 s of layout
+      copies: 0.58x the official step);
+    - while autograd records at 32-128 channels (the shipped cpu-64-small model) NCHW gains nothing: its E -> G
+      -> D step 0.87-1.04x at batch 1, 4 and 16, the whole training iteration (stlpips-alex, batch 16) 0.91x.
+    Hence: channels-last without autograd; under autograd NCHW for an op whose input has at least
+    `grad_min_channels` (256) channels, the inference layout below that, so a network changes layout at most
+    where its width crosses the threshold. The balance is the CPU's (oneDNN's backward kernels differ by ISA;
+    AVX-512 / AMX Xeons were not measured), so it is a setting: pass a policy to `FastOps(layout=...)`
+    (`use_ops(net, lambda: FastOps(GRAD_POLICIES["channels_last"]))` for a built network), or set
+    STYLEMAPGAN_GRAD_LAYOUT to one of `GRAD_POLICIES` ("auto", the default; "nchw": every recorded op NCHW;
+    "channels_last": no autograd exception, the layout before) before the layers are built: it is read once, at
+    construction. Only CPU tensors are moved; other devices keep the caller's layout.
+    """
+
+    inference: str = "channels_last"
+    grad: str = "nchw"
+    grad_min_channels: int = 256
+
+    def __post_init__(self) -> None:
+        for name, value in (("inference", self.inference), ("grad", self.grad)):
+            if value not in LAYOUTS:
+                raise ValueError(f"layout {name}: must be one of {tuple(LAYOUTS)}, got {value!r}")
+        if self.grad_min_channels < 0:
+            raise ValueError(f"layout grad_min_channels: must be >= 0, got {self.grad_min_channels}")
+
+    @classmethod
+    def from_env(cls) -> LayoutPolicy:
+        """The policy STYLEMAPGAN_GRAD_LAYOUT names (one of `GRAD_POLICIES`), "auto" when it is unset."""
+        name = os.environ.get(GRAD_LAYOUT_ENV, "").strip().lower() or "auto"
+        if name not in GRAD_POLICIES:
+            raise ValueError(f"{GRAD_LAYOUT_ENV}: must be one of {tuple(GRAD_POLICIES)}, got {name!r}")
+        return GRAD_POLICIES[name]
+
+    def memory_format(self, recording: bool, channels: int) -> torch.memory_format:
+        """The layout for a call on an input of `channels` channels that autograd records (`recording`) or not."""
+        if recording and channels >= self.grad_min_channels:
+            return LAYOUTS[self.grad]
+        return LAYOUTS[self.inference]
+
+    def lay_out(self, recording: bool, *tensors: Tensor) -> tuple[Tensor, ...]:
+        """The tensors in the layout for a call that autograd records or not, decided on the first one's channels:
+        4-D CPU tensors only, a no-op for one already so (a channels-last input under autograd is copied to NCHW
+        once, then stays so)."""
+        first = tensors[0]
+        if first.ndim != 4 or first.device.type != "cpu":
+            return tensors
+        fmt = self.memory_format(recording, first.shape[1])
+        return tuple(t.contiguous(memory_format=fmt) if t.ndim == 4 and t.device.type == "cpu" else t
+                     for t in tensors)
+
+
+GRAD_POLICIES: dict[str, LayoutPolicy] = {
+    "auto": LayoutPolicy(),
+    "nchw": LayoutPolicy(grad_min_channels=0),
+    "channels_last": LayoutPolicy(grad="channels_last"),
+}
 
 
 def _to_layout(weight: Tensor, channels_last: bool) -> Tensor:
@@ -171,21 +240,32 @@ def _scaled_bias(bias: Tensor | None, factor: float) -> Tensor | None:
 
 
 class FastOps(LayerOps):
-    """Folded gains, in-place activation, padding inside the conv, channels-last on CPU, cached scaled weights.
+    """Folded gains, in-place activation, padding inside the conv, the CPU layout `layout` picks per call
+    (channels-last for inference, NCHW for wide layers under autograd by default), cached scaled weights.
 
     Keep one instance per layer: the cache holds one weight's rescaled copies (a shared instance stays correct,
-    as every look-up checks the weight, but would keep recomputing).
+    as every look-up checks the weight, but would keep recomputing). `layout` defaults to
+    `LayoutPolicy.from_env()`, read here once.
     """
 
     name = "fast"
 
-    def __init__(self) -> None:
+    def __init__(self, layout: LayoutPolicy | None = None) -> None:
+        self.layout = LayoutPolicy.from_env() if layout is None else layout
         self._weight_state: tuple[object, ...] | None = None
         self._weights: dict[tuple[float, bool, bool], Tensor] = {}
 
-    def __reduce__(self) -> tuple[type, tuple[()]]:
-        """Copies (copy.deepcopy of a network) and pickles start with an empty cache."""
-        return (type(self), ())
+    def __reduce__(self) -> tuple[type, tuple[LayoutPolicy]]:
+        """Copies (copy.deepcopy of a network) and pickles keep the layout policy and start with an empty cache."""
+        return (type(self), (self.layout,))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(layout={self.layout!r})"
+
+    def _activation(self, x: Tensor, weight: Tensor) -> Tensor:
+        """`x` in the layout for this call: recorded by autograd when grad mode is on and `x` or `weight`
+        requires grad."""
+        return self.layout.lay_out(needs_grad(x, weight), x)[0]
 
     def scaled_weight(self, weight: Tensor, factor: float, *, channels_last: bool = False) -> Tensor:
         """`weight * factor` (channels-last when asked, on CPU), kept between inference calls.
@@ -225,7 +305,7 @@ class FastOps(LayerOps):
         self, x: Tensor, weight: Tensor, bias: Tensor | None, *, weight_gain: float, padding: int,
         activate: bool = False, gain: float = 1.0,
     ) -> Tensor:
-        x = _to_channels_last(x)
+        x = self._activation(x, weight)
         m = gain * (GAIN if activate else 1.0)
         w = self.scaled_weight(weight, weight_gain * m, channels_last=_is_channels_last(x))
         y = F.conv2d(x, w, _scaled_bias(bias, m), padding=padding)
@@ -235,7 +315,7 @@ class FastOps(LayerOps):
         self, x: Tensor, weight: Tensor, bias: Tensor | None, blur_kernel: Tensor, blur_pad: tuple[int, int], *,
         weight_gain: float, activate: bool = False, gain: float = 1.0,
     ) -> Tensor:
-        x = _to_channels_last(x)
+        x = self._activation(x, weight)
         m = gain * (GAIN if activate else 1.0)
         w = self.scaled_weight(weight, weight_gain * m, channels_last=_is_channels_last(x))
         b = _scaled_bias(bias, m)
@@ -249,7 +329,7 @@ class FastOps(LayerOps):
         self, x: Tensor, weight: Tensor, bias: Tensor | None, blur_kernel: Tensor, blur_pad: tuple[int, int], *,
         weight_gain: float, activate: bool = False, gain: float = 1.0,
     ) -> Tensor:
-        x = _to_channels_last(x)
+        x = self._activation(x, weight)
         m = gain * (GAIN if activate else 1.0)
         # only the 1x1 case runs a plain conv; a transposed conv uses the weight transposed, as stored
         w = self.scaled_weight(weight, weight_gain * m, channels_last=weight.shape[-1] == 1 and _is_channels_last(x))
@@ -258,7 +338,7 @@ class FastOps(LayerOps):
 
     def modulate(self, x: Tensor, norm: nn.Module, gamma_beta: Tensor) -> Tensor:
         """One fused multiply-add, in place on the normalised tensor when no gradient is recorded."""
-        x, gamma_beta = _to_channels_last(x), _to_channels_last(gamma_beta)
+        x, gamma_beta = self.layout.lay_out(needs_grad(x, gamma_beta), x, gamma_beta)
         gamma, beta = gamma_beta.chunk(2, dim=1)
         normed = norm(x)
         if normed is not x and inplace_ok(normed, gamma_beta):

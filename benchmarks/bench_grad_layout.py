@@ -2,7 +2,7 @@
 step time and losses.
 
 One StyleMapGAN trainer per policy, from the same seed on the same in-memory random images
-(`bench_bf16_training`'s `make_trainer`), step in turn (the order reversed every iteration) so all see the same
+(`bench_bf16_training`'s `make_trainer`), step in turn (the order rotated every iteration) so all see the same
 machine load; inference (the EMA networks, samples) is channels-last under every policy. "channels_last" (no
 autograd exception: the layout before the policy) is the baseline. Per thread count: the median seconds per
 iteration of each policy; for each other policy the median and range of the per-iteration ratio baseline time /
@@ -13,7 +13,7 @@ step) is left out of the timings. The load average before and after is printed: 
 ratios, not the times.
 
 Usage: python benchmarks/bench_grad_layout.py [--preset cpu-64-small] [--batch 16] [--perceptual stlpips-alex]
-       [--policies auto,nchw,channels_last] [--iters 8] [--threads 1,2] [--json F]
+       [--policies nchw,channels_last] [--iters 8] [--threads 1,2] [--json F]
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def bench(args: argparse.Namespace, threads: int, policies: list[str]) -> dict[s
     curves: dict[str, dict[str, list[float]]] = {p: {} for p in policies}
     load_before = os.getloadavg()[0]
     for i in range(args.iters + 1):
-        for policy in policies if i % 2 == 0 else policies[::-1]:
+        for policy in policies[i % len(policies):] + policies[:i % len(policies)]:  # each in each position
             t0 = time.perf_counter()
             losses = trainers[policy].train_step()
             times[policy].append(time.perf_counter() - t0)
@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu-64-small", help="a StyleMapGAN preset")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--perceptual", default="stlpips-alex")
-    parser.add_argument("--policies", default="auto,nchw,channels_last",
+    parser.add_argument("--policies", default="nchw,channels_last",
                         help=f"comma-separated layout policies (of {','.join(GRAD_POLICIES)}); {BASELINE} is added")
     parser.add_argument("--iters", type=int, default=8, help="timed iterations of each layout (after one warm-up)")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")

@@ -74,12 +74,14 @@ def test_small_run_writes_every_row_with_its_flops_and_bound(tmp_path: Path) -> 
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_official.py"), "--size", "16", "--spatial", "8",
          "--parts", "encoder,train", "--batches", "1", "--train-batches", "1", "--repeats", "1",
-         "--train-repeats", "1", "--threads", "1", "--json", str(out)],
+         "--train-repeats", "1", "--threads", "1", "--train-layouts", "auto,channels_last", "--json", str(out)],
         capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
-    rows = {row["part"]: row for row in result["rows"]}
-    assert set(rows) == {"encoder", "train"}
+    rows = {row["part"] + "/" + row.get("grad_layout", ""): row for row in result["rows"]}
+    assert set(rows) == {"encoder/", "train/auto", "train/channels_last"}  # one training row per layout policy
+    assert rows["train/auto"]["ours_gflop"] == pytest.approx(rows["train/channels_last"]["ours_gflop"], rel=1e-6)
+    rows["encoder"], rows["train"] = rows["encoder/"], rows["train/auto"]
     for row in rows.values():
         assert row["official_gflop"] > 0 and row["ours_gflop"] > 0 and row["peak_gflops"] > 0
         # a single round: the bound is exactly official CPU time x peak / ours FLOPs
@@ -99,3 +101,6 @@ def test_bad_batches_exit_2_naming_the_flag() -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_official.py"), "--batches", "1,x"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2 and "--batches" in proc.stderr
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_official.py"), "--train-layouts", "nhwc"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and "--train-layouts" in proc.stderr

@@ -208,7 +208,7 @@ def _layout_of(t: torch.Tensor) -> str:
 
 def test_layout_follows_whether_autograd_records() -> None:
     """Channels-last when no gradient is recorded (inference); while autograd records, NCHW for an op whose input
-    has at least `grad_min_channels` channels (256 by default), whatever the input's layout."""
+    has at least `grad_min_channels` channels (256 by default) on one thread, whatever the input's layout."""
     assert LayoutPolicy() == GRAD_POLICIES["auto"] and LayoutPolicy().grad_min_channels == 256
     torch.manual_seed(0)
     x = _rand(2, 4, 8, 8, dtype=torch.float32)
@@ -227,8 +227,14 @@ def test_layout_follows_whether_autograd_records() -> None:
     assert _layout_of(layer(x.clone().requires_grad_(True))) == "nchw"  # an input gradient (projection)
     assert _layout_of(use_ops(layer, lambda: FastOps(LayoutPolicy(grad_min_channels=5)))(x.requires_grad_())) == (
         "channels_last")
-    wide = ConvLayer(256, 8, 3)
-    assert _layout_of(wide(_rand(1, 256, 4, 4, dtype=torch.float32))) == "nchw"
+    wide, wide_x = ConvLayer(256, 8, 3), _rand(1, 256, 4, 4, dtype=torch.float32)
+    assert torch.get_num_threads() == 1 and _layout_of(wide(wide_x)) == "nchw"
+    torch.set_num_threads(2)  # measured slower NCHW on two threads: "auto" keeps channels-last there
+    try:
+        assert _layout_of(wide(wide_x)) == "channels_last"
+        assert _layout_of(use_ops(copy.deepcopy(wide), lambda: FastOps(GRAD_POLICIES["nchw"]))(wide_x)) == "nchw"
+    finally:
+        torch.set_num_threads(1)
     modulated = use_ops(ModulatedConv(4, 6, 3, 5, "LayerNorm"), lambda: FastOps(GRAD_POLICIES["nchw"]))
     style = _rand(2, 5, 8, 8, seed=1, dtype=torch.float32)
     assert _layout_of(modulated(x, style)) == "nchw"
@@ -238,6 +244,8 @@ def test_layout_follows_whether_autograd_records() -> None:
     assert _layout_of(old(x, style)) == "channels_last"
     with pytest.raises(ValueError, match="grad_min_channels"):
         LayoutPolicy(grad_min_channels=-1)
+    with pytest.raises(ValueError, match="grad_max_threads"):
+        LayoutPolicy(grad_max_threads=0)
 
 
 def test_grad_layout_setting_is_read_at_construction_and_kept_by_copies(monkeypatch: pytest.MonkeyPatch) -> None:

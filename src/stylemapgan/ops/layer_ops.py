@@ -164,7 +164,7 @@ class LayoutPolicy:
     """The memory layout of a layer's 4-D CPU activations, chosen per call by whether autograd records it.
 
     Measured on the project's 2-core AMD EPYC (Zen 3, AVX2 + FMA, no AVX-512), fp32, oneDNN convolutions, one
-    thread, channels-last against NCHW in the same process, interleaved:
+    thread unless said, channels-last against NCHW in the same process, interleaved:
     - no gradient recorded (inference: `torch.no_grad`, `torch.inference_mode`, frozen weights and inputs):
       channels-last runs the convs 1.3-1.5x faster, and the editor, generate and serve rely on it;
     - while autograd records, at the paper's 512 channels oneDNN's conv backward is slower channels-last: the
@@ -172,13 +172,17 @@ class LayoutPolicy:
       paper-256 step spent 4.9 s in conv backward against the official NCHW math's 2.7 s, plus 1.06 s of layout
       copies: 0.58x the official step);
     - while autograd records at 32-128 channels (the shipped cpu-64-small model) NCHW gains nothing: its E -> G
-      -> D step 0.87-1.04x at batch 1, 4 and 16, the whole training iteration (stlpips-alex, batch 16) 0.91x.
+      -> D step 0.87-1.04x at batch 1, 4 and 16, the whole training iteration (stlpips-alex, batch 16) 0.91-0.92x;
+    - on two threads (the machine loaded by other jobs) NCHW lost at 512 channels too: the 32 px step 0.46x,
+      and 0.61x against 0.88x of the official step for channels-last (one profile saw them equal).
     Hence: channels-last without autograd; under autograd NCHW for an op whose input has at least
-    `grad_min_channels` (256) channels, the inference layout below that, so a network changes layout at most
-    where its width crosses the threshold. The balance is the CPU's (oneDNN's backward kernels differ by ISA;
-    AVX-512 / AMX Xeons were not measured), so it is a setting: pass a policy to `FastOps(layout=...)`
-    (`use_ops(net, lambda: FastOps(GRAD_POLICIES["channels_last"]))` for a built network), or set
-    STYLEMAPGAN_GRAD_LAYOUT to one of `GRAD_POLICIES` ("auto", the default; "nchw": every recorded op NCHW;
+    `grad_min_channels` (256) channels while torch runs at most `grad_max_threads` (1) intra-op threads (read at
+    the call: `torch.get_num_threads()`, the setting oneDNN runs under), the inference layout otherwise; a network
+    changes layout at most where its width crosses the threshold. The balance is the CPU's and the load's
+    (oneDNN's backward kernels differ by ISA; AVX-512 / AMX Xeons and a quiet 2-core machine were not measured),
+    so it is a setting: pass a policy to `FastOps(layout=...)` (`use_ops(net, lambda:
+    FastOps(GRAD_POLICIES["channels_last"]))` for a built network), or set STYLEMAPGAN_GRAD_LAYOUT to one of
+    `GRAD_POLICIES` ("auto", the default; "nchw": every recorded op NCHW, any width, any thread count;
     "channels_last": no autograd exception, the layout before) before the layers are built: it is read once, at
     construction. Only CPU tensors are moved; other devices keep the caller's layout.
     """
@@ -186,6 +190,7 @@ class LayoutPolicy:
     inference: str = "channels_last"
     grad: str = "nchw"
     grad_min_channels: int = 256
+    grad_max_threads: int | None = 1
 
     def __post_init__(self) -> None:
         for name, value in (("inference", self.inference), ("grad", self.grad)):
@@ -193,6 +198,8 @@ class LayoutPolicy:
                 raise ValueError(f"layout {name}: must be one of {tuple(LAYOUTS)}, got {value!r}")
         if self.grad_min_channels < 0:
             raise ValueError(f"layout grad_min_channels: must be >= 0, got {self.grad_min_channels}")
+        if self.grad_max_threads is not None and self.grad_max_threads < 1:
+            raise ValueError(f"layout grad_max_threads: must be >= 1 or None, got {self.grad_max_threads}")
 
     @classmethod
     def from_env(cls) -> LayoutPolicy:
@@ -204,7 +211,8 @@ class LayoutPolicy:
 
     def memory_format(self, recording: bool, channels: int) -> torch.memory_format:
         """The layout for a call on an input of `channels` channels that autograd records (`recording`) or not."""
-        if recording and channels >= self.grad_min_channels:
+        if recording and channels >= self.grad_min_channels and (
+                self.grad_max_threads is None or torch.get_num_threads() <= self.grad_max_threads):
             return LAYOUTS[self.grad]
         return LAYOUTS[self.inference]
 
@@ -222,7 +230,7 @@ class LayoutPolicy:
 
 GRAD_POLICIES: dict[str, LayoutPolicy] = {
     "auto": LayoutPolicy(),
-    "nchw": LayoutPolicy(grad_min_channels=0),
+    "nchw": LayoutPolicy(grad_min_channels=0, grad_max_threads=None),
     "channels_last": LayoutPolicy(grad="channels_last"),
 }
 

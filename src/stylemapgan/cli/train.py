@@ -230,9 +230,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     start, total = run.trainer.iteration, run.cfg.iters
     announce_threads(args)
-    from stylemapgan.perf.tuning import tune_allocator
-
-    tune_allocator()  # glibc keeps freed blocks: no page faults on each step's fresh large tensors (~7% of a step)
     try:
         result = run.run()
     except TrainingDiverged as exc:

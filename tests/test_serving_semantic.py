@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import base64
 import io
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +27,7 @@ from stylemapgan.editing import Direction, Editor, PartSwap, SemanticEditor
 from stylemapgan.semantic.config import SEMANTIC_PRESETS
 from stylemapgan.semantic.encoder import SemanticEncoder
 from stylemapgan.semantic.io import class_color
-from stylemapgan.serving import ServerLimits, create_app, load_gallery
+from stylemapgan.serving import ServerLimits, load_gallery
 from stylemapgan.utils.images import to_uint8
 
 uvicorn = pytest.importorskip("uvicorn")
@@ -80,34 +77,8 @@ def gallery_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_face_dataset(tmp_path_factory.mktemp("semdata") / "faces", size=32, count=3, train_count=0)
 
 
-@dataclass
-class Running:
-    app: Any
-    port: int
-
-    def browser(self) -> api.Browser:
-        b = api.Browser(self.port)
-        assert b.get("/api/info").status == 200  # gets its session cookie
-        return b
-
-    @property
-    def engine(self) -> Any:
-        return self.app.state.serving.engine
-
-
-def start_server(editor: Any, servers: list[tuple[Any, threading.Thread]], **options: Any) -> Running:
-    app = create_app(editor, allowed_hosts=["127.0.0.1"], **options)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="error", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    servers.append((server, thread))
-    return Running(app, sock.getsockname()[1])
+Running = api.Running
+start_server = api.start_server
 
 
 @pytest.fixture()

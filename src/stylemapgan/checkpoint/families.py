@@ -61,7 +61,7 @@ class ModelFamily:
         draws depend on it) -> the name of their EMA copy, or None.
     roles: what an inference model needs: role ("generator", "encoder") -> network names, preferred first.
     optional_roles: roles an inference model takes when the file has them (SemanticStyleGAN's encoder).
-    no_editing: why the editing tools cannot open this family yet (None: they can).
+    no_editing: why the stylemap-mask editing tools (Editor, clusters) cannot open this family (None: they can).
     latent_dim: the config field holding the width of z (the seeds' random vectors).
     sample: a plain eager sampler (`Sampler`) for families the editing tools cannot open (None: sample through
         the Editor, with its runners and mean stylemap); truncation_center says what its truncation pulls towards.
@@ -157,7 +157,10 @@ SEMANTICSTYLEGAN = ModelFamily(
     presets=SEMANTIC_PRESETS,
     parameter_counts=semantic_parameter_counts,
     latent_dim="style_dim",
-    no_editing="this model has no encoder yet: editing arrives with issue 23",
+    no_editing=(
+        "a SemanticStyleGAN model edits by swapping part codes (edit --part, stylemapgan.editing.SemanticEditor), "
+        "not with StyleMapGAN's stylemap masks and feature clusters"
+    ),
     sample=_sample_semantic,
     truncation_center=f"mean w of {MEAN_W_COUNT:,} z (seed 0)",
     release_extra=_release_semantic,

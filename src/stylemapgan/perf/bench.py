@@ -198,27 +198,36 @@ def _gflops_growing(calls: Sequence[tuple[str, float, Callable[[], object]]], re
     return out
 
 
+def matmul_probe(device: torch.device, n: int, dtype: str = "fp32",
+                 gen: torch.Generator | None = None) -> tuple[float, Callable[[], object]]:
+    """(GFLOP per call, call) of one peak problem: an n x n by n x n matmul."""
+    gen = gen if gen is not None else torch.Generator(device="cpu").manual_seed(0)
+    a, b = (torch.randn(n, n, generator=gen).to(device, parse_dtype(dtype)) for _ in range(2))
+    return 2 * n**3 / 1e9, lambda: a @ b
+
+
+def conv_probe(device: torch.device, batch: int, hw: int, dtype: str = "fp32",
+               gen: torch.Generator | None = None) -> tuple[float, Callable[[], object]]:
+    """(GFLOP per call, call) of one peak problem: a 512-channel 3x3 'same' conv at hw x hw, channels-last on
+    CPU as the networks run. Public so a benchmark can re-time the peak between its own measurements."""
+    gen = gen if gen is not None else torch.Generator(device="cpu").manual_seed(0)
+    torch_dtype = parse_dtype(dtype)
+    x = torch.randn(batch, 512, hw, hw, generator=gen).to(device, torch_dtype)
+    w = torch.randn(512, 512, 3, 3, generator=gen).to(device, torch_dtype)
+    if device.type == "cpu":
+        x, w = x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)
+    return 2 * 512 * 512 * 9 * hw * hw * batch / 1e9, lambda: F.conv2d(x, w, padding=1)
+
+
 def measure_peak(device: torch.device, repeats: int = 3, dtype: str = "fp32") -> dict[str, float]:
     """Achievable GFLOP/s in `dtype` here and now: square matmuls up to 2048^3 and a 512-channel 3x3 conv up to
     32x32 at batch 1..4 (channels-last on CPU, as the networks run), grown while one call stays fast."""
-    torch_dtype = parse_dtype(dtype)
     gen = torch.Generator(device="cpu").manual_seed(0)
-
-    def matmul(n: int) -> Callable[[], object]:
-        a, b = (torch.randn(n, n, generator=gen).to(device, torch_dtype) for _ in range(2))
-        return lambda: a @ b
-
-    def conv(batch: int, hw: int) -> Callable[[], object]:
-        x = torch.randn(batch, 512, hw, hw, generator=gen).to(device, torch_dtype)
-        w = torch.randn(512, 512, 3, 3, generator=gen).to(device, torch_dtype)
-        if device.type == "cpu":
-            x, w = x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)
-        return lambda: F.conv2d(x, w, padding=1)
-
     with torch.no_grad():
-        mm = _gflops_growing([(f"matmul_{n}", 2 * n**3 / 1e9, matmul(n)) for n in MATMUL_SIZES], repeats, device)
-        cv = _gflops_growing([(f"conv_b{b}_{hw}", 2 * 512 * 512 * 9 * hw * hw * b / 1e9, conv(b, hw))
-                              for b, hw in CONV_SHAPES], repeats, device)
+        mm = _gflops_growing([(f"matmul_{n}", *matmul_probe(device, n, dtype, gen)) for n in MATMUL_SIZES], repeats,
+                             device)
+        cv = _gflops_growing([(f"conv_b{b}_{hw}", *conv_probe(device, b, hw, dtype, gen)) for b, hw in CONV_SHAPES],
+                             repeats, device)
     out: dict[str, float] = {**mm, **cv}
     out["matmul_gflops"] = max(mm.values())
     out["conv_gflops"] = max(cv.values())

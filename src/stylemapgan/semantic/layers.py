@@ -15,17 +15,51 @@ Equalised learning rate throughout: weights are stored N(0, 1) and scaled by 1 /
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from stylemapgan.ops import blur2d, make_blur_kernel, upsample_blur2d
+from stylemapgan.ops.bias_act import needs_grad, tracing
 
 BLUR_TAPS = (1.0, 3.0, 3.0, 1.0)
 DEMOD_EPS = 1e-8
 NEGATIVE_SLOPE = 0.2
 ACT_GAIN = math.sqrt(2.0)
+
+
+class _LeakyReLUInPlace(torch.autograd.Function):
+    """In-place leaky ReLU whose backward treats the saved output as a constant.
+
+    Its derivative is `leaky_relu_backward(grad, output)`, as autograd's own in-place leaky ReLU; but autograd's
+    formula also differentiates that backward with respect to the output, which is a full-size zero tensor that
+    a double backward (the path-length regulariser) fills and adds into the gradient of every layer's output.
+    The second derivative is zero almost everywhere, so leaving the output out is the same math without those
+    two passes.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, negative_slope: float) -> torch.Tensor:
+        F.leaky_relu_(x, negative_slope)
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(x)
+        ctx.negative_slope = negative_slope
+        return x
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (output,) = ctx.saved_tensors
+        return torch.ops.aten.leaky_relu_backward(grad, output.detach(), ctx.negative_slope, True), None
+
+
+def leaky_relu_inplace(x: torch.Tensor, negative_slope: float = NEGATIVE_SLOPE) -> torch.Tensor:
+    """`F.leaky_relu_(x)` on a fresh intermediate, with a backward that a double backward runs cheaply (above).
+    Plain autograd when nothing is recorded, or under compilation / tracing (no Python autograd functions there)."""
+    if not needs_grad(x) or tracing():
+        return F.leaky_relu_(x, negative_slope)
+    return _LeakyReLUInPlace.apply(x, negative_slope)
 
 
 class FourierFeatures(nn.Module):
@@ -94,7 +128,7 @@ class PartModulatedLinear(nn.Module):
         else:
             y = torch.baddbmm(bias.reshape(n * k, o, 1), weight.reshape(n * k, o, i), x.reshape(n * k, i, -1))
         # in place on the fresh matmul output (not on a view of it, which autograd would copy): autograd-safe
-        return F.leaky_relu_(y, NEGATIVE_SLOPE).view(n, k, o, -1)
+        return leaky_relu_inplace(y).view(n, k, o, -1)
 
     def extra_repr(self) -> str:
         k, out_ch, in_ch = self.weight.shape
@@ -135,11 +169,15 @@ class PartLinear(nn.Module):
         x [N, K, in, P], weights [N, K, P]. Linear in x, so the weights scale the inputs and the parts become
         one matmul over the concatenated K * in channels (the K full-width feature maps of the official code
         are never built).
+
+        Both products are batched matmuls with the weight expanded over samples: `matmul` of a 2-D weight and a
+        3-D input would fold the input into [N * P, K * in] with a transposed copy (and transpose its gradient
+        back), which measured twice the cost of this form in a training step (forward + backward).
         """
         n, k, c, p = x.shape
         scaled = (x * weights.unsqueeze(2)).reshape(n, k * c, p)
         weight = self.effective_weight().transpose(0, 1).reshape(-1, k * c)  # [out, K * in]
-        return torch.matmul(weight, scaled) + torch.matmul(self.bias.t(), weights)
+        return torch.bmm(weight.expand(n, -1, -1), scaled) + torch.bmm(self.bias.t().expand(n, -1, -1), weights)
 
     def extra_repr(self) -> str:
         k, out_ch, in_ch = self.weight.shape

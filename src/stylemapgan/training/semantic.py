@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.graph import increment_version
 from torch.utils.data import Dataset
 
 from stylemapgan.data.dataset import DataMismatchError, collate_images_and_labels, fit_labels_to_model
@@ -49,6 +50,23 @@ from stylemapgan.training.trainer import ema_update, finite_losses, set_requires
 from stylemapgan.utils.images import make_grid
 
 PATH_DECAY = 0.01  # the running mean of path lengths moves this far towards each batch's mean (official)
+# Devices with PyTorch's fused Adam kernel: one pass over all parameters instead of ~10 small ops per tensor (on
+# the 2-core CPU, G's update 18 -> 6 ms); the same update up to float32 rounding.
+FUSED_ADAM_DEVICES = ("cpu", "cuda")
+
+
+def keep_fused(optim: torch.optim.Optimizer, fused: bool) -> None:
+    """Re-apply the fused flag after `load_state_dict` (which takes the saved groups' flags: a checkpoint written
+    before the flag existed would silently switch it off), with the step counters where the fused kernel wants
+    them (float32 on the parameter's device)."""
+    if not fused:
+        return
+    for group in optim.param_groups:
+        group["fused"], group["foreach"] = True, None
+        for param in group["params"]:
+            state = optim.state.get(param, {})
+            if torch.is_tensor(state.get("step")):
+                state["step"] = state["step"].to(param.device, torch.float32)
 
 
 def colorize_segmentation(segmentation: torch.Tensor) -> torch.Tensor:
@@ -140,11 +158,13 @@ class SemanticTrainer:
         self.g_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
 
         lr, g_ratio, d_ratio = train_config.lr, train_config.g_reg_ratio, train_config.d_reg_ratio
+        self.fused_adam = self.device.type in FUSED_ADAM_DEVICES
         self.g_optim = torch.optim.Adam(
-            self.generator.parameters(), lr=lr * g_ratio, betas=(0.0**g_ratio, 0.99**g_ratio)
+            self.generator.parameters(), lr=lr * g_ratio, betas=(0.0**g_ratio, 0.99**g_ratio), fused=self.fused_adam
         )
         self.d_optim = torch.optim.Adam(
-            self.discriminator.parameters(), lr=lr * d_ratio, betas=(0.0**d_ratio, 0.99**d_ratio)
+            self.discriminator.parameters(), lr=lr * d_ratio, betas=(0.0**d_ratio, 0.99**d_ratio),
+            fused=self.fused_adam,
         )
         self.iteration = 0
         self.mean_path_length = torch.zeros((), device=self.device)
@@ -273,6 +293,10 @@ class SemanticTrainer:
         loss.backward()
         average_gradients(module, self.dist)
         optim.step()
+        if self.fused_adam:
+            # the fused kernel writes the parameters without bumping their version counters, and the layers'
+            # cached rescaled weights (ops.FastOps) are only refreshed when the counter moves
+            increment_version([p for group in optim.param_groups for p in group["params"] if p.grad is not None])
 
     # ----- the four updates ----------------------------------------------------------------------------
     def discriminator_step(self, real_image: torch.Tensor, real_seg: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -420,4 +444,6 @@ class SemanticTrainer:
         self.g_ema.load_state_dict(networks["g_ema"])
         optimizers = {"g": self.g_optim, "d": self.d_optim}
         self.iteration = restore_progress(training, optimizers, self.rng, self.real, self.device)
+        for optim in optimizers.values():
+            keep_fused(optim, self.fused_adam)
         self.mean_path_length = training["mean_path_length"].to(self.device, torch.float32).reshape(())

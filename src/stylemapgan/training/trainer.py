@@ -64,9 +64,16 @@ def finite_losses(losses: dict[str, torch.Tensor], iteration: int, dist: DistInf
 
 @torch.no_grad()
 def ema_update(ema: nn.Module, live: nn.Module, decay: float) -> None:
-    """ema = decay * ema + (1 - decay) * live for parameters; buffers (norm statistics) are copied."""
-    for p_ema, p in zip(ema.parameters(), live.parameters(), strict=True):
-        p_ema.mul_(decay).add_(p.detach(), alpha=1 - decay)
+    """ema = decay * ema + (1 - decay) * live for parameters; buffers (norm statistics) are copied.
+
+    As two multi-tensor ops (the same roundings as a per-tensor mul_ then add_, bit for bit) rather than two small
+    ops per parameter."""
+    ema_params = list(ema.parameters())
+    live_params = [p.detach() for p in live.parameters()]
+    if len(ema_params) != len(live_params):
+        raise ValueError(f"ema_update: {len(ema_params)} EMA parameters for {len(live_params)} live ones")
+    torch._foreach_mul_(ema_params, decay)
+    torch._foreach_add_(ema_params, live_params, alpha=1 - decay)
     for b_ema, b in zip(ema.buffers(), live.buffers(), strict=True):
         b_ema.copy_(b)
 

@@ -248,6 +248,7 @@ def test_a_metric_a_model_cannot_compute_is_na_with_its_reason(
     ("unknown swap", "part 'hair': unknown; the masks have background, part1"),
     ("pair out of range", "--pair: test face 9 does not exist (8 test faces)"),
     ("steps 0", "--steps: must be >= 1, got 0"),
+    ("kid subsets 0", "--kid-subsets: must be >= 1, got 0"),
     ("unknown metric", "--metrics: unknown psnr"),
     ("outdir is a file", "exists and is not a folder (--outdir)"),
     ("readme without markers", f"needs one {README_BEGIN} line"),
@@ -265,6 +266,7 @@ def test_bad_input_is_refused_in_one_line_before_any_work(
         "unknown swap": lambda a: [*a, "--swaps", "hair"],
         "pair out of range": lambda a: [*a, "--pair", "0,9"],
         "steps 0": lambda a: [*a, "--steps", "0"],
+        "kid subsets 0": lambda a: [*a, "--kid-subsets", "0"],
         "unknown metric": lambda a: [*a, "--metrics", "recon,psnr"],
         "outdir is a file": lambda a: [*a, "--outdir", str(tmp_path / "file")],
         "readme without markers": lambda a: [*a, "--readme", str(tmp_path / "README.md")],
@@ -275,6 +277,28 @@ def test_bad_input_is_refused_in_one_line_before_any_work(
     assert code == 2 and len(err) == 1, err
     assert message in err[0] and err[0].startswith("stylemapgan compare: error: ")
     assert not out.exists() and (tmp_path / "README.md").read_text() == "# no markers\n"
+
+
+def test_one_lpips_network_serves_every_evaluate_call(
+        setup: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """compare builds the LPIPS network once and hands it to each `evaluate` call (recon of both models, encoder
+    and optimised: four calls), which would otherwise build one each."""
+    from stylemapgan.losses import perceptual
+
+    built: list[str] = []
+    build = perceptual.build_perceptual
+    monkeypatch.setattr(perceptual, "build_perceptual", lambda kind: built.append(kind) or build(kind))
+    code, err, _ = run_cli(compare_args(setup, tmp_path / "out", "--metrics", "recon", "--no-gallery"), capsys)
+    assert code == 0, err
+    assert built == ["stlpips-alex"]
+
+
+def test_evaluate_refuses_a_perceptual_network_of_another_kind() -> None:
+    from stylemapgan.losses.perceptual import build_perceptual
+    from stylemapgan.metrics import EvalOptions, MetricsError, evaluate
+
+    with pytest.raises(MetricsError, match="a stlpips-alex network, but the options ask for --lpips stlpips-vgg"):
+        evaluate(None, "unused", EvalOptions(metrics=("recon",)), perceptual=build_perceptual("stlpips-alex"))
 
 
 def test_the_readme_block_is_what_the_command_renders() -> None:

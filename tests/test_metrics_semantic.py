@@ -345,6 +345,7 @@ def test_real_optimisation_door_through_the_cli(gen: Generated, tmp_path: Path,
     ("semantic", ["--codes", "EMPTY"], "no code file for test image 0 (expected 0.npy or 00000.npy; --codes)"),
     ("semantic", ["--codes", "CODES", "--projection", "hybrid"],
      "--codes: the given codes replace the projection; leave out --projection"),
+    ("semantic", ["--batch", "0"], "--batch: must be >= 1, got 0"),
 ])
 def test_bad_input_gets_one_line_naming_the_flag(
         gen: Generated, tmp_path: Path, capsys: pytest.CaptureFixture[str], family: str, extra: list[str],

@@ -30,7 +30,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from stylemapgan.checkpoint import CheckpointError
     from stylemapgan.data import DatasetError
     from stylemapgan.editing.errors import EditingError
-    from stylemapgan.metrics import MetricsError, open_editor
+    from stylemapgan.metrics import EvalOptions, MetricsError, open_editor
     from stylemapgan.metrics.compare import (
         ComparedModel,
         CompareOptions,
@@ -48,12 +48,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     ckpts = list(args.ckpt or [])
     if len(ckpts) < 2:
         raise CLIError(f"--ckpt: compare needs at least 2 models, got {len(ckpts)} (give --ckpt once per model)")
+    shared = EvalOptions(  # what every `evaluate` call of the comparison shares
+        num=args.num, real_split=args.real_split, seed=args.seed, batch=args.batch, feature_batch=args.feature_batch,
+        inception=args.inception, stats_dir=args.stats_cache, use_cache=not args.no_stats_cache, lpips=args.lpips,
+        kid_subsets=args.kid_subsets, progress=args.progress,
+    )
     options = CompareOptions(
-        metrics=_csv(args.metrics), num=args.num, real_split=args.real_split, steps=args.steps,
-        projection=args.projection, lpips=args.lpips, seed=args.seed, batch=args.batch,
-        feature_batch=args.feature_batch, inception=args.inception, stats_dir=args.stats_cache,
-        use_cache=not args.no_stats_cache, kid_subsets=args.kid_subsets, pair=args.pair, swaps=_csv(args.swaps),
-        gallery=args.gallery, repeats=args.repeats, warmup=args.warmup, progress=args.progress,
+        metrics=_csv(args.metrics), evaluation=shared, steps=args.steps, projection=args.projection, pair=args.pair,
+        swaps=_csv(args.swaps), gallery=args.gallery, repeats=args.repeats, warmup=args.warmup,
     )
     readme_text = None
     try:

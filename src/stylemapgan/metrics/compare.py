@@ -77,38 +77,39 @@ ROWS = (
 _DIGITS = {"fid": 2, "encode_ms": 1, "edit_ms": 1}
 
 
+def _compare_evaluation() -> EvalOptions:
+    """Compare's defaults of the options it shares with eval: 200 test faces, FID/KID against the test split."""
+    return EvalOptions(num=200, real_split="test")
+
+
 @dataclass
 class CompareOptions:
-    """Everything that decides the numbers (recorded in the record's `protocol`)."""
+    """Everything that decides the numbers (recorded in the record's `protocol`).
+
+    `evaluation` holds what every `evaluate` call shares (num, real_split, seed, batch, feature_batch, inception,
+    stats_dir, use_cache, lpips, kid_subsets, progress), with eval's own checks; each call sets its metrics,
+    projection and parts. Its eval-only fields (masks, codes, real_num...) stay at eval's defaults."""
 
     metrics: tuple[str, ...] = COMPARE_METRICS
-    num: int = 200
-    real_split: str = "test"
+    evaluation: EvalOptions = field(default_factory=_compare_evaluation)
     steps: int = 100
     projection: str = "hybrid"
-    lpips: str = "stlpips-vgg"
-    seed: int = 0
-    batch: int = 8
-    feature_batch: int = 16
-    inception: str | None = None
-    stats_dir: str | None = None
-    use_cache: bool = True
-    kid_subsets: int = 100
     pair: tuple[int, int] = (0, 5)  # gallery source / reference test faces; also the edit-latency pair
     swaps: tuple[str, ...] = DEFAULT_SWAPS  # gallery columns; the first is the timed edit
     gallery: bool = True
     repeats: int = 20
     warmup: int = 3
-    progress: bool = True
 
     def check(self) -> None:
         unknown = [m for m in self.metrics if m not in COMPARE_METRICS]
         if unknown or not self.metrics:
             raise MetricsError(f"--metrics: unknown {', '.join(unknown) or '(none given)'}; choose from "
                                f"{','.join(COMPARE_METRICS)}")
-        for flag, value, least in (("--num", self.num, 1), ("--steps", self.steps, 1),
-                                   ("--repeats", self.repeats, 1), ("--warmup", self.warmup, 0),
-                                   ("--batch", self.batch, 1), ("--feature-batch", self.feature_batch, 1)):
+        if self.evaluation.num is None:
+            raise MetricsError("--num: compare needs a count of test faces, got None")
+        self.evaluation.check_shared()
+        for flag, value, least in (("--steps", self.steps, 1), ("--repeats", self.repeats, 1),
+                                   ("--warmup", self.warmup, 0)):
             if value < least:
                 raise MetricsError(f"{flag}: must be >= {least}, got {value}")
         try:
@@ -118,8 +119,6 @@ class CompareOptions:
         if not optimises:
             raise MetricsError(f"--projection {self.projection}: the optimised reconstruction needs an optimising "
                                "method (optimize or hybrid); the encoder alone is always scored")
-        if self.real_split not in ("train", "test"):
-            raise MetricsError(f"--real-split: must be train or test, got {self.real_split!r}")
         if len(self.pair) != 2 or self.pair[0] == self.pair[1] or min(self.pair) < 0:
             raise MetricsError(f"--pair: two different test faces SOURCE,REFERENCE, got {self.pair}")
         if not self.swaps:
@@ -174,6 +173,7 @@ def open_test_faces(data: str, sizes: Sequence[int], options: CompareOptions) ->
     otherwise. Cheap: opens the data, reads two label maps per size."""
     from stylemapgan.data import DatasetError, open_dataset
 
+    num, real_split = options.evaluation.num, options.evaluation.real_split
     out: dict[int, TestFaces] = {}
     for size in sorted(set(sizes)):
         try:
@@ -182,8 +182,8 @@ def open_test_faces(data: str, sizes: Sequence[int], options: CompareOptions) ->
             splits = meta.get("splits", {})
             if "test" not in splits:
                 raise MetricsError(f"{data}: has no test split (--data)")
-            if options.real_split not in splits or not splits[options.real_split]:
-                raise MetricsError(f"{data}: has no {options.real_split} split (--real-split)")
+            if real_split not in splits or not splits[real_split]:
+                raise MetricsError(f"{data}: has no {real_split} split (--real-split)")
             parts = list((meta.get("masks") or {}).get("parts") or [])
             need = options.needs_masks
             if need and not parts:
@@ -192,8 +192,8 @@ def open_test_faces(data: str, sizes: Sequence[int], options: CompareOptions) ->
             test = open_dataset(data, size=size, split="test", masks=bool(parts))
         except DatasetError as exc:
             raise MetricsError(f"{exc} (--data)") from None
-        if options.num > len(test):
-            raise MetricsError(f"--num {options.num}: the test split of {data} has {len(test)} faces")
+        if num > len(test):
+            raise MetricsError(f"--num {num}: the test split of {data} has {len(test)} faces")
         faces = TestFaces(test, parts)
         if need:
             for index in options.pair:
@@ -210,7 +210,8 @@ def check_inception(options: CompareOptions) -> None:
     """FID/KID need the Inception file: refused before any model is scored rather than after minutes of recon."""
     if not {"fid", "kid"} & set(options.metrics):
         return
-    path = Path(options.inception) if options.inception else default_inception_path()
+    inception = options.evaluation.inception
+    path = Path(inception) if inception else default_inception_path()
     if not path.is_file():
         raise MetricsError(f"{path}: no such Inception network file (--inception)")
 
@@ -297,21 +298,18 @@ class _Scorer:
         self.per_part: dict[str, Any] = {}
         self.reports: dict[str, Any] = {}
 
-    def _evaluate(self, name: str, **kwargs: Any) -> dict[str, Any]:
-        o = self.options
-        eval_options = EvalOptions(
-            num=o.num, real_split=o.real_split, seed=o.seed, batch=o.batch, feature_batch=o.feature_batch,
-            inception=o.inception, stats_dir=o.stats_dir, use_cache=o.use_cache, lpips=o.lpips,
-            kid_subsets=o.kid_subsets, progress=o.progress, **kwargs,
-        )
+    def _evaluate(self, name: str, perceptual: torch.nn.Module | None = None, **kwargs: Any) -> dict[str, Any]:
+        """One `evaluate` call: the shared options with this call's `kwargs` (metrics, projection...)."""
+        eval_options = dataclasses.replace(self.options.evaluation, **kwargs)
         self.log(f"compare: {self.m.name}: {name}")
-        report = evaluate(self.editor, self.data, eval_options, checkpoint=self.m.path, log=self.log)
+        report = evaluate(self.editor, self.data, eval_options, checkpoint=self.m.path, log=self.log,
+                          perceptual=perceptual)
         report.pop("dataset", None)  # the record's protocol holds it once
         self.reports[name] = report
         return report["metrics"]
 
     def recon(self) -> None:
-        lpips_off = f"--lpips {self.options.lpips}"
+        lpips_off = f"--lpips {self.options.evaluation.lpips}"
         for suffix, method, reason in (("encoder", "encoder", self.able.encode),
                                        ("optimized", self.options.projection, self.able.optimise)):
             keys = (f"recon_mse_{suffix}", f"recon_lpips_{suffix}")
@@ -319,7 +317,9 @@ class _Scorer:
                 self.metrics.update({k: _na(reason) for k in keys})
                 continue
             steps = {"projection_steps": self.options.steps} if suffix == "optimized" else {}
-            r = self._evaluate(f"recon_{suffix}", metrics=("recon",), projection=method, **steps)["recon"]
+            # recon is the only call that scores or optimises with LPIPS: it gets the comparison's one network
+            r = self._evaluate(f"recon_{suffix}", self.perceptual(), metrics=("recon",), projection=method,
+                               **steps)["recon"]
             extra = {"num": r["num"], "projection": r["projection"], "projection_steps": r["projection_steps"]}
             self.metrics[keys[0]] = _value(r["mse"], "not computed", **extra)
             self.metrics[keys[1]] = _value(r["lpips"], lpips_off, **extra)
@@ -500,7 +500,7 @@ def compare(
         if not lpips_net:
             from stylemapgan.losses.perceptual import build_perceptual
 
-            net = build_perceptual(options.lpips)
+            net = build_perceptual(options.evaluation.lpips)
             lpips_net.append(net.to(device) if net is not None else None)
         return lpips_net[0]
 
@@ -557,30 +557,30 @@ def _dataset_card(data: str, faces: TestFaces) -> dict[str, Any]:
 
 
 def _protocol(options: CompareOptions, card: dict[str, Any], faces: TestFaces) -> dict[str, Any]:
-    test_count = len(faces.dataset)
-    num_real = card["splits"].get(options.real_split)
+    test_count, shared = len(faces.dataset), options.evaluation
+    num_real = card["splits"].get(shared.real_split)
     return {
         "metrics": [m for m in COMPARE_METRICS if m in options.metrics],
         "data": card,
-        "num": options.num,
-        "recon": f"first {options.num} test faces",
+        "num": shared.num,
+        "recon": f"first {shared.num} test faces",
         "steps": options.steps,
         "projection": options.projection,
         "projection_recipe": "each model's own (its editor's projection defaults), at --steps steps",
-        "lpips": options.lpips,
+        "lpips": shared.lpips,
         "local_edit": {
-            "pairs_per_part": options.num, "pool": f"first {min(2 * options.num, test_count)} test faces",
+            "pairs_per_part": shared.num, "pool": f"first {min(2 * shared.num, test_count)} test faces",
             "pairing": PAIRING, "pairs_seed": None, "parts": list(faces.part_names), "codes": "encoder",
         },
-        "fid": {"num_generated": options.num, "real_split": options.real_split, "num_real": num_real,
-                "seed": options.seed, "truncation": 1.0, "kid_subsets": options.kid_subsets},
+        "fid": {"num_generated": shared.num, "real_split": shared.real_split, "num_real": num_real,
+                "seed": shared.seed, "truncation": 1.0, "kid_subsets": shared.kid_subsets},
         "latency": {"batch": 1, "repeats": options.repeats, "warmup": options.warmup, "statistic": "median",
                     "edit_part": options.swaps[0], "threads": torch.get_num_threads()},
         "gallery": {"source": options.pair[0], "reference": options.pair[1], "swaps": list(options.swaps),
                     "columns": ["source", "reference", *options.swaps], "codes": "encoder"}
         if options.gallery else None,
-        "seed": options.seed,
-        "batch": options.batch,
+        "seed": shared.seed,
+        "batch": shared.batch,
     }
 
 
@@ -665,14 +665,14 @@ def compare_markdown(record: dict[str, Any]) -> str:
 
 def command_line(ckpts: Sequence[str], data: str, outdir: str, options: CompareOptions) -> list[str]:
     """The command that reproduces a record, every option that decides a number spelled out (the threads too)."""
-    argv = ["stylemapgan", "compare"]
+    argv, shared = ["stylemapgan", "compare"], options.evaluation
     for ckpt in ckpts:
         argv += ["--ckpt", str(ckpt)]
-    argv += ["--data", str(data), "--num", str(options.num), "--real-split", options.real_split,
+    argv += ["--data", str(data), "--num", str(shared.num), "--real-split", shared.real_split,
              "--steps", str(options.steps), "--projection", options.projection,
-             "--metrics", ",".join(options.metrics), "--lpips", options.lpips, "--seed", str(options.seed)]
+             "--metrics", ",".join(options.metrics), "--lpips", shared.lpips, "--seed", str(shared.seed)]
     if {"fid", "kid"} & set(options.metrics):
-        argv += ["--kid-subsets", str(options.kid_subsets)]
+        argv += ["--kid-subsets", str(shared.kid_subsets)]
     if "latency" in options.metrics:
         argv += ["--repeats", str(options.repeats), "--warmup", str(options.warmup)]
     if options.gallery or "latency" in options.metrics:

@@ -102,24 +102,29 @@ class EvalOptions:
         if unknown or not self.metrics:
             raise MetricsError(f"metrics: unknown {', '.join(unknown) or '(none given)'}; choose from "
                                f"{','.join(ALL_METRICS)}")
-        for name in ("num", "real_num"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise MetricsError(f"{name.replace('_', '-')}: must be >= 1, got {value}")
+        self.check_shared()
+        if self.real_num is not None and self.real_num < 1:
+            raise MetricsError(f"real-num: must be >= 1, got {self.real_num}")
         if self.projection_steps < 0:
             raise MetricsError(f"projection-steps: must be >= 0, got {self.projection_steps}")
-        if self.batch < 1 or self.feature_batch < 1:
-            raise MetricsError("batch sizes must be >= 1")
-        if self.real_split not in ("train", "test"):
-            raise MetricsError(f"real-split: must be train or test, got {self.real_split!r}")
         projection_method(self.projection)
         if self.edit_mode is not None and self.edit_mode not in (*EDIT_MODES, PART_SWAP):
             raise MetricsError(f"edit-mode: must be one of {', '.join((*EDIT_MODES, PART_SWAP))}, "
                                f"got {self.edit_mode!r}")
         if self.codes is not None and self.projection != "encoder":
             raise MetricsError("--codes: the given codes replace the projection; leave out --projection")
-        if self.kid_subsets < 1 or self.kid_subset_size < 2:
+        if self.kid_subset_size < 2:
             raise MetricsError("kid: need >= 1 subset of >= 2 images")
+
+    def check_shared(self) -> None:
+        """The checks of the fields `stylemapgan compare` shares (`CompareOptions.evaluation`): one place, and
+        the messages name the flags both commands spell the same."""
+        for flag, value in (("--num", self.num), ("--batch", self.batch), ("--feature-batch", self.feature_batch),
+                            ("--kid-subsets", self.kid_subsets)):
+            if value is not None and value < 1:
+                raise MetricsError(f"{flag}: must be >= 1, got {value}")
+        if self.real_split not in ("train", "test"):
+            raise MetricsError(f"--real-split: must be train or test, got {self.real_split!r}")
 
 
 @dataclass
@@ -339,7 +344,8 @@ class EvalRun:
         return self._real
 
     def perceptual(self) -> torch.nn.Module | None:
-        """The LPIPS network of `options.lpips` on the editor's device (None for "none"), built once."""
+        """The LPIPS network of `options.lpips` on the editor's device (None for "none"), built once (or the one
+        `evaluate` was given)."""
         if not self._perceptual_built:
             from stylemapgan.losses.perceptual import build_perceptual
 
@@ -604,10 +610,17 @@ def evaluate(
     options: EvalOptions | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] | None = None,
+    perceptual: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Run the chosen metrics and return the report (a JSON-ready dict; `report.write_report` saves it)."""
+    """Run the chosen metrics and return the report (a JSON-ready dict; `report.write_report` saves it).
+
+    perceptual: an already-built LPIPS network of `options.lpips` on the editor's device, used as given, so a
+    caller that evaluates many times (`compare`) builds it once; None: built here on first use (as always)."""
     options = options or EvalOptions()
     options.check()
+    given_kind = getattr(perceptual, "kind", None)
+    if given_kind is not None and given_kind != options.lpips:
+        raise MetricsError(f"perceptual: a {given_kind} network, but the options ask for --lpips {options.lpips}")
     t_start = time.perf_counter()
     model = scored_model(editor)
     options = replace(options, edit_mode=model.edit_plan(options.edit_mode).mode)  # recorded as resolved
@@ -615,7 +628,8 @@ def evaluate(
     train, test, card = _open_splits(data, editor.size, options, want)
     report = _new_report(editor, options, card, checkpoint, clock)
     log = log or (lambda m: print(m, file=sys.stderr))
-    run = EvalRun(editor, options, data, want, train, test, card, report, clock, log, model)
+    run = EvalRun(editor, options, data, want, train, test, card, report, clock, log, model,
+                  _perceptual=perceptual, _perceptual_built=perceptual is not None)
     _check_encoding(run)
     for group in dict.fromkeys(METRIC_GROUPS[m] for m in ALL_METRICS if m in want):
         group(run)

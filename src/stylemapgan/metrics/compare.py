@@ -77,21 +77,17 @@ ROWS = (
 _DIGITS = {"fid": 2, "encode_ms": 1, "edit_ms": 1}
 
 
-def _compare_evaluation() -> EvalOptions:
-    """Compare's defaults of the options it shares with eval: 200 test faces, FID/KID against the test split."""
-    return EvalOptions(num=200, real_split="test")
-
-
 @dataclass
 class CompareOptions:
     """Everything that decides the numbers (recorded in the record's `protocol`).
 
     `evaluation` holds what every `evaluate` call shares (num, real_split, seed, batch, feature_batch, inception,
-    stats_dir, use_cache, lpips, kid_subsets, progress), with eval's own checks; each call sets its metrics,
-    projection and parts. Its eval-only fields (masks, codes, real_num...) stay at eval's defaults."""
+    stats_dir, use_cache, lpips, kid_subsets, progress), checked by eval's own check; each call sets its metrics,
+    projection and parts. The CLI leaves its eval-only fields (masks, codes, real_num...) at eval's defaults."""
 
     metrics: tuple[str, ...] = COMPARE_METRICS
-    evaluation: EvalOptions = field(default_factory=_compare_evaluation)
+    # compare's defaults: 200 test faces, FID/KID against the test split
+    evaluation: EvalOptions = field(default_factory=lambda: EvalOptions(num=200, real_split="test"))
     steps: int = 100
     projection: str = "hybrid"
     pair: tuple[int, int] = (0, 5)  # gallery source / reference test faces; also the edit-latency pair

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from semantic_train_script import TINY, SeededLabelled
 from stylemapgan.checkpoint import load_checkpoint, save_checkpoint
 from stylemapgan.checkpoint.build import fresh_checkpoint
+from stylemapgan.checkpoint.format import CheckpointError
 from stylemapgan.checkpoint.models import load_inference_model
 from stylemapgan.cli import main
 from stylemapgan.config import PRESETS
@@ -291,6 +292,44 @@ def test_encoder_training_resumes_bit_exactly_and_the_checkpoint_carries_the_enc
                     tmp_path / "b", device="cpu", resume=tmp_path / "b", progress=False)
 
 
+def test_an_encoder_fitted_to_one_generator_goes_on_against_another(tmp_path: Path) -> None:
+    """adopt_from (train-encoder --encoder-from): the encoder of an earlier fit, the generator of --ckpt."""
+    first = run_encoder(tmp_path, tmp_path / "first", 4, resume=False)
+    later = tmp_path / "later.safetensors"
+    later_ckpt = fresh_checkpoint(TINY, 1, "test")  # stands in for the generator trained further
+    save_checkpoint(later, later_ckpt)
+    run = TrainingRun(TINY, encoder_config(iters=6), SeededLabelled(12, TINY.size, TINY.seg_dim, 0),
+                      tmp_path / "second", device="cpu", init_from=later, adopt_from=tmp_path / "first",
+                      progress=False, training=SEMANTIC_ENCODER)
+    fitted = first.trainer.networks_state()
+    for name in ("encoder", "e_ema"):
+        state = run.trainer.networks_state()[name]
+        assert all(torch.equal(state[k], fitted[name][k]) for k in state), name
+    g = run.trainer.g_ema.state_dict()
+    assert all(torch.equal(g[k], later_ckpt.networks["g_ema"][k]) for k in g)
+    assert any(not torch.equal(g[k], fitted["g_ema"][k]) for k in g)  # a generator other than the first fit's
+    record = run.history[0]["networks_from"]
+    assert record["networks"] == ["encoder", "e_ema"] and record["iterations"] == 4
+    assert record["path"] == str(latest_checkpoint(tmp_path / "first"))
+    run.run()
+    saved = load_checkpoint(latest_checkpoint(tmp_path / "second"))
+    assert saved.training["history"][0]["networks_from"]["sha256"] == record["sha256"]
+    # refused before anything is built: another model's file, a file without an encoder, no init_from
+    other = tmp_path / "other.safetensors"
+    save_checkpoint(other, fresh_checkpoint(TINY.replace(style_dim=TINY.style_dim * 2), 0, "test"))
+    data = SeededLabelled(12, TINY.size, TINY.seg_dim, 0)
+    with pytest.raises(ValueError, match="model config differs from the generator's"):
+        TrainingRun(TINY, encoder_config(), data, tmp_path / "x", device="cpu", init_from=later, adopt_from=other,
+                    progress=False, training=SEMANTIC_ENCODER)
+    with pytest.raises(CheckpointError, match="has none of encoder, e_ema"):
+        TrainingRun(TINY, encoder_config(), data, tmp_path / "y", device="cpu", init_from=later, adopt_from=later,
+                    progress=False, training=SEMANTIC_ENCODER)
+    with pytest.raises(ValueError, match="give init_from too"):
+        TrainingRun(TINY, encoder_config(), data, tmp_path / "z", device="cpu", resume=tmp_path / "first",
+                    adopt_from=tmp_path / "first", progress=False, training=SEMANTIC_ENCODER)
+    assert not any((tmp_path / name).exists() for name in "xyz")
+
+
 def test_a_nan_stops_encoder_training_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     run = run_encoder(tmp_path, tmp_path / "run", 2, resume=False)
     good = latest_checkpoint(tmp_path / "run")
@@ -335,6 +374,17 @@ def test_train_encoder_command(tmp_path: Path, capsys: pytest.CaptureFixture[str
                                  "model), or --resume RUN"]
     code, out = run("--ckpt", str(ckpt), "--iters", "0")
     assert code == 2 and out == ["stylemapgan train-encoder: error: --iters: must be >= 1, got 0"]
+    code, out = run("--ckpt", str(ckpt), "--encoder-from", str(tmp_path / "run"), "--outdir", str(tmp_path / "more"),
+                    "--iters", "1")
+    assert code == 0, out
+    taken = load_checkpoint(latest_checkpoint(tmp_path / "more")).training["history"][0]["networks_from"]
+    assert taken["networks"] == ["encoder", "e_ema"] and taken["iterations"] == 3
+    code, out = run("--resume", str(tmp_path / "run"), "--encoder-from", str(tmp_path / "run"))
+    assert code == 2 and out == ["stylemapgan train-encoder: error: --encoder-from: starts a new run from --ckpt's "
+                                 "generator; a resumed run has its encoder"]
+    code, out = run("--ckpt", str(ckpt), "--encoder-from", str(tmp_path / "absent"), "--outdir", str(tmp_path / "n"))
+    assert code == 2 and len(out) == 1 and out[0].startswith("stylemapgan train-encoder: error: --encoder-from: ")
+    assert not (tmp_path / "n").exists()
     stylemapgan_ckpt = tmp_path / "smg.safetensors"
     save_checkpoint(stylemapgan_ckpt, fresh_checkpoint(PRESETS["cpu-32"].model, 0, "test"))
     code, out = run("--ckpt", str(stylemapgan_ckpt), "--outdir", str(tmp_path / "other"))

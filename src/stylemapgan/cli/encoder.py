@@ -54,6 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", default=None, help="run directory or checkpoint of train-encoder to continue "
                                                   "exactly (loss weights, lr, EMA, intervals may change); a run "
                                                   "directory goes on in place unless --outdir is given")
+    p.add_argument("--encoder-from", default=None, metavar="RUN_OR_FILE",
+                   help="with --ckpt: start from the encoder (and its EMA) of this train-encoder run or checkpoint "
+                        "of the same model, e.g. one fitted to an earlier snapshot of the generator, instead of a "
+                        "new encoder")
     p.add_argument("--perceptual", choices=PERCEPTUAL_KINDS, default=None,
                    help="LPIPS network of the image loss (default stlpips-vgg; none: MSE only)")
     p.add_argument("--no-hflip", dest="hflip", action="store_const", const=False, default=None,
@@ -88,12 +92,20 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
     if (args.ckpt is None) == (args.resume is None):
         raise CLIError("--ckpt: give the generator's checkpoint (a new run) or --resume RUN (continue one), not both"
                        if args.ckpt else "--ckpt: required (the trained SemanticStyleGAN model), or --resume RUN")
+    if args.encoder_from is not None and args.resume is not None:
+        raise CLIError("--encoder-from: starts a new run from --ckpt's generator; a resumed run has its encoder")
     flag = "--resume" if args.resume else "--ckpt"
     try:
         source = latest_checkpoint(args.resume) if args.resume else latest_checkpoint(resolve_checkpoint(args.ckpt))
         ckpt = load_checkpoint(source)
     except CheckpointError as exc:
         raise CLIError(f"{flag}: {exc}") from None
+    adopt_from = None
+    if args.encoder_from is not None:
+        try:
+            adopt_from = latest_checkpoint(resolve_checkpoint(args.encoder_from))
+        except CheckpointError as exc:
+            raise CLIError(f"--encoder-from: {exc}") from None
     family = family_of(ckpt.config)
     if family is not SEMANTICSTYLEGAN:
         raise CLIError(f"{flag}: {source} is a {family.title} model; train-encoder fits SemanticStyleGAN encoders "
@@ -119,10 +131,11 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
             resume=source if args.resume else None, init_from=None if args.resume else source,
             resume_changes=given_options(args) if args.resume else None, progress=args.progress,
             data_description={"path": str(args.data), "train_images": len(train_data)}, training=SEMANTIC_ENCODER,
+            adopt_from=adopt_from,
         )
     except DataMismatchError as exc:
         raise CLIError(f"--data {args.data}: {exc}") from None
-    except ValueError as exc:
+    except ValueError as exc:  # CheckpointError too: an --encoder-from file that cannot be adopted names itself
         raise CLIError(str(exc)) from None
     except OSError as exc:
         if not existed:

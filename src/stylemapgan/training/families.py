@@ -56,6 +56,9 @@ class TrainingFamily:
     # the command that runs it; its checkpoints' training state names it (absent: "train"), so --resume of
     # another command's run is refused
     command: str = "train"
+    # networks a new run may take from a second checkpoint instead of its --init-from one (`TrainingRun(adopt_from=)`:
+    # e.g. an encoder fitted to an earlier snapshot of the same generator, to go on against the newer one)
+    adoptable: tuple[str, ...] = ()
 
     @property
     def title(self) -> str:

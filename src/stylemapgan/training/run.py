@@ -173,11 +173,15 @@ class TrainingRun:
         init_from: str | Path | None = None,
         fresh_discriminator: bool = False,
         training: TrainingFamily | None = None,
+        adopt_from: str | Path | None = None,
     ) -> None:
         """resume: continue a run exactly. init_from: fine-tune, i.e. a new run (iteration 0, fresh optimizers)
         whose networks and model config come from a trained checkpoint (ours, released, or official);
         fresh_discriminator: a newly initialised D even when the checkpoint has one. training: what to train
-        (default: the model family's GAN training; e.g. `training.semantic_encoder.SEMANTIC_ENCODER`)."""
+        (default: the model family's GAN training; e.g. `training.semantic_encoder.SEMANTIC_ENCODER`).
+        adopt_from: with init_from, a second checkpoint of the same model config whose networks named by the
+        training's `adoptable` (e.g. an encoder fitted to an earlier snapshot of the generator) replace init_from's,
+        so a long fit goes on against a generator trained further instead of starting again."""
         self.training = training
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dist = dist_info or init_from_env(device.type)
@@ -228,8 +232,12 @@ class TrainingRun:
                 "path": str(init_path), "sha256": file_sha256(init_path),
                 "iterations": init_ckpt.provenance.get("iterations"),
                 "discriminator": "checkpoint" if "discriminator" in init_ckpt.networks else "fresh"}}]
+            if adopt_from is not None:
+                self.history[0]["networks_from"] = self._adopt(adopt_from, init_ckpt, self._training(model_config))
         else:
             model_config = model_config.replace(**(model_changes or {}))
+        if adopt_from is not None and init_ckpt is None:
+            raise ValueError("adopt_from: takes networks into a new run; give init_from too (not resume)")
         if resume is None and init_ckpt is None and getattr(train_config, "freeze_generator", False):
             raise ValueError("freeze_generator: needs a trained generator (--resume or --init-from); "
                              "a new run's is random")
@@ -260,6 +268,23 @@ class TrainingRun:
         fixed = torch.Generator().manual_seed(train_config.seed + 12345)
         self.fixed_z = self.trainer.fixed_noise(16, fixed)
         self.fixed_real = self._fixed_validation_images(8)
+
+    @staticmethod
+    def _adopt(source: str | Path, init_ckpt: Any, training: TrainingFamily) -> dict[str, Any]:
+        """Replace init_ckpt's networks named by `training.adoptable` with those of checkpoint `source` (same model
+        config, checked before anything is built); returns the history record of what was taken."""
+        path = latest_checkpoint(source)
+        other = load_checkpoint(path)
+        if other.config != init_ckpt.config:
+            raise ValueError(f"{path}: its model config differs from the generator's; networks can only be taken "
+                             "from a checkpoint of the same model")
+        taken = [name for name in training.adoptable if name in other.networks]
+        if not taken:
+            raise CheckpointError(f"{path}: has none of {', '.join(training.adoptable) or '(nothing adoptable)'}")
+        check_state_dicts(other.config, {name: other.networks[name] for name in taken}, str(path))
+        init_ckpt.networks.update({name: other.networks[name] for name in taken})
+        return {"path": str(path), "sha256": file_sha256(path), "networks": taken,
+                "iterations": other.provenance.get("iterations")}
 
     def _training(self, model_config: Any) -> TrainingFamily:
         """What this run trains: the given entry, else the model family's GAN training."""

@@ -293,4 +293,4 @@ class SemanticEncoderTrainer:
 
 
 SEMANTIC_ENCODER = TrainingFamily(SEMANTICSTYLEGAN, SemanticEncoderTrainConfig, SemanticEncoderTrainer,
-                                  command=COMMAND)
+                                  command=COMMAND, adoptable=("encoder", "e_ema"))

@@ -22,6 +22,7 @@ from stylemapgan.checkpoint.format import CheckpointError
 from stylemapgan.checkpoint.models import load_inference_model
 from stylemapgan.cli import main
 from stylemapgan.config import PRESETS
+from stylemapgan.editing.semantic import PartSwap, SemanticEditor
 from stylemapgan.semantic import SEMANTIC_PRESETS, SemanticGenerator
 from stylemapgan.semantic.encoder import SemanticEncoder
 from stylemapgan.semantic.inversion import InversionError, InversionOptions, invert, ramped_lr
@@ -330,6 +331,41 @@ def test_an_encoder_fitted_to_one_generator_goes_on_against_another(tmp_path: Pa
     assert not any((tmp_path / name).exists() for name in "xyz")
 
 
+def test_an_expanded_encoder_starts_as_its_w_plus_encoder_and_edits_parts(tmp_path: Path) -> None:
+    """encoder_expanded_rank R > 0: expanded latents (W+ expanded + a rank-R correction per slot), zero at start."""
+    expanded_cfg = TINY.replace(encoder_expanded_rank=3)
+    encoder, w_plus = SemanticEncoder(expanded_cfg), SemanticEncoder(TINY)
+    w_plus.load_state_dict({k: v for k, v in encoder.state_dict().items() if not k.startswith("slot_correction.")})
+    images = torch.rand(2, 3, TINY.size, TINY.size) * 2 - 1
+    with torch.no_grad():
+        out = encoder(images)
+        assert out.shape == (2, TINY.n_latent_expanded, TINY.style_dim) and encoder.latent_space == "expanded"
+        assert torch.equal(out, expand_latents(TINY, w_plus(images))) and w_plus.latent_space == "w+"
+    trainer = SemanticEncoderTrainer(expanded_cfg, encoder_config(lr=0.01),
+                                     SeededLabelled(16, TINY.size, TINY.seg_dim, 0))
+    trainer.load_weights(fresh_checkpoint(TINY, 0, "test").networks)
+    steps = [trainer.train_step() for _ in range(8)]
+    assert all(math.isfinite(v) for s in steps for v in s.values())
+    assert steps[-1]["latent"] < steps[0]["latent"]
+    correction = trainer.encoder.slot_correction.coefficients.weight
+    assert correction.abs().max() > 0  # the correction learns
+    g = trainer.g_ema
+    result = invert(g, images, method="encoder", encoder=trainer.encoder, perceptual=None)  # space: the encoder's
+    assert result.latents.shape == (2, TINY.n_latent_expanded, TINY.style_dim)
+    with pytest.raises(InversionError, match="this encoder answers expanded latents"):
+        invert(g, images, method="encoder", encoder=trainer.encoder, perceptual=None, space="w+")
+    editor = SemanticEditor(g, encoder=trainer.encoder)
+    assert editor.capabilities.projection_spaces == ("expanded", "w+")
+    assert SemanticEditor(g, encoder=w_plus).capabilities.projection_spaces == ("w+", "expanded")
+    swapped = editor.swap_latents(images[:1], [PartSwap(images[1:], (1,), "both")])
+    source, reference = editor.code(images[:1]), editor.code(images[1:])
+    rows = torch.arange(TINY.n_latent_expanded).view(TINY.seg_dim, TINY.local_layers)
+    own = rows[1, TINY.base_layers:]  # part 1's own layers; the base-code layers stay the source's, as in W+
+    assert torch.equal(swapped[:, own], reference[:, own]) and not torch.equal(source[:, own], reference[:, own])
+    kept = torch.cat([rows[1, :TINY.base_layers], rows[0], rows[2:].flatten()])
+    assert torch.equal(swapped[:, kept], source[:, kept])
+
+
 def test_a_nan_stops_encoder_training_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     run = run_encoder(tmp_path, tmp_path / "run", 2, resume=False)
     good = latest_checkpoint(tmp_path / "run")
@@ -385,6 +421,15 @@ def test_train_encoder_command(tmp_path: Path, capsys: pytest.CaptureFixture[str
     code, out = run("--ckpt", str(ckpt), "--encoder-from", str(tmp_path / "absent"), "--outdir", str(tmp_path / "n"))
     assert code == 2 and len(out) == 1 and out[0].startswith("stylemapgan train-encoder: error: --encoder-from: ")
     assert not (tmp_path / "n").exists()
+    code, out = run("--ckpt", str(ckpt), "--expanded-rank", "2", "--outdir", str(tmp_path / "wide"), "--iters", "1")
+    assert code == 0, out
+    saved = load_checkpoint(latest_checkpoint(tmp_path / "wide"))
+    assert saved.config.encoder_expanded_rank == 2 and "slot_correction.basis" in saved.networks["encoder"]
+    code, out = run("--ckpt", str(ckpt), "--expanded-rank", "999", "--outdir", str(tmp_path / "n"))
+    assert code == 2 and out == ["stylemapgan train-encoder: error: --expanded-rank: must be in [0, 256], got 999"]
+    code, out = run("--resume", str(tmp_path / "wide"), "--expanded-rank", "4")
+    assert code == 2 and out == ["stylemapgan train-encoder: error: --expanded-rank: sets a new run's encoder; a "
+                                 "resumed run keeps its own"]
     stylemapgan_ckpt = tmp_path / "smg.safetensors"
     save_checkpoint(stylemapgan_ckpt, fresh_checkpoint(PRESETS["cpu-32"].model, 0, "test"))
     code, out = run("--ckpt", str(stylemapgan_ckpt), "--outdir", str(tmp_path / "other"))

@@ -58,6 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="with --ckpt: start from the encoder (and its EMA) of this train-encoder run or checkpoint "
                         "of the same model, e.g. one fitted to an earlier snapshot of the generator, instead of a "
                         "new encoder")
+    p.add_argument("--expanded-rank", dest="encoder_expanded_rank", type=int, default=None, metavar="R",
+                   help="with --ckpt: an encoder answering expanded latents (one vector per local layer: its W+ "
+                        "expanded plus a rank-R correction per layer; closer reconstructions than W+ can give); "
+                        "0: W+ (default: the checkpoint's, W+ for a generator); a changed layout starts a new encoder")
     p.add_argument("--perceptual", choices=PERCEPTUAL_KINDS, default=None,
                    help="LPIPS network of the image loss (default stlpips-vgg; none: MSE only)")
     p.add_argument("--no-hflip", dest="hflip", action="store_const", const=False, default=None,
@@ -92,6 +96,10 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
     if (args.ckpt is None) == (args.resume is None):
         raise CLIError("--ckpt: give the generator's checkpoint (a new run) or --resume RUN (continue one), not both"
                        if args.ckpt else "--ckpt: required (the trained SemanticStyleGAN model), or --resume RUN")
+    if args.encoder_expanded_rank is not None and args.resume is not None:
+        raise CLIError("--expanded-rank: sets a new run's encoder; a resumed run keeps its own")
+    if args.encoder_expanded_rank is not None and not 0 <= args.encoder_expanded_rank <= 256:
+        raise CLIError(f"--expanded-rank: must be in [0, 256], got {args.encoder_expanded_rank}")
     if args.encoder_from is not None and args.resume is not None:
         raise CLIError("--encoder-from: starts a new run from --ckpt's generator; a resumed run has its encoder")
     flag = "--resume" if args.resume else "--ckpt"
@@ -132,6 +140,8 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
             resume_changes=given_options(args) if args.resume else None, progress=args.progress,
             data_description={"path": str(args.data), "train_images": len(train_data)}, training=SEMANTIC_ENCODER,
             adopt_from=adopt_from,
+            model_changes=(None if args.encoder_expanded_rank is None
+                           else {"encoder_expanded_rank": args.encoder_expanded_rank}),
         )
     except DataMismatchError as exc:
         raise CLIError(f"--data {args.data}: {exc}") from None

@@ -161,8 +161,14 @@ class SemanticEditor(BaseEditor):
     def capabilities(self) -> EditorCapabilities:
         return EditorCapabilities(
             family=self.family.title, parts=self.part_names, shape_texture=True, composition=True,
-            segmentation=True, mix_splits=("shape", "texture"), code_suffix=".npy", projection_spaces=SPACES,
+            segmentation=True, mix_splits=("shape", "texture"), code_suffix=".npy",
+            projection_spaces=tuple(sorted(SPACES, key=lambda space: space != self.encoder_space)),
         )
+
+    @property
+    def encoder_space(self) -> str:
+        """The layout this model's encoder answers ("w+" without an encoder): the default projection space."""
+        return getattr(self.encoder, "latent_space", "w+")
 
     @property
     def networks(self) -> tuple[nn.Module, ...]:
@@ -254,9 +260,10 @@ class SemanticEditor(BaseEditor):
         return self.invert(images)
 
     def invert(self, images: torch.Tensor, method: str = "encoder", steps: int | None = None,
-               perceptual: nn.Module | None = None, *, options: InversionOptions | None = None, space: str = "w+",
-               progress: bool = False) -> torch.Tensor:
-        """Images [N, 3, size, size] -> latents [N, n_latent, D] (space "expanded": [N, n_latent_expanded, D]) by
+               perceptual: nn.Module | None = None, *, options: InversionOptions | None = None,
+               space: str | None = None, progress: bool = False) -> torch.Tensor:
+        """Images [N, 3, size, size] -> latents [N, n_latent, D] (space "expanded": [N, n_latent_expanded, D]; None:
+        the encoder's layout when it starts the inversion, else W+) by
         `semantic.inversion.invert` (the encoder, the official optimisation, or both; the optimisation's LPIPS is
         `perceptual`, else stlpips-vgg; none when `options.lpips_weight` is 0). options: the recipe (default the
         official one); steps: its steps instead. Every inversion of this editor (`encode_codes`, `project`)
@@ -276,7 +283,7 @@ class SemanticEditor(BaseEditor):
 
     def project(
         self, images: torch.Tensor, method: str = "encoder", options: ProjectionOptions | None = None,
-        perceptual: nn.Module | None = None, progress: bool = False, space: str = "w+",
+        perceptual: nn.Module | None = None, progress: bool = False, space: str | None = None,
     ) -> tuple[ProjectionResult, list[str]]:
         """Invert images [N, 3, size, size] into `space` ("w+" or "expanded") and cache the latents -> (result:
         latents in `stylemaps`, renders, MSE / LPIPS as StyleMapGAN's `project` reports them; handles).

@@ -64,6 +64,9 @@ class SemanticConfig:
     # channel_base * channel_multiplier // r above (16384: the official table); channel_max caps every width.
     channel_base: int = 16384
     channel_max: int | None = None
+    # Our extension, read by our encoder only (`semantic.encoder`): 0 gives W+ latents; R > 0 gives expanded
+    # latents, the expansion of its W+ plus a rank-R correction per local layer (closer reconstructions).
+    encoder_expanded_rank: int = 0
 
     def __post_init__(self) -> None:
         _check_int("size", self.size, 8, 1024, power_of_two=True)
@@ -81,6 +84,7 @@ class SemanticConfig:
         _check_int("channel_base", self.channel_base, 32, 32768)
         if self.channel_max is not None:
             _check_int("channel_max", self.channel_max, 1, 2048)
+        _check_int("encoder_expanded_rank", self.encoder_expanded_rank, 0, 256)
         # Official asserts: coarse_size < size, min_feat_size < coarse_size, coarse_size % min_feat_size == 0.
         # Powers of two make the last one "reached by doubling": otherwise (e.g. coarse 24, min 8) the official
         # render net never meets coarse_size, so the fused 64x64 features are never concatenated and the mask is

@@ -239,6 +239,13 @@ def pivotal_tuning(
     return tuned.requires_grad_(False).eval(), history
 
 
+def default_space(method: str, encoder: nn.Module | None, init: torch.Tensor | None = None) -> str:
+    """The space an inversion runs in when none is asked: the encoder's when it gives the start, else W+."""
+    if method in ("encoder", "hybrid") and encoder is not None and init is None:
+        return getattr(encoder, "latent_space", "w+")
+    return "w+"
+
+
 def invert(
     generator: SemanticGenerator,
     images: torch.Tensor,
@@ -246,7 +253,7 @@ def invert(
     method: str = "optimize",
     encoder: nn.Module | None = None,
     steps: int | None = 400,
-    space: str = "w+",
+    space: str | None = None,
     pti_steps: int | None = 0,
     generator_out: SemanticGenerator | None = None,
     progress: bool | ProgressCallback | None = None,
@@ -259,7 +266,8 @@ def invert(
 
     method: "optimize" (official recipe), "encoder" (one pass; needs `encoder`) or "hybrid" (encoder start, then
     the optimisation). space: "w+" ([N, n_latent, D], 28 vectors officially) or "expanded" ([N, n_latent_expanded,
-    D], 130: one vector per local layer, more freedom, no longer a part-wise W+ code). steps / pti_steps override
+    D], 130: one vector per local layer, more freedom, no longer a part-wise W+ code); None: the encoder's
+    (`latent_space`) when the encoder starts it, else W+. steps / pti_steps override
     `options`' (official 400 / 0; None: take `options`'). perceptual: an LPIPS module (pass one when inverting
     repeatedly), a kind name (`losses.perceptual.KINDS`, built here) or None (no LPIPS term). progress: True for
     tqdm bars, or a callback progress(stage, step, total). mean_latent: the mean w [1, D] (default
@@ -270,6 +278,8 @@ def invert(
     started = time.perf_counter()
     if method not in METHODS:
         raise InversionError(f"method: must be one of {', '.join(METHODS)}, got {method!r}")
+    if space is None:
+        space = default_space(method, encoder, init)
     if space not in SPACES:
         raise InversionError(f"space: must be one of {', '.join(SPACES)}, got {space!r}")
     if not isinstance(generator, SemanticGenerator):
@@ -307,6 +317,9 @@ def invert(
         except ValueError as exc:
             raise InversionError(f"start latents: {exc}") from None
         if space == "w+" and start.shape[1] != config.n_latent:
+            if init is None:
+                raise InversionError("space 'w+': this encoder answers expanded latents; invert into 'expanded', "
+                                     "or optimise from the mean (method 'optimize')")
             raise InversionError(f"init: expected W+ latents [N, {config.n_latent}, {config.style_dim}] for space "
                                  f"'w+', got {list(start.shape)}")
 

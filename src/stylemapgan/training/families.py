@@ -59,6 +59,9 @@ class TrainingFamily:
     # networks a new run may take from a second checkpoint instead of its --init-from one (`TrainingRun(adopt_from=)`:
     # e.g. an encoder fitted to an earlier snapshot of the same generator, to go on against the newer one)
     adoptable: tuple[str, ...] = ()
+    # model config fields a new run may set on its --init-from checkpoint's config (the adoptable networks then
+    # start new): e.g. the layout of an encoder fitted to a fixed generator
+    init_model_fields: tuple[str, ...] = ()
 
     @property
     def title(self) -> str:

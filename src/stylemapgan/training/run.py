@@ -219,10 +219,18 @@ class TrainingRun:
         elif init_from is not None:
             init_path = latest_checkpoint(init_from)
             init_ckpt = load_checkpoint(init_path)
-            if model_changes and init_ckpt.config.replace(**model_changes) != init_ckpt.config:
+            training_entry = self._training(init_ckpt.config)
+            known = {f.name for f in dataclasses.fields(init_ckpt.config)}
+            changes = {k: v for k, v in (model_changes or {}).items()
+                       if k not in known or getattr(init_ckpt.config, k) != v}
+            fixed = sorted(set(changes) - set(training_entry.init_model_fields))
+            if fixed:
                 raise ValueError(f"{init_path}: the model config comes from the checkpoint; "
-                                 f"{', '.join(model_changes)} cannot change when fine-tuning")
-            model_config = init_ckpt.config
+                                 f"{', '.join(fixed)} cannot change when fine-tuning")
+            model_config = init_ckpt.config.replace(**changes)
+            restarted = [name for name in training_entry.adoptable if changes and name in init_ckpt.networks]
+            for name in restarted:  # a changed layout of these networks: they start new
+                init_ckpt.networks.pop(name)
             check_state_dicts(model_config, init_ckpt.networks, str(init_path))
             if not {"generator", "g_ema"} & set(init_ckpt.networks):
                 raise CheckpointError(f"{init_path}: has no generator to fine-tune")
@@ -231,9 +239,11 @@ class TrainingRun:
             self.history = [{"iteration": 0, "initialised_from": {
                 "path": str(init_path), "sha256": file_sha256(init_path),
                 "iterations": init_ckpt.provenance.get("iterations"),
-                "discriminator": "checkpoint" if "discriminator" in init_ckpt.networks else "fresh"}}]
+                "discriminator": "checkpoint" if "discriminator" in init_ckpt.networks else "fresh",
+                **({"model_changes": changes, "started_new": restarted} if changes else {})}}]
             if adopt_from is not None:
-                self.history[0]["networks_from"] = self._adopt(adopt_from, init_ckpt, self._training(model_config))
+                self.history[0]["networks_from"] = self._adopt(adopt_from, init_ckpt, model_config,
+                                                                 self._training(model_config))
         else:
             model_config = model_config.replace(**(model_changes or {}))
         if adopt_from is not None and init_ckpt is None:
@@ -270,12 +280,12 @@ class TrainingRun:
         self.fixed_real = self._fixed_validation_images(8)
 
     @staticmethod
-    def _adopt(source: str | Path, init_ckpt: Any, training: TrainingFamily) -> dict[str, Any]:
+    def _adopt(source: str | Path, init_ckpt: Any, model_config: Any, training: TrainingFamily) -> dict[str, Any]:
         """Replace init_ckpt's networks named by `training.adoptable` with those of checkpoint `source` (same model
         config, checked before anything is built); returns the history record of what was taken."""
         path = latest_checkpoint(source)
         other = load_checkpoint(path)
-        if other.config != init_ckpt.config:
+        if other.config != model_config:
             raise ValueError(f"{path}: its model config differs from the generator's; networks can only be taken "
                              "from a checkpoint of the same model")
         taken = [name for name in training.adoptable if name in other.networks]

@@ -32,7 +32,7 @@ from stylemapgan.data.dataset import collate_images, fit_to_model
 from stylemapgan.losses.perceptual import build_perceptual, perceptual_distance
 from stylemapgan.semantic import SemanticConfig, SemanticGenerator
 from stylemapgan.semantic.encoder import SemanticEncoder
-from stylemapgan.semantic.latents import part_mix
+from stylemapgan.semantic.latents import expand_latents, part_mix
 from stylemapgan.training.batches import RealBatches
 from stylemapgan.training.config import PERCEPTUAL_KINDS, RunConfig
 from stylemapgan.training.distributed import DistInfo, all_mean, average_gradients
@@ -49,6 +49,14 @@ def ema_decay(decay: float, iteration: int) -> float:
     warm-up idea), so a short run's e_ema follows the encoder instead of staying near the untrained start (a
     decay of 0.999 keeps 93 % of the start after 75 iterations)."""
     return min(decay, (1 + iteration) / (10 + iteration))
+
+
+def latent_error(config: SemanticConfig, predicted: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    """Per-sample MSE [N] of predicted latents against true W+ ones, in the predicted layout (an expanded
+    encoder is compared with the expansion: each W+ vector weighs by the local layers it drives)."""
+    if predicted.shape[1] != latents.shape[1]:
+        latents = expand_latents(config, latents)
+    return (predicted - latents).square().flatten(1).mean(1)
 
 
 @dataclass(frozen=True)
@@ -156,7 +164,7 @@ class SemanticEncoderTrainer:
             latents = part_mix(cfg, w[0], w[1], choice[start : start + 16].to(self.device))
             images = self.g_ema.synthesize(latents, randomize_noise=False).image
             predicted = self.e_ema(images)
-            sums["val_latent_mse"] += (predicted - latents).square().flatten(1).mean(1).sum().item()
+            sums["val_latent_mse"] += latent_error(cfg, predicted, latents).sum().item()
             recon = self.g_ema.synthesize(predicted, randomize_noise=False).image.clamp(-1, 1)
             sums["val_fake_mse"] += (recon - images).square().flatten(1).mean(1).sum().item()
         values = {k: v / max(count, 1) for k, v in sums.items()}
@@ -233,7 +241,7 @@ class SemanticEncoderTrainer:
             recon = self.g_ema.synthesize(predicted, randomize_noise=False).image.float()
         predicted = predicted.float()
         n = fake.shape[0]
-        latent = (predicted[:n] - latents).square().mean()
+        latent = latent_error(self.model_config, predicted[:n], latents).mean()
         fake_image = self.image_loss(recon[:n], fake)
         real_image = self.image_loss(recon[n:], real)
         loss = cfg.lambda_w_rec * latent + cfg.lambda_fake * fake_image + cfg.lambda_real * real_image
@@ -293,4 +301,5 @@ class SemanticEncoderTrainer:
 
 
 SEMANTIC_ENCODER = TrainingFamily(SEMANTICSTYLEGAN, SemanticEncoderTrainConfig, SemanticEncoderTrainer,
-                                  command=COMMAND, adoptable=("encoder", "e_ema"))
+                                  command=COMMAND, adoptable=("encoder", "e_ema"),
+                                  init_model_fields=("encoder_expanded_rank",))

@@ -27,7 +27,7 @@ from stylemapgan.semantic import SEMANTIC_PRESETS, SemanticGenerator
 from stylemapgan.semantic.encoder import SemanticEncoder
 from stylemapgan.semantic.inversion import InversionError, InversionOptions, invert, ramped_lr
 from stylemapgan.semantic.io import latents_npy, load_official_latents
-from stylemapgan.semantic.latents import expand_latents, part_mix
+from stylemapgan.semantic.latents import collapse_latents, expand_latents, part_mix
 from stylemapgan.training.run import TrainingRun, latest_checkpoint
 from stylemapgan.training.semantic import SemanticTrainConfig
 from stylemapgan.training.semantic_encoder import SEMANTIC_ENCODER, SemanticEncoderTrainConfig, SemanticEncoderTrainer
@@ -360,6 +360,18 @@ def test_an_expanded_encoder_starts_as_its_w_plus_encoder_and_edits_parts(tmp_pa
     swapped = editor.swap_latents(images[:1], [PartSwap(images[1:], (1,), "both")])
     source, reference = editor.code(images[:1]), editor.code(images[1:])
     rows = torch.arange(TINY.n_latent_expanded).view(TINY.seg_dim, TINY.local_layers)
+    optimised = invert(g, images[:1], method="optimize", encoder=trainer.encoder, perceptual=None, steps=2)
+    assert optimised.latents.shape[1] == TINY.n_latent_expanded  # the model's code space, optimised codes too
+    # directions live on W+ rows: expanded codes collapse to W+ exactly when they are an expansion
+    w = torch.randn(3, TINY.n_latent, TINY.style_dim)
+    assert torch.allclose(collapse_latents(TINY, expand_latents(TINY, w)), w, atol=1e-6)
+    assert editor.direction_codes(source).shape == (1, TINY.n_latent, TINY.style_dim)
+    codes = editor.encode_codes(torch.rand(6, 3, TINY.size, TINY.size) * 2 - 1)
+    direction, _, _ = editor.fit_direction("x", codes, torch.tensor([0, 1, 0, 1, 0, 1]).bool(), part="part1")
+    assert direction.vector.shape == (TINY.n_latent, TINY.style_dim)
+    # W+ files are written as before the field existed; an expanded encoder's config round-trips
+    assert "encoder_expanded_rank" not in TINY.to_dict() and expanded_cfg.to_dict()["encoder_expanded_rank"] == 3
+    assert type(TINY).from_dict(expanded_cfg.to_dict()) == expanded_cfg
     own = rows[1, TINY.base_layers:]  # part 1's own layers; the base-code layers stay the source's, as in W+
     assert torch.equal(swapped[:, own], reference[:, own]) and not torch.equal(source[:, own], reference[:, own])
     kept = torch.cat([rows[1, :TINY.base_layers], rows[0], rows[2:].flatten()])

@@ -266,6 +266,10 @@ class BaseEditor:
         """Codes of a batch of images [N, 3, size, size], bypassing the cache (bulk data, e.g. labelled sets)."""
         raise NotImplementedError
 
+    def direction_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes in the layout attribute directions are fitted and scored in (default: as they are)."""
+        return codes
+
     def add_code(self, code: torch.Tensor) -> str:
         """Register a code (from a file, a projection, a sample) and return its handle."""
         raise NotImplementedError

@@ -55,7 +55,13 @@ from stylemapgan.semantic.config import SemanticConfig
 from stylemapgan.semantic.generator import SemanticGenerator
 from stylemapgan.semantic.inversion import SPACES, InversionError, InversionOptions, invert, pivotal_tuning
 from stylemapgan.semantic.io import latents_npy, load_official_latents, segmentation_image
-from stylemapgan.semantic.latents import LatentLayoutError, broadcast_w, check_latents, expand_latents
+from stylemapgan.semantic.latents import (
+    LatentLayoutError,
+    broadcast_w,
+    check_latents,
+    collapse_latents,
+    expand_latents,
+)
 from stylemapgan.utils.files import atomic_write_bytes
 
 _OFFICIAL = InversionOptions()  # the official inversion recipe: `project`'s defaults
@@ -117,7 +123,8 @@ class SemanticEditor(BaseEditor):
     ) -> None:
         """part_names: one per class, background first (a checkpoint's `class_names`); default background,
         part1, part2, ... reference_mse: the model's own reconstruction MSE for the domain check (None: none).
-        encoder: image -> W+ (`semantic.encoder.SemanticEncoder`, from `stylemapgan train-encoder`), if any.
+        encoder: image -> W+ or expanded latents (`semantic.encoder.SemanticEncoder`, from `stylemapgan
+        train-encoder`), if any.
         dtype: the CLI's --dtype; these networks run in fp32 ("auto" too), so only "fp32" or "auto"."""
         if dtype not in ("auto", "fp32", torch.float32):
             raise EditingError(f"--dtype {dtype}: a {SEMANTICSTYLEGAN.title} model runs in fp32 only (auto or fp32)")
@@ -256,14 +263,15 @@ class SemanticEditor(BaseEditor):
         return keys
 
     def encode_codes(self, images: torch.Tensor) -> torch.Tensor:
-        """W+ latents of images [N, 3, size, size] by the family's inversion, bypassing the cache."""
+        """Latents of images [N, 3, size, size] (the encoder's layout) by the family's inversion, bypassing the
+        cache."""
         return self.invert(images)
 
     def invert(self, images: torch.Tensor, method: str = "encoder", steps: int | None = None,
                perceptual: nn.Module | None = None, *, options: InversionOptions | None = None,
                space: str | None = None, progress: bool = False) -> torch.Tensor:
         """Images [N, 3, size, size] -> latents [N, n_latent, D] (space "expanded": [N, n_latent_expanded, D]; None:
-        the encoder's layout when it starts the inversion, else W+) by
+        the encoder's layout, W+ without one) by
         `semantic.inversion.invert` (the encoder, the official optimisation, or both; the optimisation's LPIPS is
         `perceptual`, else stlpips-vgg; none when `options.lpips_weight` is 0). options: the recipe (default the
         official one); steps: its steps instead. Every inversion of this editor (`encode_codes`, `project`)
@@ -494,6 +502,14 @@ class SemanticEditor(BaseEditor):
         index, name = self._part(part)
         return part_sefa_directions(self.generator, k, index, what, name, _prefix(name, "sefa"))
 
+    def direction_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """W+: directions live on W+ rows, so expanded codes (an expanded encoder's) are collapsed to W+ (each
+        vector the mean of the layers it feeds; exact for an expansion)."""
+        try:
+            return collapse_latents(self.config, codes.to(torch.float32))
+        except LatentLayoutError as exc:
+            raise EditingError(str(exc)) from None
+
     def fit_direction(
         self, name: str, codes: torch.Tensor, labels: torch.Tensor, method: str = "svm", l2: float = 1e-3,
         part: PartName | None = None, what: str = "both",
@@ -501,6 +517,7 @@ class SemanticEditor(BaseEditor):
         """Supervised direction in the part's rows of labelled W+ latents; -> (direction, classifier, rows: the
         W+ rows the classifier reads, for scoring held-out latents with `classifier.accuracy(codes[:, rows])`)."""
         index, part_name = self._part(part)
+        codes = self.direction_codes(codes)
         direction, classifier = part_supervised_direction(
             self.config, name if part_name is None else f"{part_name}.{name}", codes, labels, index, what, part_name,
             method, l2,

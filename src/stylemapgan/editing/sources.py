@@ -280,8 +280,9 @@ class InputResolver:
 def labelled_stylemaps(
     resolver: InputResolver, editor: BaseEditor, split: str, limit: int | None, progress: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """Encode a dataset split (first `limit` images) -> (codes on CPU: stylemaps [N, C, s, s] or W+ latents,
-    labels [N, L], label meta). Encodings bypass the cache (bulk data: `editor.encode_codes`)."""
+    """Encode a dataset split (first `limit` images) -> (codes on CPU in the layout directions are fitted in,
+    `editor.direction_codes`: stylemaps [N, C, s, s] or W+ latents; labels [N, L], label meta). Encodings bypass
+    the cache (bulk data: `editor.encode_codes`)."""
     from tqdm.auto import tqdm
 
     labels_meta = resolver.meta().get("labels") or {}
@@ -297,7 +298,8 @@ def labelled_stylemaps(
     def flush() -> None:
         if batch:
             with torch.no_grad():
-                stylemaps.append(editor.encode_codes(torch.cat(batch).to(editor.device)).cpu())
+                codes = editor.encode_codes(torch.cat(batch).to(editor.device))
+                stylemaps.append(editor.direction_codes(codes).cpu())
             batch.clear()
 
     for i in tqdm(range(n), desc=f"encode {split}", disable=not progress):

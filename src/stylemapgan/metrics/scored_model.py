@@ -141,11 +141,11 @@ class MaskPasteModel(ScoredModel):
 class PartSwapModel(ScoredModel):
     """Models with named parts and no pixel-mask edit (SemanticStyleGAN's `SemanticEditor`)."""
 
-    code_space = "W+ latents"
-
     def __init__(self, editor: BaseEditor) -> None:
         super().__init__(editor)
         self.part_editor: Any = editor  # a SemanticEditor: swap_latents, render, part_index
+        space = getattr(editor, "encoder_space", "w+")
+        self.code_space = "expanded latents" if space == "expanded" else "W+ latents"
 
     def encode(self, images: torch.Tensor, method: str = "encoder", projection: ProjectionOptions | None = None,
                perceptual: nn.Module | None = None) -> torch.Tensor:

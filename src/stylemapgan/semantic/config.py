@@ -162,6 +162,8 @@ class SemanticConfig:
         """JSON-safe: every field (transparent_dims as a list) plus "family", so a StyleMapGAN reader refuses it."""
         data = dataclasses.asdict(self)
         data["transparent_dims"] = list(self.transparent_dims)
+        if not self.encoder_expanded_rank:  # W+ encoders and generators: written as before the field existed
+            del data["encoder_expanded_rank"]
         return {"family": FAMILY, **data}
 
     @classmethod

@@ -239,11 +239,10 @@ def pivotal_tuning(
     return tuned.requires_grad_(False).eval(), history
 
 
-def default_space(method: str, encoder: nn.Module | None, init: torch.Tensor | None = None) -> str:
-    """The space an inversion runs in when none is asked: the encoder's when it gives the start, else W+."""
-    if method in ("encoder", "hybrid") and encoder is not None and init is None:
-        return getattr(encoder, "latent_space", "w+")
-    return "w+"
+def default_space(encoder: nn.Module | None) -> str:
+    """The space an inversion runs in when none is asked: the model's code space, i.e. its encoder's layout
+    (`latent_space`: an expanded encoder's model keeps every code expanded, optimised ones too), else W+."""
+    return getattr(encoder, "latent_space", "w+") if encoder is not None else "w+"
 
 
 def invert(
@@ -267,7 +266,7 @@ def invert(
     method: "optimize" (official recipe), "encoder" (one pass; needs `encoder`) or "hybrid" (encoder start, then
     the optimisation). space: "w+" ([N, n_latent, D], 28 vectors officially) or "expanded" ([N, n_latent_expanded,
     D], 130: one vector per local layer, more freedom, no longer a part-wise W+ code); None: the encoder's
-    (`latent_space`) when the encoder starts it, else W+. steps / pti_steps override
+    layout (`default_space`), W+ without one. steps / pti_steps override
     `options`' (official 400 / 0; None: take `options`'). perceptual: an LPIPS module (pass one when inverting
     repeatedly), a kind name (`losses.perceptual.KINDS`, built here) or None (no LPIPS term). progress: True for
     tqdm bars, or a callback progress(stage, step, total). mean_latent: the mean w [1, D] (default
@@ -279,7 +278,7 @@ def invert(
     if method not in METHODS:
         raise InversionError(f"method: must be one of {', '.join(METHODS)}, got {method!r}")
     if space is None:
-        space = default_space(method, encoder, init)
+        space = default_space(encoder)
     if space not in SPACES:
         raise InversionError(f"space: must be one of {', '.join(SPACES)}, got {space!r}")
     if not isinstance(generator, SemanticGenerator):

@@ -71,6 +71,19 @@ def expand_latents(config: SemanticConfig, latents: torch.Tensor) -> torch.Tenso
     return latents.index_select(1, expand_index(config).to(latents.device))
 
 
+def collapse_latents(config: SemanticConfig, latents: torch.Tensor) -> torch.Tensor:
+    """Expanded [N, n_latent_expanded, D] -> W+ [N, n_latent, D]: each W+ vector the mean of the slots it feeds
+    (the least-squares inverse of `expand_latents`, exact on an expansion); a W+ input passes through. For what
+    is defined on W+ rows (supervised attribute directions); a W+ vector that feeds no slot comes back zero."""
+    check_latents(config, latents)
+    if latents.shape[1] == config.n_latent:
+        return latents
+    index = expand_index(config).to(latents.device)
+    sums = latents.new_zeros(latents.shape[0], config.n_latent, latents.shape[2]).index_add_(1, index, latents)
+    counts = torch.bincount(index, minlength=config.n_latent).clamp(min=1).to(latents.dtype)
+    return sums / counts.view(1, -1, 1)
+
+
 def broadcast_w(config: SemanticConfig, w: torch.Tensor) -> torch.Tensor:
     """One w per sample [N, D] -> W+ [N, n_latent, D] with every vector equal (the plain sampling case)."""
     if w.ndim != 2 or w.shape[1] != config.style_dim:

@@ -286,12 +286,17 @@ class TrainingRun:
         path = latest_checkpoint(source)
         other = load_checkpoint(path)
         if other.config != model_config:
-            raise ValueError(f"{path}: its model config differs from the generator's; networks can only be taken "
-                             "from a checkpoint of the same model")
+            differ = [f.name for f in dataclasses.fields(model_config)
+                      if getattr(other.config, f.name) != getattr(model_config, f.name)]
+            values = ", ".join(f"{n} {getattr(other.config, n)!r} vs {getattr(model_config, n)!r}" for n in differ)
+            raise ValueError(f"{path}: its model config differs from the generator's ({values}); networks can only "
+                             "be taken from a checkpoint of the same model (e.g. the same --expanded-rank)")
         taken = [name for name in training.adoptable if name in other.networks]
         if not taken:
             raise CheckpointError(f"{path}: has none of {', '.join(training.adoptable) or '(nothing adoptable)'}")
         check_state_dicts(other.config, {name: other.networks[name] for name in taken}, str(path))
+        for name in training.adoptable:  # all from one file (a released model has only the EMA encoder)
+            init_ckpt.networks.pop(name, None)
         init_ckpt.networks.update({name: other.networks[name] for name in taken})
         return {"path": str(path), "sha256": file_sha256(path), "networks": taken,
                 "iterations": other.provenance.get("iterations")}

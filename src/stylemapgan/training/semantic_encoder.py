@@ -241,7 +241,8 @@ class SemanticEncoderTrainer:
             recon = self.g_ema.synthesize(predicted, randomize_noise=False).image.float()
         predicted = predicted.float()
         n = fake.shape[0]
-        latent = latent_error(self.model_config, predicted[:n], latents).mean()
+        latent = (predicted[:n] - expand_latents(self.model_config, latents) if predicted.shape[1] != latents.shape[1]
+                  else predicted[:n] - latents).square().mean()
         fake_image = self.image_loss(recon[:n], fake)
         real_image = self.image_loss(recon[n:], real)
         loss = cfg.lambda_w_rec * latent + cfg.lambda_fake * fake_image + cfg.lambda_real * real_image

@@ -58,6 +58,8 @@ def test_training_recipes_parse_and_never_mix_preset_and_resume(tmp_path, target
         if words[0] == "train":
             assert not ("--preset" in words and "--resume" in words), shlex.join(words)
             assert ("--preset" in words) or ("--resume" in words), shlex.join(words)
+        if words[0] == "train-encoder" and "--resume" in words:  # flags that set up a new encoder run only
+            assert not {"--expanded-rank", "--encoder-from", "--ckpt"} & set(words), shlex.join(words)
     # a new run can start (make-time or shell-time choice), and an existing one is resumed, not restarted
     assert run_exists or any("--preset" in c for c in trains)
     assert not run_exists or "--resume" in trains[0], shlex.join(trains[0])

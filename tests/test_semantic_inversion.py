@@ -254,11 +254,12 @@ def test_encoder_training_moves_its_losses_and_keeps_the_generator_fixed() -> No
     assert all(p.grad is None for p in trainer.g_ema.parameters())
 
 
-def run_encoder(tmp_path: Path, run_dir: Path, iters: int, resume: bool) -> TrainingRun:
+def run_encoder(tmp_path: Path, run_dir: Path, iters: int, resume: bool, expanded_rank: int = 0) -> TrainingRun:
+    changes = {"encoder_expanded_rank": expanded_rank} if expanded_rank and not resume else None
     run = TrainingRun(TINY, encoder_config(iters=iters), SeededLabelled(12, TINY.size, TINY.seg_dim, 0), run_dir,
                       val_data=SeededLabelled(4, TINY.size, TINY.seg_dim, 1), device="cpu",
                       resume=run_dir if resume else None, init_from=None if resume else generator_file(tmp_path),
-                      progress=False, training=SEMANTIC_ENCODER)
+                      progress=False, training=SEMANTIC_ENCODER, model_changes=changes)
     run.run()
     return run
 
@@ -329,6 +330,18 @@ def test_an_encoder_fitted_to_one_generator_goes_on_against_another(tmp_path: Pa
         TrainingRun(TINY, encoder_config(), data, tmp_path / "z", device="cpu", resume=tmp_path / "first",
                     adopt_from=tmp_path / "first", progress=False, training=SEMANTIC_ENCODER)
     assert not any((tmp_path / name).exists() for name in "xyz")
+
+
+def test_an_expanded_encoder_run_resumes_bit_exactly(tmp_path: Path) -> None:
+    straight = run_encoder(tmp_path, tmp_path / "a", 6, resume=False, expanded_rank=2)
+    run_encoder(tmp_path, tmp_path / "b", 3, resume=False, expanded_rank=2)
+    resumed = run_encoder(tmp_path, tmp_path / "b", 6, resume=True)
+    a, b = straight.trainer.networks_state(), resumed.trainer.networks_state()
+    assert "slot_correction.basis" in a["encoder"] and resumed.trainer.model_config.encoder_expanded_rank == 2
+    for net in a:
+        for key in a[net]:
+            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key} differs after resume"
+    assert a["encoder"]["slot_correction.coefficients.weight"].abs().max() > 0
 
 
 def test_an_expanded_encoder_starts_as_its_w_plus_encoder_and_edits_parts(tmp_path: Path) -> None:

@@ -385,6 +385,11 @@ def test_an_expanded_encoder_starts_as_its_w_plus_encoder_and_edits_parts(tmp_pa
     # W+ files are written as before the field existed; an expanded encoder's config round-trips
     assert "encoder_expanded_rank" not in TINY.to_dict() and expanded_cfg.to_dict()["encoder_expanded_rank"] == 3
     assert type(TINY).from_dict(expanded_cfg.to_dict()) == expanded_cfg
+    wide_cfg = TINY.replace(encoder_channel_base=TINY.channel_base * 4)
+    assert "encoder_channel_base" not in TINY.to_dict() and type(TINY).from_dict(wide_cfg.to_dict()) == wide_cfg
+    wide = SemanticEncoder(wide_cfg)
+    assert wide.final_conv.weight.shape[0] == wide_cfg.encoder_channels(min(8, TINY.size))
+    assert wide.final_conv.weight.shape[0] == 4 * w_plus.final_conv.weight.shape[0]
     own = rows[1, TINY.base_layers:]  # part 1's own layers; the base-code layers stay the source's, as in W+
     assert torch.equal(swapped[:, own], reference[:, own]) and not torch.equal(source[:, own], reference[:, own])
     kept = torch.cat([rows[1, :TINY.base_layers], rows[0], rows[2:].flatten()])
@@ -450,6 +455,14 @@ def test_train_encoder_command(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert code == 0, out
     saved = load_checkpoint(latest_checkpoint(tmp_path / "wide"))
     assert saved.config.encoder_expanded_rank == 2 and "slot_correction.basis" in saved.networks["encoder"]
+    code, out = run("--ckpt", str(ckpt), "--encoder-channel-base", str(TINY.channel_base * 2), "--outdir",
+                    str(tmp_path / "widetrunk"), "--iters", "1")
+    assert code == 0, out
+    widened = load_checkpoint(latest_checkpoint(tmp_path / "widetrunk")).config
+    assert widened.encoder_channel_base == TINY.channel_base * 2
+    code, out = run("--ckpt", str(ckpt), "--encoder-channel-base", "8", "--outdir", str(tmp_path / "n"))
+    assert code == 2 and out == ["stylemapgan train-encoder: error: --encoder-channel-base: must be in [32, 32768], "
+                                 "got 8"]
     code, out = run("--ckpt", str(ckpt), "--expanded-rank", "999", "--outdir", str(tmp_path / "n"))
     assert code == 2 and out == ["stylemapgan train-encoder: error: --expanded-rank: must be in [0, 256], got 999"]
     code, out = run("--resume", str(tmp_path / "wide"), "--expanded-rank", "4")

@@ -62,6 +62,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="with --ckpt: an encoder answering expanded latents (one vector per local layer: its W+ "
                         "expanded plus a rank-R correction per layer; closer reconstructions than W+ can give); "
                         "0: W+ (default: the checkpoint's, W+ for a generator); a changed layout starts a new encoder")
+    p.add_argument("--encoder-channel-base", dest="encoder_channel_base", type=int, default=None, metavar="N",
+                   help="with --ckpt: the encoder trunk's width table (channels of the generator's table on base "
+                        "N, 32 to 32768; default: the checkpoint's, the render net's for a generator); a changed "
+                        "width starts a new encoder")
     p.add_argument("--perceptual", choices=PERCEPTUAL_KINDS, default=None,
                    help="LPIPS network of the image loss (default stlpips-vgg; none: MSE only)")
     p.add_argument("--no-hflip", dest="hflip", action="store_const", const=False, default=None,
@@ -100,6 +104,10 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
         raise CLIError("--expanded-rank: sets a new run's encoder; a resumed run keeps its own")
     if args.encoder_expanded_rank is not None and not 0 <= args.encoder_expanded_rank <= 256:
         raise CLIError(f"--expanded-rank: must be in [0, 256], got {args.encoder_expanded_rank}")
+    if args.encoder_channel_base is not None and args.resume is not None:
+        raise CLIError("--encoder-channel-base: sets a new run's encoder; a resumed run keeps its own")
+    if args.encoder_channel_base is not None and not 32 <= args.encoder_channel_base <= 32768:
+        raise CLIError(f"--encoder-channel-base: must be in [32, 32768], got {args.encoder_channel_base}")
     if args.encoder_from is not None and args.resume is not None:
         raise CLIError("--encoder-from: starts a new run from --ckpt's generator; a resumed run has its encoder")
     flag = "--resume" if args.resume else "--ckpt"
@@ -140,8 +148,8 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
             resume_changes=given_options(args) if args.resume else None, progress=args.progress,
             data_description={"path": str(args.data), "train_images": len(train_data)}, training=SEMANTIC_ENCODER,
             adopt_from=adopt_from,
-            model_changes=(None if args.encoder_expanded_rank is None
-                           else {"encoder_expanded_rank": args.encoder_expanded_rank}),
+            model_changes={name: getattr(args, name) for name in ("encoder_expanded_rank", "encoder_channel_base")
+                           if getattr(args, name) is not None} or None,
         )
     except DataMismatchError as exc:
         raise CLIError(f"--data {args.data}: {exc}") from None

@@ -67,6 +67,9 @@ class SemanticConfig:
     # Our extension, read by our encoder only (`semantic.encoder`): 0 gives W+ latents; R > 0 gives expanded
     # latents, the expansion of its W+ plus a rank-R correction per local layer (closer reconstructions).
     encoder_expanded_rank: int = 0
+    # Our extension, read by our encoder only: its trunk's width table (channels() of this base instead of
+    # channel_base; None: the render net's table, narrow on CPU-sized models)
+    encoder_channel_base: int | None = None
 
     def __post_init__(self) -> None:
         _check_int("size", self.size, 8, 1024, power_of_two=True)
@@ -85,6 +88,8 @@ class SemanticConfig:
         if self.channel_max is not None:
             _check_int("channel_max", self.channel_max, 1, 2048)
         _check_int("encoder_expanded_rank", self.encoder_expanded_rank, 0, 256)
+        if self.encoder_channel_base is not None:
+            _check_int("encoder_channel_base", self.encoder_channel_base, 32, 32768)
         # Official asserts: coarse_size < size, min_feat_size < coarse_size, coarse_size % min_feat_size == 0.
         # Powers of two make the last one "reached by doubling": otherwise (e.g. coarse 24, min 8) the official
         # render net never meets coarse_size, so the fused 64x64 features are never concatenated and the mask is
@@ -132,6 +137,12 @@ class SemanticConfig:
             width = min(width, self.channel_max)
         return max(1, width)
 
+    def encoder_channels(self, resolution: int) -> int:
+        """Our encoder's trunk width at a resolution: the table of `channels` on encoder_channel_base if set."""
+        if self.encoder_channel_base is None:
+            return self.channels(resolution)
+        return dataclasses.replace(self, channel_base=self.encoder_channel_base).channels(resolution)
+
     @property
     def n_latent(self) -> int:
         """W+ vectors: base codes, then (shape, texture) per class (28 for 13 classes)."""
@@ -162,8 +173,9 @@ class SemanticConfig:
         """JSON-safe: every field (transparent_dims as a list) plus "family", so a StyleMapGAN reader refuses it."""
         data = dataclasses.asdict(self)
         data["transparent_dims"] = list(self.transparent_dims)
-        if not self.encoder_expanded_rank:  # W+ encoders and generators: written as before the field existed
-            del data["encoder_expanded_rank"]
+        for name, unset in (("encoder_expanded_rank", 0), ("encoder_channel_base", None)):
+            if data[name] == unset:  # generators and default encoders: written as before these fields existed
+                del data[name]
         return {"family": FAMILY, **data}
 
     @classmethod

@@ -2,8 +2,8 @@
 
 The official repository has pSp/ReStyle encoder classes but never released training code or weights (spec
 section 10). Ours is built from the StyleMapGAN encoder's blocks (`networks.layers`): a 1x1 conv from RGB, residual
-down blocks to an 8x8 map (the render net's channel table), then two equalised linear layers from the flattened
-map to every W+ vector at once, so each part's shape and texture code can read any region of the image. The output
+down blocks to an 8x8 map (the render net's channel table, or that table on `config.encoder_channel_base`), then
+two equalised linear layers from the flattened map to every W+ vector at once, so each part's shape and texture code can read any region of the image. The output
 is an offset from the generator's mean w (`w_avg`, a buffer set when training starts and saved with the weights),
 and the last layer starts at zero, so an untrained encoder answers the mean latent: the optimisation's official
 start. Trained by `training.semantic_encoder` against a frozen generator.
@@ -56,7 +56,7 @@ class SemanticEncoder(nn.Module):
     def __init__(self, config: SemanticConfig, *, impl: str = "fast") -> None:
         super().__init__()
         self.config = config
-        ch = config.channels
+        ch = config.encoder_channels
         head = min(HEAD_SIZE, config.size)
         self.from_rgb = ConvLayer(3, ch(config.size), 1)
         blocks, r = [], config.size

@@ -303,4 +303,4 @@ class SemanticEncoderTrainer:
 
 SEMANTIC_ENCODER = TrainingFamily(SEMANTICSTYLEGAN, SemanticEncoderTrainConfig, SemanticEncoderTrainer,
                                   command=COMMAND, adoptable=("encoder", "e_ema"),
-                                  init_model_fields=("encoder_expanded_rank",))
+                                  init_model_fields=("encoder_expanded_rank", "encoder_channel_base"))

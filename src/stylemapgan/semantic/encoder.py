@@ -1,12 +1,12 @@
 """An encoder of our own for SemanticStyleGAN: image -> W+ latents [N, n_latent, style_dim] in one pass.
 
-The official repository has pSp/ReStyle encoder classes but never released training code or weights (spec
-section 10). Ours is built from the StyleMapGAN encoder's blocks (`networks.layers`): a 1x1 conv from RGB, residual
-down blocks to an 8x8 map (the render net's channel table, or that table on `config.encoder_channel_base`), then
-two equalised linear layers from the flattened map to every W+ vector at once, so each part's shape and texture code can read any region of the image. The output
-is an offset from the generator's mean w (`w_avg`, a buffer set when training starts and saved with the weights),
-and the last layer starts at zero, so an untrained encoder answers the mean latent: the optimisation's official
-start. Trained by `training.semantic_encoder` against a frozen generator.
+The official repository has pSp/ReStyle encoder classes but never released training code or weights (spec section
+10). Ours is built from the StyleMapGAN encoder's blocks (`networks.layers`): a 1x1 conv from RGB, residual down
+blocks to an 8x8 map (the render net's channel table, or that table on `config.encoder_channel_base`), then two
+equalised linear layers from the flattened map to every W+ vector at once, so each part's shape and texture code can
+read any region of the image. The output is an offset from the generator's mean w (`w_avg`, a buffer set when
+training starts and saved with the weights), and the last layer starts at zero, so an untrained encoder answers the
+mean latent: the optimisation's official start. Trained by `training.semantic_encoder` against a frozen generator.
 
 W+ caps what any encoder can reconstruct: on the cartoon-faces generator the official optimisation (400 steps,
 MSE) reached 0.026 in W+ and 0.014 in the expanded space (4 test faces). With `config.encoder_expanded_rank` R > 0

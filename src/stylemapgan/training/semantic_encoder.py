@@ -51,12 +51,15 @@ def ema_decay(decay: float, iteration: int) -> float:
     return min(decay, (1 + iteration) / (10 + iteration))
 
 
+def in_layout_of(config: SemanticConfig, predicted: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    """True W+ latents in the predicted layout: expanded for an expanded encoder (each W+ vector then weighs by
+    the local layers it drives), as they are otherwise."""
+    return expand_latents(config, latents) if predicted.shape[1] != latents.shape[1] else latents
+
+
 def latent_error(config: SemanticConfig, predicted: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-    """Per-sample MSE [N] of predicted latents against true W+ ones, in the predicted layout (an expanded
-    encoder is compared with the expansion: each W+ vector weighs by the local layers it drives)."""
-    if predicted.shape[1] != latents.shape[1]:
-        latents = expand_latents(config, latents)
-    return (predicted - latents).square().flatten(1).mean(1)
+    """Per-sample MSE [N] of predicted latents against true W+ ones, in the predicted layout."""
+    return (predicted - in_layout_of(config, predicted, latents)).square().flatten(1).mean(1)
 
 
 @dataclass(frozen=True)
@@ -241,8 +244,7 @@ class SemanticEncoderTrainer:
             recon = self.g_ema.synthesize(predicted, randomize_noise=False).image.float()
         predicted = predicted.float()
         n = fake.shape[0]
-        latent = (predicted[:n] - expand_latents(self.model_config, latents) if predicted.shape[1] != latents.shape[1]
-                  else predicted[:n] - latents).square().mean()
+        latent = (predicted[:n] - in_layout_of(self.model_config, predicted, latents)).square().mean()
         fake_image = self.image_loss(recon[:n], fake)
         real_image = self.image_loss(recon[n:], real)
         loss = cfg.lambda_w_rec * latent + cfg.lambda_fake * fake_image + cfg.lambda_real * real_image

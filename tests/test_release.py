@@ -88,6 +88,25 @@ def test_release_ships_the_ema_networks_the_mean_w_and_the_part_names(released: 
     assert f"Parameters: generator {card['parameters']['generator'] / 1e6:.2f}M, encoder" in text
 
 
+def test_the_card_tells_the_run_an_encoder_was_taken_from(released: dict[str, Path], tmp_path: Path) -> None:
+    """An encoder run that began from another run's encoder (`--encoder-from`): the card names that run's file and
+    tells its own training record, beside the generator's."""
+    run = tmp_path / "enc2"
+    assert main(["train-encoder", "--ckpt", str(released["generator"]), "--encoder-from", str(released["run"]),
+                 "--data", str(released["data"]), "--outdir", str(run), "--iters", "1", "--batch", "2",
+                 "--num-workers", "0", "--perceptual", "none", "--lambda-x-rec", "5", "--sample-every", "100",
+                 "--val-every", "100", "--no-progress"]) == 0
+    out = tmp_path / "model.safetensors"
+    assert main(["release", str(run), str(out), "--name", "toy-sem2"]) == 0
+    card = load_checkpoint(out).provenance["card"]
+    (taken,) = card["networks_from"]
+    assert taken["path"] == str(latest_checkpoint(released["run"])) and taken["networks"] == ["encoder", "e_ema"]
+    assert taken["trained_by"] == "train-encoder" and taken["train_config"]["lambda_x_rec"] == 1.0
+    assert card["train_config"]["lambda_x_rec"] == 5.0 and len(card["initialised_from"]) == 1
+    text = out.with_suffix(".md").read_text()
+    assert "Took encoder, e_ema from `ckpt-0000002.safetensors`" in text and "Started from `generator" in text
+
+
 def test_the_editor_uses_the_shipped_centre_card_and_samples(released: dict[str, Path],
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     model = load_checkpoint(released["model"])

@@ -79,6 +79,9 @@ def release_model(
         "training_history": training.get("history", []),  # settings changed on resume, up to this checkpoint
         "initialised_from": [_earlier_stage(event["initialised_from"]) for event in training.get("history", [])
                              if isinstance(event.get("initialised_from"), dict)],
+        # networks a run took from another run (`train-encoder --encoder-from`): that run's record too
+        "networks_from": [{**_earlier_stage(event["networks_from"]), "networks": event["networks_from"].get("networks")}
+                          for event in training.get("history", []) if isinstance(event.get("networks_from"), dict)],
         "parameters": {role: sum(p.numel() for p in module.parameters()) for role, module in modules.items()},
         "truncation_center": family.truncation_center,
         "samples": Path(samples).name if samples is not None else None,
@@ -181,8 +184,11 @@ def card_markdown(card: dict[str, Any], ckpt: Checkpoint) -> str:
               f"- device: {card.get('trained_on_device')}",
               f"- train config (at release): `{json.dumps(card.get('train_config'))}`"]
     lines += _history_lines(card.get("training_history") or [])
-    for stage in card.get("initialised_from") or []:
-        lines += ["", f"Started from `{Path(str(stage.get('path'))).name}` (sha256 {str(stage.get('sha256'))[:12]}..., "
+    stages = [("Started from", stage) for stage in card.get("initialised_from") or []]
+    stages += [(f"Took {', '.join(stage.get('networks') or [])} from", stage)
+               for stage in card.get("networks_from") or []]
+    for lead, stage in stages:
+        lines += ["", f"{lead} `{Path(str(stage.get('path'))).name}` (sha256 {str(stage.get('sha256'))[:12]}..., "
                   f"{stage.get('iterations')} iterations):"]
         if "train_config" not in stage:
             lines.append("- (that checkpoint was not at hand at release: its own record is not in this card)")

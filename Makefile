@@ -97,14 +97,15 @@ samples-default: install
 
 # Reproduce the bundled SemanticStyleGAN model, cartoon-faces-semantic, from scratch on the data of cartoon-faces
 # (built here if absent), then `make release-semantic`. Recipe (CPU budget; time and hardware go in the card):
-# SemanticStyleGAN with the official objective (SEM_PRESET), its first 2000 iterations on a 2,000-face subset
-# (SEM_WARMUP_DATA: the run began as a
-# short trial there and went on), then on all 10,000 faces up to SEM_ITERS; then an
-# image -> expanded-latent encoder fitted to the frozen EMA generator (`train-encoder`): 977 iterations with the
-# default loss weights, then the image MSE weighted 5x and the latent loss 0.1x (held-out MSE 0.068 vs 0.078 after
-# 100 more iterations from the same start, LPIPS 0.054 vs 0.051), up to SEM_ENC_ITERS. Each step resumes its run
-# when it has checkpoints, so an interrupted `make train-semantic` goes on where it stopped; a finished step just
-# reports its last checkpoint. The checkpoints' history (and the card) records each change.
+# SemanticStyleGAN with the official objective (SEM_PRESET), its first 2,000 iterations on a 2,000-face subset
+# (SEM_WARMUP_DATA: the run began as a short trial there and went on), then on all 10,000 faces up to SEM_ITERS;
+# then an image -> expanded-latent encoder fitted to the frozen EMA generator (`train-encoder`): 977 iterations with
+# the default loss weights, then the image MSE weighted 5x and the latent loss 0.1x up to SEM_ENC_ITERS (held-out
+# MSE 0.068 vs 0.078 after 100 more iterations from the same start; LPIPS 0.054 vs 0.051). The shipped encoder's
+# first 977 iterations were fitted to the generator's iteration-6,003 snapshot (`--encoder-from` then moved it onto
+# the final one). Each step resumes its run when it has checkpoints, so an interrupted `make train-semantic` goes on
+# where it stopped; a finished step just reports its last checkpoint. The checkpoints' history (and the card)
+# records each change.
 SEM_NAME ?= cartoon-faces-semantic
 SEM_DATA ?= $(DEFAULT_DATA)
 SEM_WARMUP_DATA ?= data/cartoon-faces-64-2k
@@ -132,8 +133,9 @@ SEM_RELEASE = $(PY) -m stylemapgan release $(SEM_ENC_RUN) $(SEM_MODEL) --name $(
 	--samples $(MODEL_DIR)/cartoon-faces-samples \
 	--description "SemanticStyleGAN (13 parts) on procedurally drawn cartoon faces (facesjs, Apache-2.0; the data of \
 cartoon-faces: 10,000 train + 1,000 test faces at 64 px). Trained with our own code, no GPU: $(SEM_BUDGET). Recipe: \
-make train-semantic ($(SEM_PRESET), $(SEM_ITERS) iterations; then its encoder, $(SEM_ENC_ITERS) iterations, against \
-the frozen EMA generator). Metrics: stylemapgan eval --metrics fid,kid,recon,local_edit --num $(SEM_EVAL_NUM) --real-split test \
+make train-semantic ($(SEM_PRESET), $(SEM_ITERS) iterations, the first 2,000 on a 2,000-face subset; then its \
+expanded-latent encoder, $(SEM_ENC_ITERS) iterations against the frozen EMA generator, the image MSE weighted 5x from \
+iteration 977). Metrics: stylemapgan eval --metrics fid,kid,recon,local_edit --num $(SEM_EVAL_NUM) --real-split test \
 ($(SEM_EVAL_NUM) generated images, the whole test split as real images, the first $(SEM_EVAL_NUM) test faces \
 reconstructed, $(SEM_EVAL_NUM) pairs per part)."
 HAS_CKPT = ls $(1)/checkpoints/ckpt-*.safetensors >/dev/null 2>&1

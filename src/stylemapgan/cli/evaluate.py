@@ -80,7 +80,8 @@ def _report_files(out: str) -> list[Path]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "eval", help="metrics (FID, KID, FID-lerp, reconstruction, local editing) -> report.json + report.md",
+        "eval", help="metrics (FID, KID, FID-lerp, reconstruction, local editing, part control) -> report.json + "
+                     "report.md",
         description="Evaluate a model (StyleMapGAN or SemanticStyleGAN, one protocol and report) with the paper's "
                     "metrics. Real-image Inception statistics are cached in "
                     "$STYLEMAPGAN_CACHE/fid-stats (default ~/.cache/stylemapgan/fid-stats). FID/KID need "
@@ -88,12 +89,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--ckpt", default=None,
                    help="checkpoint file, run directory or bundled model name (default: the bundled model)")
-    p.add_argument("--data", required=True, help="prepared dataset (train/test splits; part masks for local_edit)")
+    p.add_argument("--data", default=None,
+                   help="prepared dataset (train/test splits; part masks for local_edit); needed by every metric "
+                        "but part_control")
     p.add_argument("--metrics", default="fid,kid,fid_lerp,recon,local_edit",
-                   help="comma list of fid, kid, fid_lerp, recon, local_edit (default: all)")
+                   help="comma list of fid, kid, fid_lerp, recon, local_edit, part_control (default: all but "
+                        "part_control; part_control: does each part's code control its region, generator only, "
+                        "for models with part codes and a segmentation)")
     p.add_argument("--num", type=int, default=None,
                    help="cap every count: generated images for fid/kid/fid_lerp (default: train-set size), "
-                        "reconstructed test images (default 500), pairs per part (default 250)")
+                        "reconstructed test images (default 500), pairs per part (default 250), part_control's "
+                        "sampled pairs (default 250)")
     p.add_argument("--real-num", type=int, default=None, help="real images for the statistics (default: whole split)")
     p.add_argument("--real-split", choices=("train", "test"), default="train",
                    help="real images for FID/KID (paper: train)")

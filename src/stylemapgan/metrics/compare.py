@@ -9,6 +9,8 @@ the same options, so a number here is the number `stylemapgan eval` gives for th
 - local_edit: `eval --metrics local_edit --num N` (N pairs per part matched by mask IoU among the first 2N test
   faces, capped at the split; every part of the masks, background included; the same pairs for every model
   of one size, since pairing reads only the masks at the model's resolution);
+- part_control: `eval --metrics part_control --num N` (N sampled pairs; generator only, per part of the model);
+  a model without part codes and a segmentation (StyleMapGAN) is n/a with why;
 - fid, kid: `eval --metrics fid,kid --num N --real-split SPLIT` (N generated images against the whole split).
 
 What this module adds is the loop, latency (batch 1, median of `repeats` timed calls after `warmup` untimed ones,
@@ -55,7 +57,7 @@ from stylemapgan.utils.files import atomic_write_bytes, atomic_write_text
 
 COMPARE_FORMAT = "stylemapgan-compare"
 COMPARE_VERSION = 1
-COMPARE_METRICS = ("recon", "local_edit", "fid", "kid", "latency")
+COMPARE_METRICS = ("recon", "local_edit", "part_control", "fid", "kid", "latency")
 DEFAULT_SWAPS = ("hair", "eyes", "mouth", "glasses", "background")
 README_BEGIN = "<!-- stylemapgan compare: begin -->"
 README_END = "<!-- stylemapgan compare: end -->"
@@ -69,6 +71,7 @@ ROWS = (
     ("recon_lpips_optimized", "recon", "Reconstruction LPIPS ({lpips}), {projection} {steps} steps"),
     ("local_edit_mse_src", "local_edit", "Local edit MSE_src (mean of parts)"),
     ("local_edit_mse_ref", "local_edit", "Local edit MSE_ref (mean of parts)"),
+    ("part_control", "part_control", "Part control (mean of parts, {num} sampled pairs)"),
     ("fid", "fid", "FID ({num} generated vs {num_real} {real_split})"),
     ("kid", "kid", "KID ({num} generated vs {num_real} {real_split})"),
     ("encode_ms", "latency", "Encode latency, ms (batch 1, {threads} threads)"),
@@ -292,6 +295,7 @@ class _Scorer:
         self.able = probe(self.model, image, faces.part_names, options, perceptual)
         self.metrics: dict[str, Any] = {}
         self.per_part: dict[str, Any] = {}
+        self.part_control_per_part: dict[str, float | None] = {}  # the model's part -> its control
         self.reports: dict[str, Any] = {}
 
     def _evaluate(self, name: str, perceptual: torch.nn.Module | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -349,6 +353,17 @@ class _Scorer:
                 row["reason"] = (f"no scored pair ({v['skipped_empty']} pairs with empty masks)" if not v["pairs"]
                                  else "every pair's union mask covers the whole image (MSE_src undefined)")
             self.per_part[p] = row
+
+    def part_control(self) -> None:
+        """The generator's part control (`evaluate`'s part_control); n/a with why for a model it cannot score."""
+        reason = self.model.part_control_refusal()
+        if reason is not None:
+            self.metrics["part_control"] = _na(reason)
+            return
+        c = self._evaluate("part_control", metrics=("part_control",))["part_control"]
+        self.metrics["part_control"] = _value(c["mean"], "no part scored", pairs=c["pairs"],
+                                              parts_scored=c["parts_scored"], parts=len(c["per_part"]))
+        self.part_control_per_part = {p: v["control"] for p, v in c["per_part"].items()}
 
     def fid_kid(self) -> None:
         want = tuple(m for m in ("fid", "kid") if m in self.options.metrics)
@@ -509,6 +524,8 @@ def compare(
             scorer.recon()
         if "local_edit" in want:
             scorer.local_edit()
+        if "part_control" in want:
+            scorer.part_control()
         if want & {"fid", "kid"}:
             scorer.fid_kid()
         if "latency" in want:
@@ -525,6 +542,7 @@ def compare(
                 dataclasses.replace(editor.projection_defaults, steps=options.steps)),
             "metrics": {k: scorer.metrics[k] for k, _, _ in ROWS if k in scorer.metrics},
             "per_part": scorer.per_part,
+            **({"part_control": scorer.part_control_per_part} if "part_control" in options.metrics else {}),
             **({"gallery": {"row": len(rows) - 1, "missing": gallery_missing}} if options.gallery else {}),
             "wall_s": round(time.perf_counter() - t0, 3),
             "reports": scorer.reports,
@@ -568,6 +586,8 @@ def _protocol(options: CompareOptions, card: dict[str, Any], faces: TestFaces) -
             "pairs_per_part": shared.num, "pool": f"first {min(2 * shared.num, test_count)} test faces",
             "pairing": PAIRING, "pairs_seed": None, "parts": list(faces.part_names), "codes": "encoder",
         },
+        **({"part_control": {"pairs": shared.num, "seed": shared.seed, "truncation": 1.0,
+                             "parts": "each model's own"}} if "part_control" in options.metrics else {}),
         "fid": {"num_generated": shared.num, "real_split": shared.real_split, "num_real": num_real,
                 "seed": shared.seed, "truncation": 1.0, "kid_subsets": shared.kid_subsets},
         "latency": {"batch": 1, "repeats": options.repeats, "warmup": options.warmup, "statistic": "median",
@@ -643,12 +663,17 @@ def compare_markdown(record: dict[str, Any]) -> str:
             out.append(f"| {part} | " + " | ".join(cells) + " |")
         edits = "; ".join(f"`{m['name']}`: {m['edit']}" for m in models)
         out += ["", f"Edits: {edits}."]
+    if "part_control" in p["metrics"]:
+        out += _part_control_rows(models)
     if reasons:
         out += ["", "n/a:", "", *reasons]
     commit = env.get("commit")
     commit_text = f"commit {commit[:12]}{' (modified)' if env.get('dirty') else ''}" if commit else "no git commit"
     out += ["", f"Protocol: recon on the {p['recon']}, optimised by each model's own recipe for {p['steps']} steps "
-                f"({p['projection']}); LPIPS {p['lpips']}; local edits on encoder codes, pairs by mask IoU; FID/KID "
+                f"({p['projection']}); LPIPS {p['lpips']}; local edits on encoder codes, pairs by mask IoU; "
+                + (f"part control on {p['part_control']['pairs']} sampled pairs (generator only); "
+                   if "part_control" in p else "")
+                + "FID/KID "
                 f"of {p['num']} generated images (seed {p['seed']}, no truncation) against the {p['fid']['num_real']} "
                 f"{p['fid']['real_split']} images; latency median of {p['latency']['repeats']} runs after "
                 f"{p['latency']['warmup']} warm-up, batch 1, {p['latency']['threads']} threads on {env['cpu']} "
@@ -657,6 +682,16 @@ def compare_markdown(record: dict[str, Any]) -> str:
         out += ["", f"Command: `{shlex.join(record['command'])}`"]
     out.append("")
     return "\n".join(out)
+
+
+def _part_control_rows(models: Sequence[dict[str, Any]]) -> list[str]:
+    """One compact line per model with part control: each of its parts' control (n/a where not scored)."""
+    rows = [f"- `{m['name']}`: " + ", ".join(f"{part} {_fmt(v, 2)}" for part, v in m["part_control"].items())
+            for m in models if m.get("part_control")]
+    if not rows:
+        return []
+    return ["", "Part control per part (src / (src + ref) where a and b both show the part, after swapping its "
+                "shape and texture codes from b into a; 1: the part became b's, 0: it stayed a's):", "", *rows]
 
 
 def command_line(ckpts: Sequence[str], data: str, outdir: str, options: CompareOptions) -> list[str]:

@@ -19,6 +19,10 @@ Metrics (names as in `--metrics`):
 - local_edit: MSE_src / MSE_ref per part, pairs matched by mask IoU (`local_editing.py`); the edit pastes the
   union mask (StyleMapGAN, `--edit-mode w|w_plus`) or swaps the part's shape and texture codes (SemanticStyleGAN,
   `part_swap`), scored against the dataset's part masks either way.
+- part_control: generator only (no encoder, no dataset): per part of the model, src / (src + ref) of the MSEs of
+  a's render with the part's shape and texture codes swapped in from b, to a and to b, where both a and b are
+  segmented as the part (`part_control.py`); N sampled pairs (a: the generated images' seeds). A model without
+  per-part codes and a segmentation (StyleMapGAN) is refused before any metric runs, naming --metrics.
 
 recon and local_edit turn real images into codes by `projection` (paper: the encoder; optimize and hybrid
 optimise the codes, with the LPIPS network as the loss's second term). fid_lerp always uses the encoder:
@@ -28,7 +32,9 @@ that cannot encode (a SemanticStyleGAN checkpoint before its inversion exists) i
 runs, naming --metrics.
 
 `num` caps every metric's count at once (generated images for fid/kid/fid_lerp, reconstructed images, pairs per
-part); the defaults are the paper's. Every image a metric scores is clamped and rounded to 8 bits first.
+part, part_control's pairs); the defaults are the paper's (part_control: 250 pairs, as local_edit). With
+part_control alone no dataset is needed (`data` None). Every image a metric scores is clamped and rounded to 8
+bits first.
 
 Each metric group is one function over a shared `EvalRun` (model, options, splits, the report being filled),
 chosen from `METRIC_GROUPS`; a new metric is a function and a table entry.
@@ -60,11 +66,13 @@ from stylemapgan.metrics.errors import MetricsError
 from stylemapgan.metrics.fid import FeatureStats, fid_from_stats, kernel_inception_distance
 from stylemapgan.metrics.inception import InceptionFeatures, to_uint8
 from stylemapgan.metrics.local_editing import load_mask_folder, part_indices, part_masks, score_pairs
+from stylemapgan.metrics.part_control import REFERENCE_STREAM, reference_seeds, score_part_control
 from stylemapgan.metrics.real_stats import RealFeatures, content_sha256, dataset_card, real_features
 from stylemapgan.metrics.reconstruction import reconstruct_batch, score_reconstructions
 from stylemapgan.metrics.scored_model import PART_SWAP, ScoredModel, scored_model
 
-ALL_METRICS = ("fid", "kid", "fid_lerp", "recon", "local_edit")
+ALL_METRICS = ("fid", "kid", "fid_lerp", "recon", "local_edit", "part_control")
+PAPER_METRICS = ALL_METRICS[:5]  # the default: every model family can be asked for these
 FEATURE_METRICS = ("fid", "kid", "fid_lerp")
 RECON_DEFAULT = 500  # paper: first 500 test images
 PAIRS_DEFAULT = 250  # paper: 250 pairs per part
@@ -76,7 +84,7 @@ REPORT_VERSION = 1
 class EvalOptions:
     """Everything that decides the numbers (recorded in the report's `settings`)."""
 
-    metrics: tuple[str, ...] = ALL_METRICS
+    metrics: tuple[str, ...] = PAPER_METRICS
     num: int | None = None
     real_num: int | None = None
     real_split: str = "train"
@@ -294,7 +302,7 @@ class EvalRun:
 
     editor: BaseEditor
     options: EvalOptions
-    data: str
+    data: str | None
     want: frozenset[str]
     train: Any
     test: Any | None
@@ -532,6 +540,31 @@ def _local_edit(run: EvalRun) -> None:
     }
 
 
+def _part_control(run: EvalRun) -> None:
+    """Per part: does swapping its codes from b into a make its region b's? Sampled pairs, generator only."""
+    options, model = run.options, run.model
+    t0 = time.perf_counter()
+    count = options.num or PAIRS_DEFAULT
+    bar = _bar(count, "part control (pairs)", options.progress)
+    scores = score_part_control(model, generation_seeds(options.seed, count), reference_seeds(options.seed, count),
+                                options.batch, bar)
+    bar.close()
+    per_part = {s.part: s.report() for s in scores}
+    controls = [v["control"] for v in per_part.values() if v["control"] is not None]
+    wall = time.perf_counter() - t0
+    run.clock.add("part_control", wall)
+    run.metrics["part_control"] = {
+        "mean": sum(controls) / len(controls) if controls else None,  # type: ignore[arg-type]
+        "parts_scored": len(controls), "pairs": count, "seed": options.seed, "truncation": 1.0,
+        "a_seeds": f"(seed << 32) + i, as the generated images (seed {options.seed})",
+        "b_seeds": f"(seed << 32) + {REFERENCE_STREAM} + i",
+        "swap": "the part's shape and texture codes from b into a's codes, strength 1",
+        "region": "pixels whose segmentation argmax is the part in both a and b",
+        "control": "mse_src / (mse_src + mse_ref), pooled over the region's pixels of all pairs, all channels",
+        "space": model.code_space, "per_part": per_part, "wall_s": round(wall, 3),
+    }
+
+
 # Metric name -> the function that computes its group. A group runs once however many of its metrics are asked
 # for, in the order of ALL_METRICS, which is also the order of the report's "metrics".
 METRIC_GROUPS: dict[str, Callable[[EvalRun], None]] = {
@@ -540,13 +573,21 @@ METRIC_GROUPS: dict[str, Callable[[EvalRun], None]] = {
     "fid_lerp": _fid_lerp,
     "recon": _recon,
     "local_edit": _local_edit,
+    "part_control": _part_control,
 }
+GENERATOR_ONLY = frozenset({"part_control"})  # need no dataset
 NEEDS_TEST_SPLIT = frozenset({"fid_lerp", "recon", "local_edit"})
 NEEDS_CODES = NEEDS_TEST_SPLIT  # the metrics that encode test images (or read --codes)
 
 
-def _open_splits(data: str, size: int, options: EvalOptions, want: frozenset[str]) -> tuple[Any, Any, dict]:
-    """(train, test or None, dataset card); refuses data without the test split a chosen metric reads."""
+def _open_splits(data: str | None, size: int, options: EvalOptions, want: frozenset[str]) -> tuple[Any, Any, dict]:
+    """(train, test or None, dataset card); refuses data without the test split a chosen metric reads. No data
+    (None): only the generator-only metrics can run; (None, None, an empty card)."""
+    if data is None:
+        needs = [m for m in ALL_METRICS if m in want - GENERATOR_ONLY]
+        if needs:
+            raise MetricsError(f"--data: needed by {', '.join(needs)}")
+        return None, None, {}
     train = _open(data, size, "train")
     card = dataset_card(train)
     card["resolution"] = size
@@ -586,6 +627,13 @@ def _new_report(
     return report
 
 
+def _check_part_control(model: ScoredModel, want: frozenset[str]) -> None:
+    """Refuse part_control, before the data are opened, for a model it cannot score (why, in one line)."""
+    reason = model.part_control_refusal() if "part_control" in want else None
+    if reason is not None:
+        raise MetricsError(f"--metrics part_control: {reason} (leave part_control out)")
+
+
 def _check_encoding(run: EvalRun) -> None:
     """Refuse, before any metric runs, the metrics that encode test images when the model cannot encode them by
     the method they use (one test image through the same door); given codes need no encoding."""
@@ -606,13 +654,15 @@ def _check_encoding(run: EvalRun) -> None:
 
 def evaluate(
     editor: BaseEditor,
-    data: str | os.PathLike[str],
+    data: str | os.PathLike[str] | None,
     options: EvalOptions | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] | None = None,
     perceptual: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
     """Run the chosen metrics and return the report (a JSON-ready dict; `report.write_report` saves it).
+
+    data: the prepared dataset; None when only generator-only metrics (part_control) are asked for.
 
     perceptual: an already-built LPIPS network of `options.lpips` on the editor's device, used as given, so a
     caller that evaluates many times (`compare`) builds it once; None: built here on first use (as always)."""
@@ -624,7 +674,8 @@ def evaluate(
     t_start = time.perf_counter()
     model = scored_model(editor)
     options = replace(options, edit_mode=model.edit_plan(options.edit_mode).mode)  # recorded as resolved
-    want, data, clock = frozenset(options.metrics), str(data), _Clock()
+    want, data, clock = frozenset(options.metrics), None if data is None else str(data), _Clock()
+    _check_part_control(model, want)
     train, test, card = _open_splits(data, editor.size, options, want)
     report = _new_report(editor, options, card, checkpoint, clock)
     log = log or (lambda m: print(m, file=sys.stderr))

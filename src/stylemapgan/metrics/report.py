@@ -24,6 +24,7 @@ _ROWS = (
     ("recon", "Reconstruction LPIPS", ("lpips",), "num"),
     ("local_edit", "Local editing MSE_src", ("mse_src",), "pairs_per_part"),
     ("local_edit", "Local editing MSE_ref", ("mse_ref",), "pairs_per_part"),
+    ("part_control", "Part control (mean of parts)", ("mean",), "pairs"),
 )
 
 
@@ -70,6 +71,8 @@ def metric_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         count = str(entry.get(count_field, ""))
         if key == "local_edit":
             count = f"{entry.get('parts_scored', 0)} parts x <= {count} pairs"
+        elif key == "part_control":
+            count = f"{entry.get('parts_scored', 0)} parts x {count} sampled pairs"
         elif key in ("fid", "kid", "fid_lerp"):
             count = f"{count} gen / {entry.get('num_real')} real ({entry.get('real_split')})"
         rows.append((label, value, count, f"{entry.get('wall_s', 0):.1f} s"))
@@ -80,8 +83,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     ckpt = report.get("checkpoint", {})
     data = report.get("dataset", {})
     out = [f"# {ckpt.get('family') or 'StyleMapGAN'} evaluation", ""]
-    out.append(f"Model `{ckpt.get('path')}` (sha256 `{ckpt.get('sha256') or ckpt.get('model_id')}`) on dataset "
-               f"`{data.get('name')}` at {data.get('resolution')} px, {report.get('created')}.")
+    where = (f"on dataset `{data.get('name')}` at {data.get('resolution')} px" if data
+             else "on its own samples (no dataset)")
+    out.append(f"Model `{ckpt.get('path')}` (sha256 `{ckpt.get('sha256') or ckpt.get('model_id')}`) {where}, "
+               f"{report.get('created')}.")
     out += ["", "| metric | value | count | wall time |", "|---|---:|---|---:|"]
     out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in metric_rows(report)]
     edit = report.get("metrics", {}).get("local_edit")
@@ -98,15 +103,21 @@ def render_markdown(report: dict[str, Any]) -> str:
             out.append(f"| {part} | {_fmt(v['mse_src'])} | {_fmt(v['mse_ref'])} | {v['pairs']} | "
                        f"{_fmt(v['mean_iou'], 3)} |")
         out += ["", f"Pairing: {edit['pairing']}; pool: {edit['pool']}. Means over pairs, then over parts."]
+    control = report.get("metrics", {}).get("part_control")
+    if control:
+        out += part_control_markdown(control)
     out += ["", "## Reproduction", ""]
     out.append(f"- **checkpoint**: `{ckpt.get('path')}`, sha256 `{ckpt.get('sha256')}`")
-    out.append(f"- **dataset**: `{data.get('path')}` ({data.get('layout')}): {data.get('name')}, "
-               f"{data.get('count')} images ({', '.join(f'{k}: {v}' for k, v in data.get('splits', {}).items())}), "
-               f"stored sizes {data.get('sizes')}, evaluated at {data.get('resolution')} px, resize filter "
-               f"{data.get('resize_filter')}, square {data.get('square')}, source {data.get('source')}, "
-               f"licence {data.get('licence')}"
-               + (f"; test split content sha256 `{data['test_content_sha256']}`" if data.get("test_content_sha256")
-                  else ""))
+    if not data:
+        out.append("- **dataset**: none (generator-only metrics)")
+    else:
+        out.append(f"- **dataset**: `{data.get('path')}` ({data.get('layout')}): {data.get('name')}, "
+                   f"{data.get('count')} images ({', '.join(f'{k}: {v}' for k, v in data.get('splits', {}).items())}),"
+                   f" stored sizes {data.get('sizes')}, evaluated at {data.get('resolution')} px, resize filter "
+                   f"{data.get('resize_filter')}, square {data.get('square')}, source {data.get('source')}, "
+                   f"licence {data.get('licence')}"
+                   + (f"; test split content sha256 `{data['test_content_sha256']}`"
+                      if data.get("test_content_sha256") else ""))
     feat = report.get("feature_network")
     if feat:
         out.append(f"- **feature network**: `{feat['path']}` ({feat['source']}, {feat['kind']}), sha256 "
@@ -128,6 +139,24 @@ def render_markdown(report: dict[str, Any]) -> str:
                + f"; total {report.get('wall_s', 0):.1f} s")
     out.append("")
     return "\n".join(out)
+
+
+def part_control_markdown(control: dict[str, Any]) -> list[str]:
+    """The per-part table of part_control (control, the MSEs to b and to a, the a-b baseline, region pixels)."""
+    out = ["", f"## Part control per part ({control['pairs']} sampled pairs, seed {control['seed']}, "
+               f"{control.get('space', 'W+ latents')})", "",
+           "| part | control | MSE to b (ref) | MSE to a (src) | MSE a-b | pixels |", "|---|---:|---:|---:|---:|---:|"]
+    for part, v in control["per_part"].items():
+        out.append(f"| {part} | {_fmt(v['control'], 3)} | {_fmt(v['mse_ref'])} | {_fmt(v['mse_src'])} | "
+                   f"{_fmt(v.get('mse_ab'))} | {v['pixels']} |")
+    unscored: dict[str, list[str]] = {}  # reason -> parts
+    for part, v in control["per_part"].items():
+        if v.get("reason"):
+            unscored.setdefault(v["reason"], []).append(part)
+    why = "; ".join(f"{', '.join(parts)}: {reason}" for reason, parts in unscored.items()) or "none"
+    out += ["", f"Control = src / (src + ref) over the {control['region']} (1: the part became b's, 0: it stayed "
+                f"a's); swap: {control['swap']}. Not scored: {why}."]
+    return out
 
 
 def report_paths(out: str | os.PathLike[str]) -> tuple[Path, Path]:

@@ -7,7 +7,9 @@ of model live here, behind `ScoredModel`:
 - `encode(images, method, ...)`: codes of real images through the editor's encode door: the encoder alone
   (`encode_codes`) or an optimising projection (`project`);
 - `render(codes)`: images of a batch of codes; `lerp` interpolates codes linearly (FID-lerp);
-- `edit_plan(mode)` and `part_edit(part, plan)`: the local edit of the local-editing metric.
+- `edit_plan(mode)` and `part_edit(part, plan)`: the local edit of the local-editing metric;
+- `part_control_refusal()` and `swapped_part(a, b, part)`: the part swap of part_control on sampled codes (None:
+  the model can; else why not).
 
 Two kinds exist:
 
@@ -99,6 +101,19 @@ class ScoredModel:
         """The batched edit of one part (a name or an a+b union of the masks' part names)."""
         raise NotImplementedError
 
+    def part_control_refusal(self) -> str | None:
+        """Why part_control cannot score this model (None: it can). It needs codes with per-part rows to swap and a
+        segmentation of every render."""
+        caps = self.editor.capabilities
+        missing = [what for ok, what in ((caps.has_parts and caps.shape_texture, "no per-part shape and texture codes"
+                                          " to swap"), (caps.segmentation, "no segmentation of its renders")) if not ok]
+        return f"a {self.family} model has {' and '.join(missing)}" if missing else None
+
+    def swapped_part(self, source: torch.Tensor, reference: torch.Tensor, part: str) -> torch.Tensor:
+        """Images [B, 3, S, S] of the source codes [B, ...] with the model's `part`'s shape and texture codes taken
+        from the reference codes [B, ...] (part_control)."""
+        raise MetricsError(f"--metrics part_control: {self.part_control_refusal() or 'no part swap'}")
+
 
 class MaskPasteModel(ScoredModel):
     """Models that paste pixel masks in a latent mode (StyleMapGAN's `Editor`)."""
@@ -179,18 +194,26 @@ class PartSwapModel(ScoredModel):
                                "parts with --parts)") from None
 
     def part_edit(self, part: str, plan: EditPlan) -> PairEdit:
-        from stylemapgan.editing.semantic import PartSwap
-
-        ed, parts = self.part_editor, self.model_parts(part)
+        parts = self.model_parts(part)
 
         def swap(src: torch.Tensor, ref: torch.Tensor, union: torch.Tensor) -> torch.Tensor:
-            latents = [
-                ed.swap_latents(ed.add_code(s[None]), [PartSwap(ed.add_code(r[None]), parts, "both")], 1.0)
-                for s, r in zip(src, ref, strict=True)
-            ]
-            return self.render(torch.cat(latents))
+            return self._swap_render(src, ref, parts)
 
         return swap
+
+    def _swap_render(self, src: torch.Tensor, ref: torch.Tensor, parts: tuple[int, ...]) -> torch.Tensor:
+        """Renders of each source with `parts`' shape and texture codes from its reference (`swap_latents`)."""
+        from stylemapgan.editing.semantic import PartSwap
+
+        ed = self.part_editor
+        latents = [
+            ed.swap_latents(ed.add_code(s[None]), [PartSwap(ed.add_code(r[None]), parts, "both")], 1.0)
+            for s, r in zip(src, ref, strict=True)
+        ]
+        return self.render(torch.cat(latents))
+
+    def swapped_part(self, source: torch.Tensor, reference: torch.Tensor, part: str) -> torch.Tensor:
+        return self._swap_render(source, reference, (self.part_editor.part_index(part),))
 
 
 def scored_model(editor: BaseEditor) -> ScoredModel:

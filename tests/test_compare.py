@@ -121,9 +121,15 @@ def test_every_metric_of_every_model_is_a_number(setup: Setup, compared: tuple[P
     assert record["format"] == "stylemapgan-compare"
     assert [m["family"] for m in record["models"]] == ["StyleMapGAN", "SemanticStyleGAN"]
     assert [m["name"] for m in record["models"]] == ["smg-tiny", "sem-enc"]
+    smg_control = record["models"][0]["metrics"]["part_control"]  # StyleMapGAN has no part codes: n/a, why
+    assert smg_control["value"] is None and "no per-part shape and texture codes" in smg_control["reason"]
+    assert 0 <= record["models"][1]["metrics"]["part_control"]["value"] <= 1
+    assert set(record["models"][1]["part_control"]) == {"background", "part1", "part2", "part3", "part4"}
     for m in record["models"]:
         assert set(m["metrics"]) == {key for key, _, _ in ROWS}, m["name"]
         for key, entry in m["metrics"].items():
+            if m is record["models"][0] and key == "part_control":
+                continue
             assert isinstance(entry["value"], float) and math.isfinite(entry["value"]), (m["name"], key, entry)
             assert "reason" not in entry
         assert 0 < m["metrics"]["recon_mse_encoder"]["value"] < 4

@@ -135,9 +135,9 @@ SEM_RELEASE = $(PY) -m stylemapgan release $(SEM_ENC_RUN) $(SEM_MODEL) --name $(
 cartoon-faces: 10,000 train + 1,000 test faces at 64 px). Trained with our own code, no GPU: $(SEM_BUDGET). Recipe: \
 make train-semantic ($(SEM_PRESET), $(SEM_ITERS) iterations, the first 2,000 on a 2,000-face subset; then its \
 expanded-latent encoder, $(SEM_ENC_ITERS) iterations against the frozen EMA generator, the image MSE weighted 5x from \
-iteration 977). Metrics: stylemapgan eval --metrics fid,kid,recon,local_edit --num $(SEM_EVAL_NUM) --real-split test \
+iteration 977). Metrics: stylemapgan eval --metrics fid,kid,recon,local_edit,part_control --num $(SEM_EVAL_NUM) --real-split test \
 ($(SEM_EVAL_NUM) generated images, the whole test split as real images, the first $(SEM_EVAL_NUM) test faces \
-reconstructed, $(SEM_EVAL_NUM) pairs per part)."
+reconstructed, $(SEM_EVAL_NUM) pairs per part, $(SEM_EVAL_NUM) sampled pairs for part control)."
 HAS_CKPT = ls $(1)/checkpoints/ckpt-*.safetensors >/dev/null 2>&1
 train-semantic: install
 	test -d $(SEM_DATA) || $(PY) -m stylemapgan datasets build cartoon-faces $(SEM_DATA) --size 64 \
@@ -157,7 +157,7 @@ train-semantic: install
 release-semantic: install
 	test -d $(MODEL_DIR)/cartoon-faces-samples || $(MAKE) samples-default
 	$(SEM_RELEASE)
-	$(PY) -m stylemapgan eval --ckpt $(SEM_NAME) --data $(SEM_DATA) --metrics fid,kid,recon,local_edit \
+	$(PY) -m stylemapgan eval --ckpt $(SEM_NAME) --data $(SEM_DATA) --metrics fid,kid,recon,local_edit,part_control \
 		--num $(SEM_EVAL_NUM) --real-split test --out $(SEM_EVAL)
 	$(SEM_RELEASE) --metrics $(SEM_EVAL)
 	$(PY) -m stylemapgan directions --ckpt $(SEM_NAME) --data $(SEM_DATA) --limit $(SEM_DIRECTIONS_LIMIT) --quiet \

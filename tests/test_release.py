@@ -30,6 +30,8 @@ REPORT = {"metrics": {  # the shape of a SemanticStyleGAN `stylemapgan eval` rep
     "local_edit": {"mse_src": 0.02, "mse_ref": 0.2, "edit_mode": "part_swap", "pooling": None,
                    "per_part": {"eyes": {"mse_src": 0.01, "mse_ref": 0.3}, "background": {"mse_src": 0.3,
                                                                                     "mse_ref": 0.1}}},
+    "part_control": {"mean": 0.5, "pairs": 4, "per_part": {"eyes": {"control": 0.15, "mse_ref": 0.1, "mse_src": 0.02},
+                                                          "background": {"control": None, "pixels": 0}}},
 }}
 
 
@@ -83,7 +85,9 @@ def test_release_ships_the_ema_networks_the_mean_w_and_the_part_names(released: 
     assert "Family: SemanticStyleGAN; truncation centre: mean w of 10,000 z (seed 0)" in text
     assert "| reconstruction MSE, images in [-1, 1] | 0.25 | <= 0.02 |" in text
     assert "shape and texture codes of the part swapped into the source" in text
-    assert "| eyes | 0.01 | 0.3 | yes |" in text and "| background | 0.3 | 0.1 | NO |" in text
+    assert "| eyes | 0.01 | 0.3 | yes | 0.15 |" in text and "| background | 0.3 | 0.1 | NO | n/a |" in text
+    assert card["metrics"]["part_control.mean"] == 0.5 and "part_control.eyes.mse_ref" not in card["metrics"]
+    assert "| part control, mean over parts" in text
     assert "- iterations: 2 (`stylemapgan train-encoder`)" in text and "Started from `generator.safetensors`" in text
     assert f"Parameters: generator {card['parameters']['generator'] / 1e6:.2f}M, encoder" in text
 

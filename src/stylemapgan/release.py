@@ -137,6 +137,8 @@ HEADLINE = [  # (label, metric key, target or None): what a user compares first
     ("local edit MSE_src (outside the mask, vs source)", "local_edit.mse_src", "< MSE_ref"),
     ("local edit MSE_ref (inside the mask, vs reference)", "local_edit.mse_ref", None),
     ("MSE on the bundled sample faces (tested)", "bundled_samples_recon_mse", None),
+    ("part control, mean over parts (1: a part's codes take over its region; generator only)", "part_control.mean",
+     None),
 ]
 
 
@@ -165,12 +167,18 @@ def card_markdown(card: dict[str, Any], ckpt: Checkpoint) -> str:
             how = ("the reference's shape and texture codes of the part swapped into the source"
                    if metrics.get("local_edit.edit_mode") == PART_SWAP else
                    "the reference's part pasted into the source through its mask")
-            lines += ["", f"Local edits per part ({how}):", "",
-                      "| part | MSE_src | MSE_ref | MSE_src < MSE_ref |", "|---|---|---|---|"]
+            control = any(k.startswith("part_control.") and k.endswith(".control") for k in metrics)
+            lines += ["", f"Local edits per part ({how})" + (", and each part's control (`part_control`: sampled "
+                      "pairs, generator only; n/a where no pair shows the part at the same pixels)" if control else "")
+                      + ":", "", "| part | MSE_src | MSE_ref | MSE_src < MSE_ref |" + (" control |" if control else ""),
+                      "|---|---|---|---|" + ("---|" if control else "")]
             for part in parts:
                 src, ref = metrics.pop(f"local_edit.{part}.mse_src"), metrics.pop(f"local_edit.{part}.mse_ref", None)
                 verdict = "n/a (not scored)" if src is None or ref is None else "yes" if src < ref else "NO"
-                lines.append(f"| {part} | {_fmt(src)} | {_fmt(ref)} | {verdict} |")
+                row = f"| {part} | {_fmt(src)} | {_fmt(ref)} | {verdict} |"
+                if control:
+                    row += f" {_fmt(metrics.pop(f'part_control.{part}.control', 'n/a'))} |"
+                lines.append(row)
         if metrics:
             lines += ["", "Other values and settings: " + "; ".join(f"{k} = {_fmt(v)}" for k, v in metrics.items())
                       + "."]

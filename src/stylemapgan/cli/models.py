@@ -235,7 +235,7 @@ def eval_report_summary(report: dict) -> dict[str, float | int | str]:
         per_part = fields.get("per_part")
         if isinstance(per_part, dict):
             for part, row in per_part.items():
-                for key in ("mse_src", "mse_ref"):
-                    if key in row:
+                for key in ("control",) if "control" in row else ("mse_src", "mse_ref"):  # part_control, local_edit
+                    if row.get(key) is not None:
                         out[f"{metric}.{part}.{key}"] = row[key]
     return out

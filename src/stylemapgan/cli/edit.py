@@ -477,7 +477,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "official recipe)")
     p.add_argument("--lr", type=float, default=None,
                    help="Adam learning rate on the code (default: StyleMapGAN 0.05, SemanticStyleGAN 0.1 with the "
-                        "official ramp)")
+                        "official ramp, 0.01 for hybrid, which starts at the encoder's answer)")
     p.add_argument("--lpips", default="stlpips-vgg", choices=("stlpips-vgg", "stlpips-alex", "lpips-vgg", "none"),
                    help="perceptual distance for the loss and the metric (none: MSE only)")
     p.add_argument("--lpips-weight", type=float, default=None, help="weight of the perceptual term (default 1)")
@@ -631,7 +631,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     if args.method != "optimize" and getattr(editor, "encoder", None) is None:
         raise CLIError(f"--method {args.method}: method '{args.method}' needs an encoder (train one with "
                        "`stylemapgan train-encoder`) and this model has none; --method optimize needs none")
-    options = _projection_options(args, editor.projection_defaults)
+    options = _projection_options(args, editor.projection_recipe(args.method))
     space = {}
     if caps.projection_spaces:
         args.space = args.space or caps.projection_spaces[0]

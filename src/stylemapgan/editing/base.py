@@ -140,6 +140,11 @@ class BaseEditor:
     projection_defaults: ClassVar[ProjectionOptions] = ProjectionOptions()
     clusters: Any = None  # fitted part clusters of the model's features (StyleMapGAN, `editing.clusters`), if any
 
+    def projection_recipe(self, method: str) -> ProjectionOptions:
+        """The family's own recipe for a projection `method` ("optimize", "hybrid"): `projection_defaults` unless the
+        family tunes one method (callers then pass their step budget and flags on top)."""
+        return self.projection_defaults
+
     def _init_cache(self, cache_size: int, model_id: str | None) -> None:
         self.cache_size = max(1, int(cache_size))
         self._model_id = model_id

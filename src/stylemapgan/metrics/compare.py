@@ -539,7 +539,7 @@ def compare(
             "name": m.name, "ckpt": m.ckpt, "path": m.path, "model_id": editor.model_id,
             "family": editor.capabilities.family, "size": editor.size, "code_space": scorer.model.code_space,
             "edit": scorer.able.edit_plan.description, "projection_recipe": dataclasses.asdict(
-                dataclasses.replace(editor.projection_defaults, steps=options.steps)),
+                dataclasses.replace(editor.projection_recipe(options.projection), steps=options.steps)),
             "metrics": {k: scorer.metrics[k] for k, _, _ in ROWS if k in scorer.metrics},
             "per_part": scorer.per_part,
             **({"part_control": scorer.part_control_per_part} if "part_control" in options.metrics else {}),

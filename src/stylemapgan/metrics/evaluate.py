@@ -384,7 +384,7 @@ class EvalRun:
         images as uint8."""
         options, test = self.options, self.test_split
         if options.codes is None:
-            recipe = dataclasses.replace(self.editor.projection_defaults, steps=options.projection_steps)
+            recipe = dataclasses.replace(self.editor.projection_recipe(method), steps=options.projection_steps)
             return encode_pool(self.editor, test, indices, options.batch, keep_images, method, recipe, perceptual)
         codes = load_code_folder(self.editor, options.codes, indices)
         images = to_uint8(_load_images(test, indices)) if keep_images else None
@@ -449,7 +449,8 @@ def _recon(run: EvalRun) -> None:
     options, test = run.options, run.test_split
     perceptual = run.perceptual()
     # the model's own recipe (SemanticStyleGAN: the official lr 0.1, MSE 0.1), with the run's step budget
-    proj_options = dataclasses.replace(run.editor.projection_defaults, steps=options.projection_steps)
+    proj_options = dataclasses.replace(run.editor.projection_recipe(options.projection),
+                                       steps=options.projection_steps)
     t0 = time.perf_counter()
     count = min(options.num or RECON_DEFAULT, len(test))
     mses: list[torch.Tensor] = []

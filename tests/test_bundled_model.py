@@ -1,5 +1,5 @@
-"""The models shipped in the package: the default loads by default, and every bundled model present (cartoon-faces;
-cartoon-faces-semantic once its file is released) is an inference model that reconstructs its bundled sample faces
+"""The models shipped in the package: the default loads by default, and every bundled model present (cartoon-faces,
+cartoon-faces-semantic) is an inference model that reconstructs its bundled sample faces
 as its card says."""
 
 from __future__ import annotations

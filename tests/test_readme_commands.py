@@ -106,9 +106,11 @@ RUNS: dict[str, str | None] = {
     "--out eval/report.json": "stylemapgan eval --data data/cartoon-faces-64 --metrics fid,kid,fid_lerp,recon,"
     "local_edit --num 8 --out eval/report.json",
     "stylemapgan compare --ckpt cartoon-faces --ckpt cartoon-faces-semantic --data data/cartoon-faces-64 --num 200 "
-    "--threads 2 --outdir docs/compare": "stylemapgan compare --ckpt cartoon-faces --ckpt runs/sem-enc --data "
-    "data/cartoon-faces-64 --num 4 --steps 1 --repeats 2 --threads 1 --outdir docs/compare",  # the semantic model
-    # trained above stands in for cartoon-faces-semantic until it ships (issue 24); 1 thread: 2 stall on a busy CPU
+    "--steps 20 --threads 2 --outdir docs/compare": "stylemapgan compare --ckpt cartoon-faces --ckpt "
+    "cartoon-faces-semantic --data data/cartoon-faces-64 --num 4 --steps 1 --repeats 2 --threads 1 "
+    "--outdir docs/compare",  # 1 thread: 2 stall on a busy CPU
+    "stylemapgan edit --ckpt cartoon-faces-semantic --source test:0 --reference test:5 --part eyes "
+    "--outdir out/sem-eyes": AS_WRITTEN,
     "stylemapgan project test:0 test:1 test:2 test:3 test:4 test:5 --outdir out/proj": AS_WRITTEN,
     "stylemapgan project test:0 test:1 test:2 test:3 test:4 test:5 --method hybrid --steps 100 --lpips none "
     "--outdir out/refined": "stylemapgan project test:0 test:1 test:2 test:3 test:4 test:5 --method hybrid "

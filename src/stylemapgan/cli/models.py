@@ -153,6 +153,11 @@ def bundled_model_rows() -> list[dict]:
             metrics = card.get("metrics") or {}
             row.update({"path": str(path), "card": str(path.with_suffix(".md")), "size_bytes": path.stat().st_size,
                         "family": card.get("family") or read_family(path).title, "iterations": card.get("iterations"),
+                        "trained_by": card.get("trained_by"),
+                        # what the released run started from (a trained generator, an encoder of another run), first
+                        "earlier_stages": [
+                            {"trained_by": stage.get("trained_by"), "iterations": stage.get("iterations")}
+                            for stage in [*(card.get("initialised_from") or []), *(card.get("networks_from") or [])]],
                         "samples": samples.name if samples else None,
                         "directions": directions.name if directions else None,
                         "metrics": {key: metrics[key] for key, _ in CARD_FIGURES if key in metrics}})
@@ -184,10 +189,20 @@ def cmd_models(args: argparse.Namespace) -> int:
                             if isinstance(row["metrics"].get(key), int | float))
         extras = ", ".join(f"{what} {row[what]}" for what in ("samples", "directions") if row[what])
         print(f"{row['name']}{' (default)' if row['default'] else ''}: {row['family']}, "
-              f"{row['size_bytes'] / 1e6:.1f} MB, {row['iterations']} iterations"
+              f"{row['size_bytes'] / 1e6:.1f} MB, {_iterations(row)}"
               f"{'; ' + figures if figures else ''}{'; ' + extras if extras else ''}")
         print(f"  card: {row['card']}")
     return 0
+
+
+def _iterations(row: dict) -> str:
+    """"28250 iterations", or with the stages a release went through: "8144 (train) + 1040 (train-encoder)
+    iterations"."""
+    if not row.get("earlier_stages"):
+        return f"{row['iterations']} iterations"
+    stages = [*row["earlier_stages"], {"trained_by": row.get("trained_by"), "iterations": row["iterations"]}]
+    return " + ".join(f"{stage['iterations']} ({stage['trained_by'] or 'an earlier run'})" for stage in stages) \
+        + " iterations"
 
 
 def cmd_init(args: argparse.Namespace) -> int:

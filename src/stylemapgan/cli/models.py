@@ -157,7 +157,8 @@ def bundled_model_rows() -> list[dict]:
                         # what the released run started from (a trained generator, an encoder of another run), first
                         "earlier_stages": [
                             {"trained_by": stage.get("trained_by"), "iterations": stage.get("iterations")}
-                            for stage in [*(card.get("initialised_from") or []), *(card.get("networks_from") or [])]],
+                            for stage in [*(card.get("initialised_from") or []), *(card.get("networks_from") or [])]
+                            if stage.get("iterations")],  # a fresh, untrained start is no stage
                         "samples": samples.name if samples else None,
                         "directions": directions.name if directions else None,
                         "metrics": {key: metrics[key] for key, _ in CARD_FIGURES if key in metrics}})

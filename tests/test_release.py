@@ -111,6 +111,28 @@ def test_the_card_tells_the_run_an_encoder_was_taken_from(released: dict[str, Pa
     assert "Took encoder, e_ema from `ckpt-0000002.safetensors`" in text and "Started from `generator" in text
 
 
+def test_a_release_from_another_folder_keeps_the_earlier_stage_and_says_when_it_is_gone(
+        released: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs record the files they started from as resolved paths, so a release made from another folder still
+    tells the generator's own training; once that file is gone, the card says its record was not at hand."""
+    work = tmp_path / "runs"
+    work.mkdir()
+    shutil.copy(released["generator"], work / "g.safetensors")
+    monkeypatch.chdir(work)
+    assert main(["train-encoder", "--ckpt", "g.safetensors", "--data", str(released["data"]), "--outdir", "enc",
+                 "--iters", "1", "--batch", "2", "--num-workers", "0", "--perceptual", "none", "--sample-every",
+                 "100", "--val-every", "100", "--no-progress"]) == 0
+    monkeypatch.chdir(tmp_path)  # elsewhere: "g.safetensors" alone would not resolve here
+    assert main(["release", "runs/enc", "kept.safetensors", "--name", "kept"]) == 0
+    (stage,) = load_checkpoint(tmp_path / "kept.safetensors").provenance["card"]["initialised_from"]
+    assert stage["path"] == str(work / "g.safetensors") and stage["trained_by"] == "train"
+    (work / "g.safetensors").unlink()
+    assert main(["release", "runs/enc", "lost.safetensors", "--name", "lost"]) == 0
+    (stage,) = load_checkpoint(tmp_path / "lost.safetensors").provenance["card"]["initialised_from"]
+    assert "trained_by" not in stage and stage["path"] == str(work / "g.safetensors")
+    assert "that checkpoint was not at hand at release" in (tmp_path / "lost.md").read_text()
+
+
 def test_the_editor_uses_the_shipped_centre_card_and_samples(released: dict[str, Path],
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     model = load_checkpoint(released["model"])

@@ -217,7 +217,7 @@ class TrainingRun:
                                                 data_was=resume_ckpt.provenance.get("data"))
             widen_encoder = model_config != resume_ckpt.config
         elif init_from is not None:
-            init_path = latest_checkpoint(init_from)
+            init_path = latest_checkpoint(init_from).resolve()  # recorded: a release from any folder finds it
             init_ckpt = load_checkpoint(init_path)
             training_entry = self._training(init_ckpt.config)
             known = {f.name for f in dataclasses.fields(init_ckpt.config)}
@@ -283,7 +283,7 @@ class TrainingRun:
     def _adopt(source: str | Path, init_ckpt: Any, model_config: Any, training: TrainingFamily) -> dict[str, Any]:
         """Replace init_ckpt's networks named by `training.adoptable` with those of checkpoint `source` (same model
         config, checked before anything is built); returns the history record of what was taken."""
-        path = latest_checkpoint(source)
+        path = latest_checkpoint(source).resolve()  # recorded in the history, like init_from
         other = load_checkpoint(path)
         if other.config != model_config:
             differ = [f.name for f in dataclasses.fields(model_config)

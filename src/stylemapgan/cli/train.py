@@ -47,6 +47,9 @@ _SEMANTIC_OPTIONS: list[tuple[str, type, str]] = [
     ("path_every", int, "SemanticStyleGAN: lazy path-length interval (default 4)"),
     ("path_batch_shrink", int, "SemanticStyleGAN: the path-length batch is --batch divided by this (default 2)"),
     ("mixing_prob", float, "SemanticStyleGAN: probability of part-wise style mixing per iteration (default 0.3)"),
+    ("lambda_swap", float, "SemanticStyleGAN, ours (not in the paper): weight of a part-swap consistency loss "
+                           "that pulls a render with one part's codes from another sample towards that sample "
+                           "inside the part and towards itself outside it (default 0: official, off)"),
 ]
 
 

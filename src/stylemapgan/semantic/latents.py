@@ -117,6 +117,22 @@ def part_mix(
     return torch.cat([base, pairs], dim=1)
 
 
+def swap_part_codes(config: SemanticConfig, source: torch.Tensor, reference: torch.Tensor,
+                    parts: torch.Tensor) -> torch.Tensor:
+    """W+ [N, n_latent, D]: the source with, per sample i, class parts[i]'s shape and texture codes taken from
+    reference[i] (the part swap of the part-swap consistency loss; the base codes stay the source's)."""
+    n = source.shape[0]
+    if source.shape != reference.shape or source.ndim != 3 or source.shape[1] != config.n_latent:
+        raise LatentLayoutError(f"source, reference: expected two [N, {config.n_latent}, D], got "
+                                f"{list(source.shape)}, {list(reference.shape)}")
+    if parts.shape != (n,) or bool(((parts < 0) | (parts >= config.seg_dim)).any()):
+        raise LatentLayoutError(f"parts: expected [{n}] classes in [0, {config.seg_dim - 1}], got {parts.tolist()}")
+    rows = torch.arange(config.n_latent, device=source.device).unsqueeze(0)  # [1, n_latent]
+    first = config.base_layers + 2 * parts.to(source.device).unsqueeze(1)  # [N, 1]: the part's shape row
+    take = ((rows == first) | (rows == first + 1)).unsqueeze(-1)  # its shape and texture rows
+    return torch.where(take, reference, source)
+
+
 def truncate(latents: torch.Tensor, truncation: float, truncation_latent: torch.Tensor | None) -> torch.Tensor:
     """mean + psi * (w - mean), applied before expansion as official; psi >= 1 leaves w as is."""
     if truncation >= 1:

@@ -8,6 +8,8 @@ plain functions of tensors; the training loop that weights and schedules them is
 - The mask-consistency term keeps the final, refined segmentation close to the coarse one.
 - Path-length regularisation differentiates the image with respect to the expanded latents (one vector per local
   layer), not the 28 W+ vectors.
+- Part-swap consistency (`part_swap_loss`) is ours, off unless its weight is given: the official model is left to
+  learn from the architecture alone that a part's codes paint only that part.
 """
 
 from __future__ import annotations
@@ -70,3 +72,26 @@ def training_latents(
     if w2 is None:
         return broadcast_w(config, w1)
     return part_mix(config, w1, w2, choice)
+
+
+def part_swap_loss(
+    swapped: torch.Tensor, swapped_labels: torch.Tensor, source: torch.Tensor, source_labels: torch.Tensor,
+    reference: torch.Tensor, reference_labels: torch.Tensor, parts: torch.Tensor,
+) -> torch.Tensor:
+    """Part-swap consistency (our extra, not in the paper): images [N, 3, S, S] and label maps [N, S, S] of the
+    source, the reference and the source with part parts[i]'s codes from the reference. Inside the part (where
+    both the swap and the reference show it) the swap should look like the reference; where none of the three
+    shows it, like the source. Each term is the mean over samples (those whose region is not empty) of the squared
+    error over the sample's region, so a small part (eyes) weighs as much as a large one; the border between the
+    regions is left free (the swapped shape moves it)."""
+    part = parts.view(-1, 1, 1)
+    inside = ((swapped_labels == part) & (reference_labels == part)).unsqueeze(1)
+    outside = ((swapped_labels != part) & (source_labels != part) & (reference_labels != part)).unsqueeze(1)
+    total = swapped.new_zeros(())
+    for region, target in ((inside, reference), (outside, source)):
+        counts = region.flatten(1).sum(1) * swapped.shape[1]  # [N]
+        shown = counts > 0
+        if bool(shown.any()):
+            per_sample = ((swapped - target).square() * region).flatten(1).sum(1)[shown] / counts[shown]
+            total = total + per_sample.mean()
+    return total

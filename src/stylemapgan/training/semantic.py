@@ -6,7 +6,9 @@ generated ones. (2) Lazy R1 every `d_reg_every` iterations (from iteration 0): g
 gamma_seg / 2 * R1(segmentation), both from one D forward on the real pair, times the interval. (3) G:
 non-saturating loss + lambda_mask * mask consistency. (4) Path-length regularisation every `path_every`
 iterations on a batch shrunk by `path_batch_shrink`, differentiated with respect to the expanded latents, weight
-times the interval. (5) EMA of G's parameters. Every latent of (1), (3), (4) is mixed part-wise with probability
+times the interval. (5) EMA of G's parameters. Ours, off unless `lambda_swap` is given: in (3), each sample also
+renders with one part's codes from another sample, pulled towards that sample inside the part and towards itself
+outside it (`semantic.objective.part_swap_loss`). Every latent of (1), (3), (4) is mixed part-wise with probability
 `mixing_prob`. Adam for G and D carries StyleGAN2's lazy-regularisation correction (lr and betas scaled by
 k / (k + 1), k = path_every for G and d_reg_every for D).
 
@@ -33,8 +35,10 @@ from torch.utils.data import Dataset
 from stylemapgan.data.dataset import DataMismatchError, collate_images_and_labels, fit_labels_to_model
 from stylemapgan.semantic import DualBranchDiscriminator, SemanticConfig, SemanticGenerator
 from stylemapgan.semantic.io import class_color
+from stylemapgan.semantic.latents import swap_part_codes
 from stylemapgan.semantic.objective import (
     mask_consistency_loss,
+    part_swap_loss,
     path_lengths,
     path_noise_scale,
     r1_penalties,
@@ -98,9 +102,10 @@ class SemanticTrainConfig(RunConfig):
     path_every: int = 4  # lazy interval of the path-length term (G's Adam correction uses it even when off)
     path_batch_shrink: int = 2  # the path-length batch is batch // path_batch_shrink
     mixing_prob: float = 0.3  # probability that an iteration's latents are mixed part-wise
+    lambda_swap: float = 0.0  # ours, not the paper's: part-swap consistency weight (0: official, not computed)
 
     RESUME_CHANGEABLE: ClassVar[frozenset[str]] = RunConfig.RESUME_CHANGEABLE | {
-        "r1_seg_gamma", "lambda_mask", "path_regularize", "mixing_prob",
+        "r1_seg_gamma", "lambda_mask", "path_regularize", "mixing_prob", "lambda_swap",
     }
 
     def __post_init__(self) -> None:
@@ -108,7 +113,7 @@ class SemanticTrainConfig(RunConfig):
         for name in ("path_every", "path_batch_shrink"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        for name in ("r1_gamma", "r1_seg_gamma", "lambda_mask", "path_regularize"):
+        for name in ("r1_gamma", "r1_seg_gamma", "lambda_mask", "path_regularize", "lambda_swap"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.mixing_prob <= 1.0:
@@ -331,8 +336,9 @@ class SemanticTrainer:
         g, d = self.generator, self.discriminator
         set_requires_grad(g, True)
         set_requires_grad(d, False)
+        latents, noise = self.latents(self.cfg.batch), self.render_noise(self.cfg.batch)
         with self._autocast():
-            fake = g.synthesize(self.latents(self.cfg.batch), noise=self.render_noise(self.cfg.batch))
+            fake = g.synthesize(latents, noise=noise)
             adv = g_nonsaturating_loss(d(fake.image, fake.segmentation).float())
         losses = {"g_adv": adv}
         loss = adv
@@ -340,8 +346,29 @@ class SemanticTrainer:
             mask = mask_consistency_loss(fake.segmentation.float(), fake.coarse_segmentation.float())
             losses["mask"] = mask
             loss = adv + self.cfg.lambda_mask * mask
+        if self.cfg.lambda_swap:  # weight 0 (official): not computed, and no random draw
+            swap = self.part_swap_term(latents, noise, fake.image.detach().float(), fake.segmentation.detach())
+            losses["swap"] = swap
+            loss = loss + self.cfg.lambda_swap * swap
         self._step(self.g_optim, g, loss)
         return {name: value.detach() for name, value in losses.items()}
+
+    def part_swap_term(self, latents: torch.Tensor, noise: list[torch.Tensor], images: torch.Tensor,
+                       segmentation: torch.Tensor) -> torch.Tensor:
+        """Part-swap consistency (`semantic.objective.part_swap_loss`) on this rank's G batch: sample i swaps in
+        the codes of one class shown by both it and its neighbour i+1 (the reference), chosen uniformly from the
+        run's generator, and is rendered with its own noise; the source and reference renders are the G step's."""
+        n = latents.shape[0]
+        labels = segmentation.argmax(1)
+        order = torch.roll(torch.arange(n, device=latents.device), -1)
+        draw = self._rank_slice(torch.rand(self.cfg.batch, self.model_config.seg_dim, generator=self.rng))
+        shown = F.one_hot(labels.flatten(1), self.model_config.seg_dim).amax(1).bool()  # [n, K]
+        parts = torch.where(shown & shown[order], draw.to(latents.device), -1.0).argmax(1)
+        swapped_latents = swap_part_codes(self.model_config, latents, latents[order].detach(), parts)
+        with self._autocast():
+            swapped = self.generator.synthesize(swapped_latents, noise=noise)
+        return part_swap_loss(swapped.image.float(), swapped.segmentation.detach().argmax(1), images, labels,
+                              images[order], labels[order], parts)
 
     def path_length_step(self) -> dict[str, torch.Tensor]:
         """Path-length regularisation (fp32) on the expanded latents of a shrunk batch, weight * path_every."""

@@ -127,10 +127,10 @@ def swap_part_codes(config: SemanticConfig, source: torch.Tensor, reference: tor
                                 f"{list(source.shape)}, {list(reference.shape)}")
     if parts.shape != (n,) or bool(((parts < 0) | (parts >= config.seg_dim)).any()):
         raise LatentLayoutError(f"parts: expected [{n}] classes in [0, {config.seg_dim - 1}], got {parts.tolist()}")
-    rows = torch.arange(config.n_latent, device=source.device).unsqueeze(0)  # [1, n_latent]
-    first = config.base_layers + 2 * parts.to(source.device).unsqueeze(1)  # [N, 1]: the part's shape row
-    take = ((rows == first) | (rows == first + 1)).unsqueeze(-1)  # its shape and texture rows
-    return torch.where(take, reference, source)
+    part_rows = torch.tensor([[shape_index(config, k), texture_index(config, k)] for k in range(config.seg_dim)],
+                             device=source.device)[parts.to(source.device)]  # [N, 2]: each sample's part's rows
+    take = torch.zeros(n, config.n_latent, dtype=torch.bool, device=source.device).scatter_(1, part_rows, True)
+    return torch.where(take.unsqueeze(-1), reference, source)
 
 
 def truncate(latents: torch.Tensor, truncation: float, truncation_latent: torch.Tensor | None) -> torch.Tensor:
